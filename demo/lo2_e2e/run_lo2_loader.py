@@ -1,0 +1,16 @@
+#!/usr/bin/env python3
+"""Loader phase of the LO2 pipeline (thin wrapper over ``loglead_lo2.loader.cli``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+try:
+    from loglead_lo2.loader.cli import main
+except ImportError:  # running from a checkout without installing the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from loglead_lo2.loader.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(prog="run_lo2_loader.py"))

@@ -1,0 +1,198 @@
+"""``lo2-load`` / ``demo/lo2_e2e/run_lo2_loader.py``: the loader phase from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from loglead_lo2 import SERVICES
+from loglead_lo2.errors import UserError
+from loglead_lo2.loader.pipeline import LoadOptions, LoadReport, run_loader
+
+DESCRIPTION = """\
+Load an LO2 tree (runs of Light-OAuth2 logs) into Parquet: events, sequences (one per run,
+test case and service, or per time window), enhanced sequences (tokens, Drain templates) and
+Prometheus metrics. Runs and cases are read in sorted order; random choices use --seed."""
+
+EPILOG = """\
+examples:
+  lo2-sample --out lo2_sample
+  %(prog)s --root lo2_sample --save-parquet
+  %(prog)s --root "$LO2_ROOT" --runs 5 --errors-per-run 1 \\
+      --service-types code token refresh-token --save-parquet --output-dir demo/result/lo2"""
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--root", required=True, type=Path,
+                   help="LO2 tree: folder of light-oauth2-data-<epoch> or LO2_run_<epoch> runs")
+    p.add_argument("--runs", type=int, default=None,
+                   help="load only the first N runs (sorted by epoch); default: all")
+    p.add_argument("--errors-per-run", type=int, default=None,
+                   help="error cases drawn at random (seeded) per run besides 'correct'; "
+                        "<=0 or absent: all 53")
+    dup = p.add_mutually_exclusive_group()
+    dup.add_argument("--allow-duplicates", dest="allow_duplicates", action="store_true",
+                     default=True,
+                     help="the same error case may be drawn in several runs (default)")
+    dup.add_argument("--no-duplicates", dest="allow_duplicates", action="store_false",
+                     help="each error case is drawn in at most one run")
+    p.add_argument("--single-error-type", metavar="NAME|random", default=None,
+                   help="load only this error case (plus 'correct') from every run; "
+                        "'random' picks one with --seed")
+    svc = p.add_mutually_exclusive_group()
+    svc.add_argument("--single-service", choices=SERVICES, default=None,
+                     help="load only this service's logs")
+    svc.add_argument("--service-types", nargs="+", choices=SERVICES, default=None,
+                     metavar="SERVICE",
+                     help=f"load only these services (choices: {' '.join(SERVICES)})")
+    p.add_argument("--head", type=int, default=None,
+                   help="read at most N lines of each file after trimming (quick looks)")
+    p.add_argument("--init-lines-to-skip", type=int, default=100,
+                   help="drop the first N lines of every file: start-up lines leak the label "
+                        "(default 100; 0 disables)")
+    p.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                   help="cut every sequence into fixed time windows of SECONDS, each its own "
+                        "sequence (seq_id suffix __wNNNN); makes 60 s 'correct' and 10 s "
+                        "error sequences comparable")
+    p.add_argument("--load-metrics", action="store_true",
+                   help="parse metrics/metric_*.json of the selected cases into "
+                        "lo2_metrics.parquet")
+    p.add_argument("--save-parquet", action="store_true",
+                   help="write enhanced sequences (tokens, trigrams, Drain ids) to "
+                        "lo2_sequences_enhanced.parquet")
+    p.add_argument("--save-events", action="store_true",
+                   help="write the events table to lo2_events.parquet")
+    p.add_argument("--save-base-sequences", action="store_true",
+                   help="write the sequences table without token lists to lo2_sequences.parquet")
+    p.add_argument("--enhancer-run-batch", type=int, default=0, metavar="N",
+                   help="load and enhance N runs at a time, streaming into one Parquet file "
+                        "(bounded memory); default 0 = all runs in one batch")
+    p.add_argument("--output-dir", type=Path, default=Path("demo/result/lo2"),
+                   help="where the Parquet files go (default demo/result/lo2)")
+    p.add_argument("--seed", type=int, default=42, help="seed for every random choice")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (otherwise the loader refuses)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> LoadOptions:
+    if args.single_service:
+        services: tuple[str, ...] = (args.single_service,)
+    elif args.service_types:
+        services = tuple(sorted(set(args.service_types)))
+    else:
+        services = SERVICES
+    if args.runs is not None and args.runs <= 0:
+        raise UserError("--runs must be a positive number of runs.")
+    if args.head is not None and args.head <= 0:
+        raise UserError("--head must be a positive number of lines.")
+    if args.enhancer_run_batch < 0:
+        raise UserError("--enhancer-run-batch must be >= 0.")
+    return LoadOptions(
+        root=args.root,
+        output_dir=args.output_dir,
+        runs=args.runs,
+        errors_per_run=args.errors_per_run,
+        allow_duplicates=args.allow_duplicates,
+        single_error_type=args.single_error_type,
+        services=services,
+        head=args.head,
+        init_lines_to_skip=args.init_lines_to_skip,
+        window=args.window,
+        load_metrics=args.load_metrics,
+        save_parquet=args.save_parquet,
+        save_events=args.save_events,
+        save_base_sequences=args.save_base_sequences,
+        run_batch=args.enhancer_run_batch,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+
+
+def format_summary(opts: LoadOptions, report: LoadReport, seconds: float) -> str:
+    sel = report.selection
+    st = report.stats
+    lines = [
+        "== LO2 loader summary ==",
+        f"root: {opts.root}",
+        f"runs: {len(sel.runs)} loaded of {sel.runs_available} available",
+        f"limits: runs={opts.runs or 'all'}, errors-per-run={opts.errors_per_run or 'all'}, "
+        f"duplicates={'allowed' if opts.allow_duplicates else 'no'}, "
+        f"single-error-type={opts.single_error_type or '-'}, head={opts.head or '-'}, "
+        f"trim first {opts.init_lines_to_skip} lines, "
+        f"window={f'{opts.window:g}s' if opts.window else 'none'}, seed={opts.seed}",
+        f"downsampled: {'; '.join(sel.downsampled) if sel.downsampled else 'no'}",
+        f"files: {st.files} read, {len(st.empty_files)} empty; lines: {st.lines:,} "
+        f"({st.trimmed_lines:,} trimmed, {st.blank_lines:,} blank, "
+        f"{st.continuation_lines:,} continuation lines attached, "
+        f"{st.orphan_lines:,} orphan continuation lines dropped)",
+        f"events: {report.events:,}; sequences: {report.sequences:,} "
+        f"({report.anomalous_sequences:,} anomalous, "
+        f"{report.sequences - report.anomalous_sequences:,} normal)",
+        f"services: {', '.join(report.services) or '-'}",
+        f"test cases: {len(report.test_cases)} "
+        f"({'correct + ' if 'correct' in report.test_cases else ''}"
+        f"{len([c for c in report.test_cases if c != 'correct'])} error cases)",
+    ]
+    if st.invalid_utf8_files:
+        lines.append(
+            f"invalid UTF-8: {len(st.invalid_utf8_files)} file(s), {st.invalid_utf8_lines} "
+            f"line(s) read with replacement characters (first: {st.invalid_utf8_files[0]})"
+        )
+    if report.metrics_rows or opts.load_metrics:
+        lines.append(f"metrics: {report.metrics_rows:,} samples")
+    if sel.skipped:
+        lines.append(f"skipped: {len(sel.skipped)}")
+        lines.extend(f"  - {path}: {why}" for path, why in sel.skipped[:20])
+        if len(sel.skipped) > 20:
+            lines.append(f"  ... and {len(sel.skipped) - 20} more")
+    else:
+        lines.append("skipped: none")
+    if report.written:
+        lines.append("written:")
+        lines.extend(
+            f"  - {opts.output_dir / name}: {rows:,} rows" for name, rows in report.written.items()
+        )
+        if report.templates:
+            lines.append(f"  ({report.templates} Drain templates)")
+    else:
+        lines.append(
+            "written: nothing (add --save-parquet, --save-events, --save-base-sequences "
+            "or --load-metrics)"
+        )
+    timing = ", ".join(f"{k} {v:.2f}s" for k, v in report.timings.items())
+    lines.append(f"time: {seconds:.2f}s total ({timing}); batches: {report.batches}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    start = time.perf_counter()
+    try:
+        opts = options_from_args(args)
+        progress = None if args.quiet else (lambda msg: print(msg, flush=True))
+        report = run_loader(opts, progress=progress)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; no output was replaced", file=sys.stderr)
+        return 130
+    print(format_summary(opts, report, time.perf_counter() - start))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

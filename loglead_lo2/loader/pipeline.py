@@ -1,0 +1,251 @@
+"""The loader phase as a library function: select, parse, window, enhance, write.
+
+Runs are processed ``run_batch`` at a time: each batch is parsed, cut into windows, enhanced
+(one Drain parser is shared by all batches so template ids agree) and appended to the
+Parquet outputs, so memory is bounded by the batch, not by the data set. Outputs are written
+to temporary files and moved into place only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from loglead_lo2 import SERVICES, __version__
+from loglead_lo2.errors import UserError
+from loglead_lo2.loader.discover import Selection, SelectOptions, select
+from loglead_lo2.loader.metrics import load_metrics
+from loglead_lo2.loader.parse import ParseStats, parse_files
+from loglead_lo2.loader.window import add_windows
+from loglead_lo2.schema import (
+    EVENT_COLUMNS,
+    ParquetStreamWriter,
+    check_overwrite,
+    write_parquet,
+    write_text_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+EVENTS_FILE = "lo2_events.parquet"
+SEQUENCES_FILE = "lo2_sequences.parquet"
+ENHANCED_FILE = "lo2_sequences_enhanced.parquet"
+METRICS_FILE = "lo2_metrics.parquet"
+TEMPLATES_FILE = "lo2_drain_templates.parquet"
+INFO_FILE = "lo2_load_info.json"
+MANIFEST_FILE = "lo2_manifest.csv"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Everything the loader phase needs; the CLI maps its flags onto this."""
+
+    root: Path
+    output_dir: Path = Path("demo/result/lo2")
+    runs: int | None = None
+    errors_per_run: int | None = None
+    allow_duplicates: bool = True
+    single_error_type: str | None = None
+    services: tuple[str, ...] = SERVICES
+    head: int | None = None
+    init_lines_to_skip: int = 100
+    window: float | None = None
+    load_metrics: bool = False
+    save_parquet: bool = False
+    save_events: bool = False
+    save_base_sequences: bool = False
+    run_batch: int = 0
+    seed: int = 42
+    overwrite: bool = False
+
+
+@dataclass
+class LoadReport:
+    """What the loader did; printed by the CLI and saved as ``lo2_load_info.json``."""
+
+    selection: Selection
+    stats: ParseStats = field(default_factory=ParseStats)
+    events: int = 0
+    sequences: int = 0
+    anomalous_sequences: int = 0
+    services: list[str] = field(default_factory=list)
+    test_cases: list[str] = field(default_factory=list)
+    metrics_rows: int = 0
+    templates: int = 0
+    written: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    batches: int = 0
+
+    def tick(self, step: str, seconds: float) -> None:
+        self.timings[step] = self.timings.get(step, 0.0) + seconds
+
+
+def _outputs(opts: LoadOptions) -> dict[str, Path]:
+    out = opts.output_dir
+    wanted = {
+        EVENTS_FILE: opts.save_events,
+        SEQUENCES_FILE: opts.save_base_sequences,
+        ENHANCED_FILE: opts.save_parquet,
+        METRICS_FILE: opts.load_metrics,
+        TEMPLATES_FILE: opts.save_parquet or opts.save_events,
+    }
+    return {name: out / name for name, on in wanted.items() if on}
+
+
+def _batches(sel: Selection, size: int) -> list[list[str]]:
+    names = [r.name for r in sel.runs]
+    size = size if size and size > 0 else len(names)
+    return [names[i : i + size] for i in range(0, len(names), size)]
+
+
+def run_loader(
+    opts: LoadOptions, progress: Callable[[str], None] | None = None
+) -> LoadReport:
+    """Load the LO2 tree under ``opts.root`` and write the requested Parquet outputs."""
+    say = progress or (lambda _msg: None)
+    if opts.window is not None and opts.window <= 0:
+        raise UserError("--window must be a positive number of seconds.")
+    if opts.init_lines_to_skip < 0:
+        raise UserError("--init-lines-to-skip must be >= 0 (0 disables trimming).")
+    outputs = _outputs(opts)
+    for path in outputs.values():
+        check_overwrite(path, opts.overwrite, "--overwrite")
+    t0 = time.perf_counter()
+    sel = select(
+        opts.root,
+        SelectOptions(
+            runs=opts.runs,
+            errors_per_run=opts.errors_per_run,
+            allow_duplicates=opts.allow_duplicates,
+            single_error_type=opts.single_error_type,
+            services=opts.services,
+            seed=opts.seed,
+        ),
+    )
+    report = LoadReport(selection=sel)
+    report.tick("discover", time.perf_counter() - t0)
+    enhance = opts.save_parquet or opts.save_events
+    drain = None
+    if enhance:
+        from loglead_lo2.enhancers import DrainParser
+
+        drain = DrainParser()
+    writers = {
+        name: ParquetStreamWriter(path, kind=kind)
+        for name, path, kind in (
+            (EVENTS_FILE, outputs.get(EVENTS_FILE), "events"),
+            (SEQUENCES_FILE, outputs.get(SEQUENCES_FILE), "sequences"),
+            (ENHANCED_FILE, outputs.get(ENHANCED_FILE), "sequences_enhanced"),
+        )
+        if path is not None
+    }
+    services: set[str] = set()
+    cases: set[str] = set()
+    batches = _batches(sel, opts.run_batch)
+    try:
+        for i, run_names in enumerate(batches, 1):
+            _load_batch(opts, sel, run_names, drain, writers, report, services, cases)
+            say(
+                f"[load] batch {i}/{len(batches)}: {len(run_names)} run(s), "
+                f"{report.events:,} events, {report.sequences:,} sequences so far"
+            )
+        for name, writer in writers.items():
+            t = time.perf_counter()
+            report.written[name] = writer.close()
+            report.tick("write", time.perf_counter() - t)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    report.batches = len(batches)
+    report.services = sorted(services)
+    report.test_cases = sorted(cases)
+    if drain is not None and TEMPLATES_FILE in outputs:
+        table = drain.template_table()
+        report.templates = table.height
+        report.written[TEMPLATES_FILE] = write_parquet(table, outputs[TEMPLATES_FILE])
+    if opts.load_metrics:
+        t = time.perf_counter()
+        metrics, skipped = load_metrics(sel.metrics_dirs)
+        sel.skipped.extend(skipped)
+        report.metrics_rows = metrics.height
+        if not sel.metrics_dirs:
+            sel.skipped.append((str(opts.root), "--load-metrics: no metrics/ folders found"))
+        report.written[METRICS_FILE] = write_parquet(metrics, outputs[METRICS_FILE], "metrics")
+        report.tick("metrics", time.perf_counter() - t)
+    if report.written:
+        write_text_atomic(opts.output_dir / INFO_FILE, json.dumps(info(opts, report), indent=2))
+    return report
+
+
+def _load_batch(
+    opts: LoadOptions,
+    sel: Selection,
+    run_names: list[str],
+    drain: object | None,
+    writers: dict[str, ParquetStreamWriter],
+    report: LoadReport,
+    services: set[str],
+    cases: set[str],
+) -> None:
+    wanted = set(run_names)
+    files = [f for f in sel.files if f.run in wanted]
+    t = time.perf_counter()
+    events, stats = parse_files(files, skip=opts.init_lines_to_skip, head=opts.head)
+    events = add_windows(events, opts.window)
+    report.tick("parse", time.perf_counter() - t)
+    report.stats.add(stats)
+    report.events += events.height
+    services.update(events["service"].unique().to_list())
+    cases.update(events["test_case"].unique().to_list())
+    from loglead_lo2.enhancers import aggregate_sequences, enhance_events
+
+    if drain is not None:
+        t = time.perf_counter()
+        events = enhance_events(events, drain, tokens=ENHANCED_FILE in writers)
+        report.tick("enhance", time.perf_counter() - t)
+    t = time.perf_counter()
+    seqs = aggregate_sequences(events)
+    report.tick("aggregate", time.perf_counter() - t)
+    report.sequences += seqs.height
+    report.anomalous_sequences += int(seqs["anomaly"].sum())
+    t = time.perf_counter()
+    if EVENTS_FILE in writers:
+        lists = [c for c, d in events.schema.items() if isinstance(d, pl.List)]
+        writers[EVENTS_FILE].write(events.drop(lists))
+    if SEQUENCES_FILE in writers:
+        base = [c for c in seqs.columns if not c.startswith("e_")]
+        writers[SEQUENCES_FILE].write(seqs.select(base))
+    if ENHANCED_FILE in writers:
+        writers[ENHANCED_FILE].write(seqs)
+    report.tick("write", time.perf_counter() - t)
+
+
+def info(opts: LoadOptions, report: LoadReport) -> dict[str, object]:
+    """The JSON record of a load: options, counts, outputs, manifest location, versions."""
+    manifest = opts.root / MANIFEST_FILE
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
+    options["services"] = list(opts.services)
+    return {
+        "tool": "loglead-lo2",
+        "version": __version__,
+        "polars": pl.__version__,
+        "root": str(opts.root.resolve()),
+        "manifest": str(manifest.resolve()) if manifest.is_file() else None,
+        "options": options,
+        "runs_available": report.selection.runs_available,
+        "runs_loaded": [r.name for r in report.selection.runs],
+        "events": report.events,
+        "sequences": report.sequences,
+        "anomalous_sequences": report.anomalous_sequences,
+        "windowed": opts.window is not None,
+        "window_seconds": opts.window,
+        "outputs": report.written,
+        "event_columns": list(EVENT_COLUMNS),
+    }
