@@ -1,0 +1,325 @@
+"""Isolation Forest baseline (phase D): train on normal sequences, score every sequence.
+
+* Training uses the ``correct`` (normal) sequences of the training runs only. The newest
+  normal runs among them (``holdout_fraction``) are held out to calibrate the threshold.
+* ``score_if`` is ``-IsolationForest.score_samples``: higher = more anomalous.
+  ``rank_if`` is its dense rank (1 = most anomalous).
+* The threshold is the ``threshold_percentile`` of the held-out normal scores; when no normal
+  run can be held out it falls back to the training scores and says so. Without a percentile
+  the forest's own ``contamination`` cut-off is used. One rule: ``pred = score >= threshold``.
+
+:func:`score_with_bundle` is the short way to score new data with a saved bundle::
+
+    from loglead_lo2.detection.iforest import score_with_bundle
+    from loglead_lo2.schema import read_parquet
+    seqs = read_parquet("demo/result/lo2/lo2_sequences_enhanced.parquet")
+    preds = score_with_bundle(seqs, "models/lo2_if.joblib")   # threshold from models/model.yml
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from loglead_lo2.errors import UserError
+
+log = logging.getLogger(__name__)
+
+IF_KEY = "isolation_forest"
+IF_ITEMS: tuple[str, ...] = ("e_words", "e_trigrams", "e_event_drain_id")
+# Columns copied from the input into the predictions file (when present).
+PREDICTION_KEYS: tuple[str, ...] = (
+    "seq_id", "run", "test_case", "service", "window", "normal", "anomaly", "target_service",
+)
+_EXCLUDED_NUMERIC = frozenset({"window", "line_no"})
+
+
+@dataclass(frozen=True)
+class IFConfig:
+    """Isolation Forest settings (the ``--if-*`` flags)."""
+
+    item: str | None = "e_words"
+    numeric: tuple[str, ...] = ()
+    contamination: float | str = "auto"
+    n_estimators: int = 100
+    max_samples: int | float | str = "auto"
+    holdout_fraction: float = 0.2
+    threshold_percentile: float | None = None
+    seed: int = 42
+    batch_size: int = 50_000
+    vectorizer: Mapping[str, Any] = field(default_factory=dict)
+
+    def estimator_params(self) -> dict[str, Any]:
+        return {
+            "n_estimators": self.n_estimators,
+            "max_samples": self.max_samples,
+            "contamination": self.contamination,
+            "random_state": self.seed,
+        }
+
+
+@dataclass
+class IFResult:
+    """A fitted (or loaded) forest, its threshold and where the numbers came from."""
+
+    model: Any
+    vectorizer: Any
+    threshold: float
+    threshold_source: str
+    percentile: float | None
+    fit_runs: list[str]
+    threshold_runs: list[str]
+    fit_rows: int
+    threshold_rows: int
+    fit_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def numeric_candidates(schema: Mapping[str, pl.DataType]) -> list[str]:
+    """Numeric sequence columns that may be used as ``--if-numeric`` features."""
+    return sorted(
+        name for name, dtype in schema.items()
+        if dtype.is_numeric() and name not in _EXCLUDED_NUMERIC
+    )
+
+
+def resolve_numeric(text: str | Iterable[str] | None,
+                    schema: Mapping[str, pl.DataType]) -> tuple[tuple[str, ...], list[str]]:
+    """Parse ``--if-numeric`` against the sequence table; returns (columns, notes).
+
+    ``duration`` is read as ``duration_sec``; ``e_chars_len`` is accepted with a note (at
+    sequence level it is the per-sequence sum of the events' character counts). Unknown
+    names raise a UserError listing the available numeric columns.
+    """
+    if text is None:
+        return (), []
+    names = [t.strip() for t in (text.split(",") if isinstance(text, str) else text)]
+    names = [n for n in names if n]
+    available = numeric_candidates(schema)
+    out: list[str] = []
+    notes: list[str] = []
+    unknown: list[str] = []
+    for name in names:
+        if name == "duration" and "duration_sec" in available:
+            notes.append("[IF] --if-numeric duration: using duration_sec (seconds)")
+            name = "duration_sec"
+        if name not in available:
+            unknown.append(name)
+            continue
+        if name == "e_chars_len":
+            notes.append(
+                "[IF] note: e_chars_len is an event-level length; at sequence level the "
+                "column holds the per-sequence SUM of the events' character counts"
+            )
+        if name not in out:
+            out.append(name)
+    if unknown:
+        raise UserError(
+            f"--if-numeric: unknown column(s) {', '.join(unknown)}; available numeric "
+            f"sequence columns: {', '.join(available) or 'none'}."
+        )
+    return tuple(out), notes
+
+
+def iter_batches(df: pl.DataFrame, batch_size: int) -> Iterable[pl.DataFrame]:
+    """Row slices of at most ``batch_size`` rows (at least one slice, even when empty)."""
+    if batch_size <= 0:
+        raise UserError(f"--predict-batch-size must be positive, got {batch_size}.")
+    if df.height == 0:
+        yield df
+        return
+    for offset in range(0, df.height, batch_size):
+        yield df.slice(offset, batch_size)
+
+
+def score_iforest(model: Any, vectorizer: Any, df: pl.DataFrame,
+                  batch_size: int = 50_000) -> np.ndarray:
+    """``score_if`` for every row of ``df``, in batches: higher = more anomalous."""
+    if df.height == 0:
+        return np.zeros(0, dtype=np.float64)
+    parts = [-model.score_samples(vectorizer.transform(b)) for b in iter_batches(df, batch_size)]
+    return np.concatenate(parts).astype(np.float64)
+
+
+def make_forest(config: IFConfig, overrides: Mapping[str, Any] | None = None) -> Any:
+    from sklearn.ensemble import IsolationForest
+
+    params = {**config.estimator_params(), **(overrides or {})}
+    return IsolationForest(**params)
+
+
+def _clamp_max_samples(value: int | float | str, rows: int) -> tuple[int | float | str, str | None]:
+    if isinstance(value, int) and value > rows:
+        return rows, f"[IF] --if-max-samples {value} > {rows} training rows; using {rows}"
+    return value, None
+
+
+def train_iforest(train_df: pl.DataFrame, config: IFConfig,
+                  overrides: Mapping[str, Any] | None = None) -> IFResult:
+    """Fit on the normal rows of ``train_df``; calibrate the threshold on held-out normal runs.
+
+    ``train_df`` must hold the *training runs only*; the caller keeps evaluation runs out.
+    """
+    from loglead_lo2.detection.features import ListVectorizer
+    from loglead_lo2.detection.split import normal_holdout_split
+
+    normal = train_df.filter(pl.col("normal"))
+    if normal.height == 0:
+        raise UserError("Isolation Forest: no normal ('correct') sequences in the training runs.")
+    notes: list[str] = []
+    fit_df, thr_df = normal, normal.clear()
+    thr_runs: list[str] = []
+    if config.holdout_fraction > 0:
+        try:
+            split = normal_holdout_split(normal, config.holdout_fraction, config.seed)
+        except UserError as exc:
+            notes.append(f"[IF] no normal run held out for the threshold: {exc}")
+        else:
+            thr_runs = sorted(split.test_runs)
+            thr_df = normal.filter(pl.col("run").is_in(thr_runs))
+            fit_df = normal.filter(~pl.col("run").is_in(thr_runs))
+            if split.note:
+                notes.append(f"[IF] {split.note}")
+    vectorizer = ListVectorizer(config.item, config.numeric, **dict(config.vectorizer))
+    started = time.perf_counter()
+    X = vectorizer.fit_transform(fit_df)
+    max_samples, note = _clamp_max_samples(config.max_samples, fit_df.height)
+    if note:
+        notes.append(note)
+    model = make_forest(config, {**(overrides or {}), "max_samples": max_samples})
+    model.fit(X)
+    fit_seconds = time.perf_counter() - started
+    result = IFResult(
+        model=model, vectorizer=vectorizer, threshold=float(-model.offset_),
+        threshold_source=f"contamination={config.contamination} (training scores)",
+        percentile=None, fit_runs=sorted(fit_df["run"].unique().to_list()),
+        threshold_runs=thr_runs, fit_rows=fit_df.height, threshold_rows=thr_df.height,
+        fit_seconds=fit_seconds, notes=notes,
+    )
+    if config.threshold_percentile is not None:
+        calibrate_threshold(result, thr_df if thr_df.height else fit_df, config,
+                            from_holdout=thr_df.height > 0, X_fit=X)
+    return result
+
+
+def calibrate_threshold(result: IFResult, normal_df: pl.DataFrame, config: IFConfig, *,
+                        from_holdout: bool, X_fit: Any = None) -> None:
+    """Set ``result.threshold`` to the percentile of ``normal_df``'s scores (in place)."""
+    pct = float(config.threshold_percentile)  # type: ignore[arg-type]
+    if X_fit is not None and not from_holdout:
+        scores = -result.model.score_samples(X_fit)
+    else:
+        scores = score_iforest(result.model, result.vectorizer, normal_df, config.batch_size)
+    result.threshold = float(np.percentile(scores, pct))
+    result.percentile = pct
+    if from_holdout:
+        runs = sorted(normal_df["run"].unique().to_list())
+        result.threshold_source = (
+            f"p{pct:g} of {normal_df.height} hold-out normal scores ({len(runs)} newest run(s))"
+        )
+    else:
+        result.threshold_source = (
+            f"p{pct:g} of {normal_df.height} TRAINING normal scores (fallback: no normal run "
+            "could be held out; the false-positive rate will be optimistic)"
+        )
+        result.notes.append(f"[IF] threshold fallback: {result.threshold_source}")
+
+
+def dense_rank_desc(scores: np.ndarray) -> np.ndarray:
+    """Dense rank of ``scores``, 1 = highest score (ties share a rank)."""
+    if scores.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return pl.Series(scores).rank(method="dense", descending=True).cast(pl.Int64).to_numpy()
+
+
+def predictions_frame(df: pl.DataFrame, scores: np.ndarray, threshold: float | None,
+                      split: pl.Series | None = None) -> pl.DataFrame:
+    """Keys + ``split`` + ``score_if`` + ``rank_if`` (+ ``pred_if_threshold``) per sequence."""
+    keys = [c for c in PREDICTION_KEYS if c in df.columns]
+    out = df.select(keys)
+    if split is not None:
+        out = out.with_columns(split.alias("split"))
+    out = out.with_columns(
+        score_if=pl.Series(scores, dtype=pl.Float64),
+        rank_if=pl.Series(dense_rank_desc(scores), dtype=pl.Int64),
+    )
+    if threshold is not None:
+        out = out.with_columns(pred_if_threshold=(pl.col("score_if") >= threshold).cast(pl.Int8))
+    return out
+
+
+def write_predictions(df: pl.DataFrame, path: str | os.PathLike[str]) -> str:
+    """Write predictions as Parquet, or CSV when the suffix is ``.csv``; returns the format."""
+    from pathlib import Path
+
+    from loglead_lo2.schema import write_parquet, write_text_atomic
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        write_text_atomic(path, df.write_csv())
+        return "csv"
+    if suffix not in (".parquet", ".pq"):
+        raise UserError(f"--save-if {path}: use a .parquet or .csv file name.")
+    write_parquet(df, path)
+    return "parquet"
+
+
+def is_isolation_forest(model: Any) -> str | None:
+    """``model_check`` for :func:`~loglead_lo2.detection.persistence.load_bundle`."""
+    from sklearn.ensemble import IsolationForest
+
+    if not isinstance(model, IsolationForest):
+        return f"holds a {type(model).__name__}, not an IsolationForest."
+    if not hasattr(model, "estimators_"):
+        return "holds an unfitted IsolationForest."
+    return None
+
+
+def score_with_bundle(
+    sequences: pl.DataFrame,
+    bundle: str | os.PathLike[str],
+    *,
+    metadata: str | os.PathLike[str] | None = None,
+    threshold: float | None = None,
+    batch_size: int = 50_000,
+) -> pl.DataFrame:
+    """Score enhanced sequences with a saved Isolation Forest bundle.
+
+    Load (sha256 checked against ``model.yml`` when present) -> vectorise with the saved
+    vectoriser -> ``score_if``/``rank_if`` -> ``pred_if_threshold`` using ``threshold`` or the
+    threshold recorded in ``model.yml`` (no prediction column when neither exists).
+    ``sequences`` is an enhanced-sequence table (``lo2_sequences_enhanced.parquet``).
+    """
+    from loglead_lo2.detection.persistence import load_bundle
+
+    loaded = load_bundle(bundle, metadata_path=metadata, model_check=is_isolation_forest,
+                         expected_key=IF_KEY)
+    for note in loaded.notes:
+        log.info(note)
+    needed = [c for c in (loaded.vectorizer.item, *loaded.vectorizer.numeric) if c]
+    missing = [c for c in needed if c not in sequences.columns]
+    if missing:
+        raise UserError(f"sequences lack column(s) {', '.join(missing)} used by {bundle}.")
+    scores = score_iforest(loaded.model, loaded.vectorizer, sequences, batch_size)
+    cut = threshold if threshold is not None else loaded.threshold
+    return predictions_frame(sequences, scores, cut)
+
+
+def split_labels(df: pl.DataFrame, holdout_runs: Sequence[str],
+                 threshold_runs: Sequence[str]) -> pl.Series:
+    """``holdout`` (evaluation runs), ``threshold`` (normal rows held out to set the IF
+    threshold) or ``train`` for every row."""
+    return df.select(
+        pl.when(pl.col("run").is_in(list(holdout_runs))).then(pl.lit("holdout"))
+        .when(pl.col("normal") & pl.col("run").is_in(list(threshold_runs)))
+        .then(pl.lit("threshold"))
+        .otherwise(pl.lit("train")).alias("split")
+    ).to_series()

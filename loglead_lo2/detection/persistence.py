@@ -1,0 +1,291 @@
+"""Model bundles: ``(model, vectorizer)`` joblib tuples with a checked ``model.yml``.
+
+A bundle is the plain tuple users already load with ``model, vectorizer = joblib.load(p)``.
+Its description lives beside it in YAML (``model.yml`` for the Isolation Forest,
+``<key>.yml`` for registry models), written with pyyaml and carrying the bundle's sha256.
+:func:`load_bundle` checks that hash *before* unpickling, then checks the tuple's shape and the
+vectoriser's feature column, and turns every failure into a one-line :class:`UserError`.
+
+Joblib files are pickles: loading one can run code. Only files whose sha256 matches a
+``model.yml`` you wrote are verified; others load with a printed warning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loglead_lo2.errors import UserError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+IF_METADATA_NAME = "model.yml"
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_bundle(
+    path: str | os.PathLike[str],
+    model: Any,
+    vectorizer: Any,
+    *,
+    overwrite: bool = False,
+    flag: str = "--overwrite-model",
+) -> str:
+    """Write ``(model, vectorizer)`` atomically with joblib; returns the file's sha256.
+
+    Refuses to replace an existing file unless ``overwrite`` (the error names ``flag``).
+    """
+    import joblib
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} exists; pass {flag} to replace it.")
+    if path.exists() and path.is_dir():
+        raise UserError(f"{path} is a directory; give a file name such as models/lo2_if.joblib.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        joblib.dump((model, vectorizer), tmp, compress=3)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return sha256_file(path)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a bundle depends on (for model.yml)."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for name in ("loglead-lo2", "scikit-learn", "numpy", "scipy", "polars", "joblib",
+                 "xgboost", "shap", "pyyaml"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            # xgboost ships as "xgboost-cpu" on some installs
+            try:
+                out[name] = md.version(f"{name}-cpu")
+            except md.PackageNotFoundError:
+                continue
+    return out
+
+
+def git_commit(cwd: str | os.PathLike[str] | None = None) -> str:
+    """``git rev-parse HEAD`` of the working tree, or ``unknown``."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd or Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else "unknown"
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _plain(value: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples and paths into YAML-safe builtins."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, float) and value != value:  # NaN -> null
+        return None
+    return value
+
+
+def write_metadata(path: str | os.PathLike[str], metadata: Mapping[str, Any]) -> Path:
+    """Write ``metadata`` as YAML (pyyaml ``safe_dump``, key order kept), atomically."""
+    from loglead_lo2.schema import write_text_atomic
+
+    path = Path(path)
+    text = yaml.safe_dump(_plain(metadata), sort_keys=False, default_flow_style=False)
+    write_text_atomic(path, text)
+    return path
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a model YAML file; a clear :class:`UserError` if it is not a mapping."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: cannot read model metadata ({type(exc).__name__}).") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a model metadata file (expected a YAML mapping).")
+    return data
+
+
+def bundle_section(path: str | os.PathLike[str], sha256: str) -> dict[str, Any]:
+    """The ``bundle`` block of a metadata file: name, sha256 and size of the joblib file."""
+    path = Path(path)
+    return {"file": path.name, "sha256": sha256, "bytes": path.stat().st_size,
+            "format": "joblib tuple (model, vectorizer)", "format_version": FORMAT_VERSION}
+
+
+def find_metadata(bundle: str | os.PathLike[str]) -> Path | None:
+    """The YAML describing ``bundle``: ``<stem>.yml`` beside it, else a ``model.yml`` beside it
+    whose ``bundle.file`` names it."""
+    bundle = Path(bundle)
+    own = bundle.with_suffix(".yml")
+    if own.is_file():
+        return own
+    shared = bundle.parent / IF_METADATA_NAME
+    if shared.is_file():
+        try:
+            data = yaml.safe_load(shared.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            return shared  # unreadable: let load_bundle report it
+        recorded = (data or {}).get("bundle", {}) if isinstance(data, dict) else {}
+        if isinstance(recorded, dict) and recorded.get("file") in (None, bundle.name):
+            return shared
+    return None
+
+
+@dataclass
+class LoadedBundle:
+    """A bundle read back by :func:`load_bundle`."""
+
+    path: Path
+    model: Any
+    vectorizer: Any
+    sha256: str
+    metadata: dict[str, Any] | None = None
+    metadata_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return self.metadata is not None
+
+    @property
+    def threshold(self) -> float | None:
+        value = ((self.metadata or {}).get("threshold") or {}).get("value")
+        return None if value is None else float(value)
+
+
+def load_bundle(
+    path: str | os.PathLike[str],
+    *,
+    metadata_path: str | os.PathLike[str] | None = None,
+    expected_item: str | None = None,
+    expected_numeric: tuple[str, ...] | None = None,
+    expected_key: str | None = None,
+    model_check: Any = None,
+) -> LoadedBundle:
+    """Load and check a ``(model, vectorizer)`` bundle.
+
+    Order: the file exists; its sha256 matches the metadata (``metadata_path`` or the file
+    found by :func:`find_metadata`) when there is one; only then it is unpickled; the result
+    must be a 2-tuple whose vectoriser has ``transform``/``item``; the vectoriser's item column
+    (and numeric columns, when ``expected_numeric`` is given) must match; the metadata's model
+    key must equal ``expected_key`` when both are known; ``model_check(model)`` may veto the
+    estimator (returns an error text or ``None``). Every failure is a one-line UserError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: model bundle not found (save one with --save-model).")
+    digest = sha256_file(path)
+    notes: list[str] = []
+    meta_file = Path(metadata_path) if metadata_path else find_metadata(path)
+    metadata: dict[str, Any] | None = None
+    if meta_file is not None:
+        if not meta_file.is_file():
+            raise UserError(f"{meta_file}: metadata file not found.")
+        metadata = read_metadata(meta_file)
+        recorded = (metadata.get("bundle") or {}).get("sha256")
+        if not recorded:
+            raise UserError(f"{meta_file}: has no bundle.sha256; cannot verify {path}.")
+        if recorded != digest:
+            raise UserError(
+                f"{path}: sha256 {digest[:12]}... does not match {meta_file} "
+                f"({str(recorded)[:12]}...): the file was modified or replaced after it was "
+                "saved. Re-save it with --save-model --dump-metadata --overwrite-model."
+            )
+        notes.append(f"[Model] {path}: sha256 verified against {meta_file}")
+        key = (metadata.get("model") or {}).get("key")
+        if expected_key and key and key != expected_key:
+            raise UserError(f"{path}: is a '{key}' bundle, expected '{expected_key}'.")
+    else:
+        notes.append(
+            f"[Model] {path}: no model.yml beside it, sha256 not verified "
+            "(joblib files can run code when loaded: only load bundles you trust)"
+        )
+    obj = _unpickle(path)
+    if not isinstance(obj, (tuple, list)) or len(obj) != 2:
+        raise UserError(
+            f"{path}: not a loglead-lo2 model bundle (expected a (model, vectorizer) tuple, "
+            f"found {type(obj).__name__})."
+        )
+    model, vectorizer = obj
+    if not (hasattr(vectorizer, "transform") and hasattr(vectorizer, "item")):
+        raise UserError(
+            f"{path}: second element is a {type(vectorizer).__name__}, not a ListVectorizer."
+        )
+    item = getattr(vectorizer, "item", None)
+    if expected_item is not None and item != expected_item:
+        raise UserError(
+            f"{path}: the vectoriser was fitted on '{item}', not '{expected_item}' "
+            f"(use --if-item {item} or retrain without --load-model)."
+        )
+    numeric = tuple(getattr(vectorizer, "numeric", ()) or ())
+    if expected_numeric is not None and tuple(expected_numeric) != numeric:
+        raise UserError(
+            f"{path}: the vectoriser uses numeric columns {','.join(numeric) or '(none)'}, "
+            f"not {','.join(expected_numeric) or '(none)'} (drop --if-numeric to reuse it)."
+        )
+    if model_check is not None:
+        problem = model_check(model)
+        if problem:
+            raise UserError(f"{path}: {problem}")
+    return LoadedBundle(path=path, model=model, vectorizer=vectorizer, sha256=digest,
+                        metadata=metadata, metadata_path=meta_file, notes=notes)
+
+
+def _unpickle(path: Path) -> Any:
+    import joblib
+
+    try:
+        return joblib.load(path)
+    except Exception as exc:  # noqa: BLE001 - a foreign file can fail in many ways
+        raise UserError(
+            f"{path}: not a readable joblib model bundle ({type(exc).__name__}). "
+            "Re-create it with --save-model."
+        ) from exc
