@@ -157,7 +157,12 @@ def _build_events(starts: pl.DataFrame, conts: pl.DataFrame, meta: pl.DataFrame)
     targets = target_service_map()
     parsed = (
         starts.lazy()
-        .join(conts.lazy().select("event_id", "cont"), on="event_id", how="left")
+        .join(
+            conts.lazy().select("event_id", "cont"),
+            on="event_id",
+            how="left",
+            maintain_order="left",
+        )
         .with_columns(g=pl.col("line").str.extract_groups(LINE_RE))
         .unnest("g")
         .with_columns(
@@ -176,7 +181,7 @@ def _build_events(starts: pl.DataFrame, conts: pl.DataFrame, meta: pl.DataFrame)
             ),
         )
         .unnest("lm")
-        .join(meta.lazy(), on="file_idx", how="left")
+        .join(meta.lazy(), on="file_idx", how="left", maintain_order="left")
         .with_columns(
             day_ms=(pl.col("anchor").dt.truncate("1d").cast(pl.Int64)),
             anchor_ms=pl.col("anchor").cast(pl.Int64),
@@ -196,6 +201,7 @@ def _build_events(starts: pl.DataFrame, conts: pl.DataFrame, meta: pl.DataFrame)
             .fill_null(strategy="forward")
             .over("file_idx")
         )
+        .sort("file_idx", "line_no")
         .select(
             pl.col("m_message"),
             pl.col("ts_ms").cast(pl.Datetime("ms")).alias("m_timestamp"),
