@@ -1,0 +1,124 @@
+"""Mask the variable parts of LO2 log messages, keep what identifies the event.
+
+``m_message`` is ``LEVEL logger method - message`` (plus stack-trace lines after ``\\n``). The
+header up to the first `` - `` is kept verbatim (only runs of spaces are collapsed, so the
+padded ``INFO `` level reads ``INFO``); the rules below are applied, in this order, to the rest:
+
+====  ===========  ==========================================================================
+ #    placeholder  what it replaces
+====  ===========  ==========================================================================
+ 1    ``<B64>``    the credentials of ``Basic <base64>`` (kept: the word ``Basic``)
+ 2    ``<JWT>``    JSON web tokens ``eyJ...``
+ 3    ``<URL>``    ``scheme://...`` up to whitespace, quote, comma or closing bracket
+ 4    ``<EMAIL>``  e-mail addresses
+ 5    ``<UUID>``   8-4-4-4-12 hexadecimal UUIDs
+ 6    ``<TIME>``   ISO dates/times, ``HH:MM:SS(.mmm)``, ``Nov 20, 2024``
+ 7    ``<IP>``     dotted IPv4 addresses
+ 8    ``<ID>``     22-character base64url ids (codes, correlation ids) that contain a lower-case
+                   letter or a digit (so the enum ``CODE_VERIFIER_TOO_LONG`` survives), and
+                   base64url tokens of 40 or more characters with a lower-case letter (PKCE
+                   verifiers and challenges);
+                   not when glued to a ``.`` (class names such as ``Oauth2TokenPostHandler``)
+ 9    ``<B64>``    other padded base64 strings of 20+ characters (``...=``)
+10    ``<NUM>``    line numbers of stack frames ``(Foo.java:123)``
+11    ``<HEX>``    ``0x..``, ``@1b6d3586`` object hashes, 8-character and 12+-character
+                   hexadecimal words (``Load:66c2c2bd``); digit-only words of 9+ digits are
+                   ``<NUM>``
+12    ``<NUM>``    other stand-alone numbers and versions, EXCEPT 3-digit values 100-599 (HTTP
+                   statuses such as ``"statusCode":404`` and ``404`` stay); digits glued to
+                   letters stay, so ``ERR12014`` and ``oauth2`` survive intact
+====  ===========  ==========================================================================
+
+Kept as they are: logger and method names, exception class names
+(``com.networknt.exception.ApiException``), enum words (``CLIENT_NOT_FOUND``), ERR codes, HTTP
+statuses, stack-trace lines (with their line numbers masked).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import polars as pl
+
+from loglead_lo2.enhancers._common import declares, map_distinct, require
+
+log = logging.getLogger(__name__)
+
+OUTPUT = "e_message_normalized"
+
+_B64URL = r"A-Za-z0-9_\-"
+
+
+def _id22() -> str:
+    """22 base64url characters of which at least one is lower-case or a digit."""
+    branches = [f"[A-Z_\\-]{{{k}}}[a-z0-9][{_B64URL}]{{{21 - k}}}" for k in range(22)]
+    return "(?:" + "|".join(branches) + ")"
+
+
+def _id_long(min_len: int = 40) -> str:
+    """``min_len`` or more base64url characters of which at least one is lower-case."""
+    upper = r"[A-Z0-9_\-]"
+    branches = [
+        f"{upper}{{{k}}}[a-z][{_B64URL}]{{{min_len - 1 - k},}}" for k in range(min_len - 1)
+    ]
+    branches.append(f"{upper}{{{min_len - 1},}}[a-z][{_B64URL}]*")
+    return "(?:" + "|".join(branches) + ")"
+
+
+# A token boundary that is not a '.', so dotted class names and file names are left alone.
+_LEFT = rf"(^|[^{_B64URL}.])"
+_RIGHT = rf"($|[^{_B64URL}.]|\.$|\.[^{_B64URL}])"
+_MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
+
+RULES: tuple[tuple[str, str, str], ...] = (
+    ("basic", r"\b(Basic)\s+[A-Za-z0-9+/]+={0,2}", "${1} <B64>"),
+    ("jwt", r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*", "<JWT>"),
+    ("url", r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>,;)\]}]+", "<URL>"),
+    ("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b", "<EMAIL>"),
+    ("uuid", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
+     "<UUID>"),
+    ("iso_time",
+     r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\b",
+     "<TIME>"),
+    ("clock", r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?(?: ?[AP]M)?\b", "<TIME>"),
+    ("date", rf"\b(?:{_MONTHS}) \d{{1,2}}, \d{{4}}\b", "<TIME>"),
+    ("ip", r"\b\d{1,3}(?:\.\d{1,3}){3}\b", "<IP>"),
+    ("id22", _LEFT + _id22() + _RIGHT, "${1}<ID>${2}"),
+    ("id22_again", _LEFT + _id22() + _RIGHT, "${1}<ID>${2}"),  # neighbours sharing a delimiter
+    ("id_long", _LEFT + _id_long() + _RIGHT, "${1}<ID>${2}"),
+    ("b64", r"[A-Za-z0-9+/]{20,}={1,2}", "<B64>"),
+    ("java_line", r"(\.(?:java|kt|scala|groovy)):\d+\)", "${1}:<NUM>)"),
+    ("long_int", r"\b\d{9,}\b", "<NUM>"),
+    ("object_hash", r"@[0-9a-fA-F]{1,8}\b", "@<HEX>"),
+    ("hex", r"\b(?:0[xX][0-9a-fA-F]+|[0-9a-fA-F]{8}|[0-9a-fA-F]{12,})\b", "<HEX>"),
+    ("num", r"\b(?:\d+(?:\.\d+)+|\d{1,2}|[06-9]\d\d|\d{4,})\b", "<NUM>"),
+)
+"""(name, regex, replacement) applied in order to the message body (Rust regex syntax)."""
+
+_HEADER = r"^(\S+ +\S+ +\S+ +- )"
+
+
+def normalize_expr(column: str = "m_message") -> pl.Expr:
+    """Polars expression that normalises ``column`` (header kept, body masked)."""
+    text = pl.col(column).fill_null("")
+    header = text.str.extract(_HEADER, 1).fill_null("")
+    body = text.str.slice(header.str.len_chars())
+    for _name, pattern, replacement in RULES:
+        body = body.str.replace_all(pattern, replacement)
+    return pl.concat_str([header.str.replace_all(" {2,}", " "), body])
+
+
+@declares(requires=("m_message",), adds=(OUTPUT,))
+def normalize(df: pl.DataFrame, column: str = "m_message") -> pl.DataFrame:
+    """Add ``e_message_normalized``: ``column`` with variable parts masked (see module doc).
+
+    Each distinct message is normalised once. Skipped when the output column exists.
+    """
+    if OUTPUT in df.columns:
+        return df
+    require(df, [column], "normalize")
+
+    def compute(distinct: pl.DataFrame) -> pl.DataFrame:
+        return distinct.with_columns(normalize_expr(column).alias(OUTPUT))
+
+    return map_distinct(df, column, compute, [OUTPUT])
