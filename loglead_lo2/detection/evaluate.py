@@ -1,0 +1,268 @@
+"""Fit, score and evaluate registry models; per-test-case recall; length-leakage report.
+
+One thresholding rule is used everywhere: ``pred = score >= threshold`` on the adapter's
+scale (higher = more anomalous). :func:`evaluate` never raises on edge cases: a metric that is
+undefined for the input (e.g. ROC-AUC with a single class) is ``None``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from loglead_lo2.detection.features import ListVectorizer
+from loglead_lo2.detection.registry import ModelSpec, available_numeric
+from loglead_lo2.errors import UserError
+from loglead_lo2.metrics_utils import false_positive_rate_at_alpha, precision_at_k
+
+log = logging.getLogger(__name__)
+
+FALLBACK_PERCENTILE = 99.0
+"""Percentile of the training normal rows' scores used when a spec has no threshold."""
+
+LEAKAGE_LIMIT = 0.95
+"""Separability (max(AUC, 1 - AUC)) above which length alone is reported as leakage."""
+
+
+@dataclass
+class FittedModel:
+    """A fitted registry model with its vectoriser, threshold and fit statistics."""
+
+    key: str
+    spec: ModelSpec
+    estimator: Any
+    vectorizer: ListVectorizer
+    fit_seconds: float
+    train_rows: int
+    train_runs: list[str]
+    resource: dict[str, Any] = field(default_factory=dict)
+    threshold: float = 0.5
+    threshold_source: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _resource(fitted_est: Any, vec: ListVectorizer, seconds: float) -> dict[str, Any]:
+    try:
+        from loglead_lo2.detection.guards import resource_stats
+    except ImportError:  # pragma: no cover - guards is part of the package
+        return {"fit_seconds": round(seconds, 4), "features": len(vec.feature_names_),
+                "vocabulary": len(vec.vocabulary_)}
+    return resource_stats(fitted_est, vec, seconds, n_features=len(vec.feature_names_))
+
+
+def fit_model(
+    spec: ModelSpec,
+    train_df: pl.DataFrame,
+    *,
+    guards: Mapping[str, Any] | None = None,
+    seed: int = 42,
+) -> FittedModel:
+    """Fit ``spec`` on the rows of ``train_df`` it trains on (all, or normal ones only).
+
+    ``train_df`` must hold the training runs only. ``guards`` is the mapping of
+    :meth:`loglead_lo2.detection.guards.GuardPlan.as_mapping`: ``{"params": {...},
+    "vectorizer": {...}}`` overrides for the estimator and the vectoriser. ``seed`` replaces
+    ``random_state`` wherever the estimator has one. The vectoriser is fitted on the same
+    rows as the estimator, so normal-only models never see an anomalous row.
+    """
+    guards = guards or {}
+    rows = train_df.filter(pl.col("normal")) if spec.train_on == "normal" else train_df
+    if rows.height == 0:
+        which = "normal " if spec.train_on == "normal" else ""
+        raise UserError(f"{spec.key}: no {which}training rows to fit on.")
+    y = rows.get_column("anomaly").cast(pl.Int64).to_numpy()
+    if spec.supervised and np.unique(y).size < 2:
+        raise UserError(
+            f"{spec.key}: training rows hold a single class; a supervised model needs normal"
+            " and anomalous sequences in the training runs."
+        )
+    numeric = available_numeric(spec, train_df.columns)
+    vec = spec.make_vectorizer(numeric=numeric, **dict(guards.get("vectorizer") or {}))
+    params = {**spec.params, **dict(guards.get("params") or {})}
+    if "random_state" in params:
+        params["random_state"] = seed
+    if spec.adapt is not None:
+        params = spec.adapt(dict(params), rows.height)
+    started = time.perf_counter()
+    X = vec.fit_transform(rows)
+    estimator = spec.factory(**params)
+    if spec.supervised:
+        estimator.fit(X, y)
+    else:
+        estimator.fit(X)
+    seconds = time.perf_counter() - started
+    threshold = spec.default_threshold(estimator)
+    if threshold is None:
+        normal_rows = y == 0
+        train_scores = spec.scores(estimator, X[np.flatnonzero(normal_rows)])
+        threshold = float(np.percentile(train_scores, FALLBACK_PERCENTILE))
+        source = f"{FALLBACK_PERCENTILE:g}th percentile of training normal scores"
+    else:
+        source = f"model default ({spec.score} scale)"
+    runs = sorted(rows.get_column("run").unique().to_list()) if "run" in rows.columns else []
+    fitted = FittedModel(
+        key=spec.key, spec=spec, estimator=estimator, vectorizer=vec, fit_seconds=seconds,
+        train_rows=rows.height, train_runs=runs, threshold=threshold, threshold_source=source,
+        params=params,
+    )
+    fitted.resource = _resource(estimator, vec, seconds)
+    log.info("fitted %s on %d rows in %.2fs", spec.key, rows.height, seconds)
+    return fitted
+
+
+def score_model(fitted: FittedModel, df: pl.DataFrame, batch_size: int = 50_000) -> np.ndarray:
+    """Scores of every ``df`` row (higher = more anomalous), vectorised in row batches."""
+    if batch_size < 1:
+        raise UserError(f"--predict-batch-size must be >= 1, got {batch_size}.")
+    parts = [
+        fitted.spec.scores(fitted.estimator, fitted.vectorizer.transform(df.slice(off, batch_size)))
+        for off in range(0, df.height, batch_size)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
+
+
+def threshold_scores(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """THE thresholding rule: ``1`` where ``score >= threshold``, else ``0`` (int8)."""
+    return (np.asarray(scores, dtype=np.float64) >= threshold).astype(np.int8)
+
+
+def percentile_threshold(scores: np.ndarray, percentile: float) -> float | None:
+    """``percentile`` (0-100) of ``scores``; ``None`` for empty input."""
+    if not 0 <= percentile <= 100:
+        raise UserError(f"threshold percentile must be within 0-100, got {percentile}.")
+    s = np.asarray(scores, dtype=np.float64)
+    return float(np.percentile(s, percentile)) if s.size else None
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return float(num / den) if den else None
+
+
+def evaluate(
+    y_true: Any,
+    scores: Any,
+    *,
+    threshold: float,
+    k: int | None = None,
+    alpha: float | None = None,
+) -> dict[str, Any]:
+    """Classification and ranking metrics of ``scores`` against ``y_true`` (1 = anomaly).
+
+    Keys: ``accuracy``, ``precision``, ``recall``, ``f1``, ``roc_auc``, ``pr_auc``,
+    ``precision_at_k``, ``fp_rate_at_alpha``, ``support_pos``, ``support_neg``, ``tp``,
+    ``fp``, ``tn``, ``fn``, ``threshold``, ``k``, ``alpha``. Undefined values are ``None``:
+    precision without predicted positives, recall without positives, F1 when either is
+    undefined, ROC-AUC / PR-AUC with a single class, everything on empty input.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = np.asarray(y_true).astype(bool).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if y.size != s.size:
+        raise ValueError(f"y_true has {y.size} values but scores has {s.size}")
+    pred = threshold_scores(s, threshold).astype(bool)
+    tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
+    fn, tn = int((~pred & y).sum()), int((~pred & ~y).sum())
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    if precision is None or recall is None:
+        f1 = None
+    else:
+        f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    both = 0 < int(y.sum()) < y.size and bool(np.all(np.isfinite(s)))
+    return {
+        "accuracy": _ratio(tp + tn, y.size),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "roc_auc": float(roc_auc_score(y, s)) if both else None,
+        "pr_auc": float(average_precision_score(y, s)) if both else None,
+        "precision_at_k": precision_at_k(y, s, k) if k is not None else None,
+        "fp_rate_at_alpha": (
+            false_positive_rate_at_alpha(y, s, alpha) if alpha is not None else None
+        ),
+        "support_pos": int(y.sum()),
+        "support_neg": int((~y).sum()),
+        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+        "threshold": float(threshold),
+        "k": k,
+        "alpha": alpha,
+    }
+
+
+def per_test_case_recall(df: pl.DataFrame, pred: Any) -> pl.DataFrame:
+    """Per error test case: ``test_case``, ``n`` sequences, ``detected`` (pred = 1), ``recall``.
+
+    ``pred`` is aligned with ``df``'s rows; ``correct`` rows are left out (their flags are
+    false positives, reported by :func:`evaluate`). Sorted by test case.
+    """
+    p = np.asarray(pred).astype(bool).ravel()
+    if p.size != df.height:
+        raise ValueError(f"pred has {p.size} values but the frame has {df.height} rows")
+    schema = {"test_case": pl.String, "n": pl.Int64, "detected": pl.Int64,
+              "recall": pl.Float64}
+    if df.height == 0:
+        return pl.DataFrame(schema=schema)
+    return (
+        df.select("test_case", "anomaly")
+        .with_columns(pl.Series("__pred", p))
+        .filter(pl.col("anomaly"))
+        .group_by("test_case")
+        .agg(n=pl.len().cast(pl.Int64), detected=pl.col("__pred").sum().cast(pl.Int64))
+        .with_columns(recall=pl.col("detected") / pl.col("n"))
+        .sort("test_case")
+        .select(list(schema))
+        .cast(schema)  # type: ignore[arg-type]
+    )
+
+
+def leakage_report(df_holdout: pl.DataFrame) -> dict[str, Any]:
+    """ROC-AUC of ``seq_len`` and ``duration_sec`` alone as anomaly scores on the hold-out.
+
+    Returns ``roc_auc`` ({column: AUC or None}), ``separability`` (``max(AUC, 1 - AUC)``: length
+    separates the classes in either direction; ``correct`` recordings are *longer*, so their
+    AUC is near 0), ``limit`` and ``warning`` (text when a separability exceeds the limit).
+    """
+    y = (
+        df_holdout.get_column("anomaly").cast(pl.Int8).to_numpy()
+        if "anomaly" in df_holdout.columns else np.zeros(0)
+    )
+    aucs: dict[str, float | None] = {}
+    sep: dict[str, float | None] = {}
+    for col in ("seq_len", "duration_sec"):
+        auc = None
+        if col in df_holdout.columns:
+            s = df_holdout.get_column(col).cast(pl.Float64).fill_null(0.0).to_numpy()
+            auc = evaluate(y, s, threshold=np.inf)["roc_auc"]
+        aucs[col] = auc
+        sep[col] = None if auc is None else max(auc, 1 - auc)
+    leaky = [c for c, v in sep.items() if v is not None and v > LEAKAGE_LIMIT]
+    warning = None
+    if leaky:
+        warning = (
+            f"{' and '.join(leaky)} alone separate normal from anomalous hold-out sequences "
+            f"(separability {', '.join(f'{sep[c]:.3f}' for c in leaky)} > {LEAKAGE_LIMIT}): "
+            "the split is separable by recording length, so high scores may measure length, "
+            "not anomalies. Re-load with the loader's --window option to cut sequences into "
+            "equal time windows."
+        )
+    return {"roc_auc": aucs, "separability": sep, "limit": LEAKAGE_LIMIT, "warning": warning,
+            "rows": df_holdout.height}
+
+
+__all__ = [
+    "FALLBACK_PERCENTILE",
+    "FittedModel",
+    "evaluate",
+    "fit_model",
+    "leakage_report",
+    "per_test_case_recall",
+    "percentile_threshold",
+    "score_model",
+    "threshold_scores",
+]

@@ -1,0 +1,285 @@
+"""Sparse features from polars token-list columns (no Python loops over tokens).
+
+:class:`ListVectorizer` is a picklable, scikit-learn-like bag-of-tokens vectoriser for a
+``List[str]`` column (``e_words``, ``e_trigrams``, ``e_event_drain_id``) plus optional numeric
+columns. Tokens are counted with polars (explode -> join against the vocabulary -> group by
+row and column) and the counts become a ``scipy.sparse.csr_matrix`` built from the
+``(row, column, count)`` arrays. Rows are processed in batches bounded by their token count, so
+memory stays proportional to the batch, not the data set.
+
+Column layout: vocabulary terms (sorted), then ``__oov__`` when ``oov_feature`` is set (per-row
+count of tokens outside the vocabulary), then the numeric columns (standardised with the
+training mean and standard deviation when ``scale_numeric``; nulls become the training mean).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from loglead_lo2.errors import UserError
+
+log = logging.getLogger(__name__)
+
+OOV_FEATURE = "__oov__"
+"""Name of the optional out-of-vocabulary count column."""
+
+_TOK = "__tok__"
+_ROW = "__row__"
+_COL = "__col__"
+
+
+class ListVectorizer:
+    """Bag of tokens over a polars ``List[str]`` column, plus numeric columns.
+
+    Parameters mirror :class:`sklearn.feature_extraction.text.CountVectorizer`: ``min_df``
+    (minimum number of training rows a token must occur in), ``max_df`` (maximum share of
+    training rows), ``max_features`` (keep the most frequent tokens; ties by token order),
+    ``binary`` (presence instead of counts). ``sublinear_tf`` uses ``log1p(count)``;
+    ``norm="l2"`` scales each row's token part to unit length. ``oov_feature`` appends the
+    count of tokens not in the vocabulary. ``batch_tokens`` bounds the exploded tokens held
+    in memory at once.
+    """
+
+    def __init__(
+        self,
+        item: str | None,
+        numeric: Sequence[str] = (),
+        *,
+        min_df: int = 1,
+        max_df: float = 1.0,
+        max_features: int | None = None,
+        binary: bool = False,
+        scale_numeric: bool = True,
+        sublinear_tf: bool = False,
+        norm: str | None = None,
+        oov_feature: bool = False,
+        batch_tokens: int = 2_000_000,
+    ) -> None:
+        self.item = item
+        self.numeric = tuple(numeric)
+        self.min_df = min_df
+        self.max_df = max_df
+        self.max_features = max_features
+        self.binary = binary
+        self.scale_numeric = scale_numeric
+        self.sublinear_tf = sublinear_tf
+        self.norm = norm
+        self.oov_feature = oov_feature
+        self.batch_tokens = batch_tokens
+        self.vocabulary_: dict[str, int] = {}
+        self.feature_names_: list[str] = []
+        self.last_oov_count_: int = 0
+        self.n_train_rows_: int = 0
+
+    # -- sklearn-style helpers -------------------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {
+            "item": self.item,
+            "numeric": self.numeric,
+            "min_df": self.min_df,
+            "max_df": self.max_df,
+            "max_features": self.max_features,
+            "binary": self.binary,
+            "scale_numeric": self.scale_numeric,
+            "sublinear_tf": self.sublinear_tf,
+            "norm": self.norm,
+            "oov_feature": self.oov_feature,
+            "batch_tokens": self.batch_tokens,
+        }
+
+    def get_feature_names_out(self) -> np.ndarray:
+        return np.asarray(self.feature_names_, dtype=object)
+
+    @property
+    def n_features_(self) -> int:
+        return len(self.feature_names_)
+
+    def __repr__(self) -> str:
+        return f"ListVectorizer(item={self.item!r}, numeric={self.numeric!r})"
+
+    # -- checks ----------------------------------------------------------------------------
+    def _validate_params(self) -> None:
+        if self.item is None and not self.numeric:
+            raise UserError("ListVectorizer needs an item column or numeric columns.")
+        if not (isinstance(self.min_df, int) and self.min_df >= 1):
+            raise UserError(f"vectoriser min_df must be an integer >= 1, got {self.min_df!r}")
+        if not 0 < float(self.max_df) <= 1:
+            raise UserError(f"vectoriser max_df must be in (0, 1], got {self.max_df!r}")
+        if self.max_features is not None and self.max_features < 1:
+            raise UserError(f"vectoriser max_features must be >= 1, got {self.max_features!r}")
+        if self.norm not in (None, "l2"):
+            raise UserError(f"vectoriser norm must be None or 'l2', got {self.norm!r}")
+
+    def _check_columns(self, df: pl.DataFrame) -> None:
+        needed = ([self.item] if self.item else []) + list(self.numeric)
+        missing = [c for c in needed if c not in df.columns]
+        if missing:
+            raise UserError(
+                f"feature column(s) {', '.join(missing)} not in the data "
+                f"(available: {', '.join(df.columns)})."
+            )
+        if self.item and not isinstance(df.schema[self.item], pl.List):
+            raise UserError(
+                f"feature column {self.item} is {df.schema[self.item]}, expected a token list "
+                "(List[str]) such as e_words, e_trigrams or e_event_drain_id."
+            )
+        for c in self.numeric:
+            if not df.schema[c].is_numeric():
+                raise UserError(f"numeric feature column {c} is {df.schema[c]}, not numeric.")
+
+    def _batches(self, df: pl.DataFrame) -> list[tuple[int, int]]:
+        """``(offset, length)`` row batches holding at most ``batch_tokens`` tokens each."""
+        if df.height == 0:
+            return []
+        lens = df.select(pl.col(self.item).list.len().fill_null(0)).to_series().to_numpy()
+        cum = np.cumsum(lens)
+        out, start = [], 0
+        while start < df.height:
+            base = cum[start - 1] if start else 0
+            end = int(np.searchsorted(cum, base + self.batch_tokens, side="right"))
+            end = max(end, start + 1)
+            out.append((start, end - start))
+            start = end
+        return out
+
+    def _exploded_counts(self, df: pl.DataFrame, offset: int) -> pl.DataFrame:
+        """``(row, token, n)`` counts for one batch; rows numbered from ``offset``."""
+        return (
+            df.select(pl.col(self.item).alias(_TOK))
+            .with_row_index(_ROW, offset=offset)
+            .explode(_TOK)
+            .drop_nulls(_TOK)
+            .group_by(_ROW, _TOK)
+            .len("n")
+        )
+
+    # -- fit / transform -------------------------------------------------------------------
+    def fit(self, df: pl.DataFrame) -> ListVectorizer:
+        """Learn the vocabulary and numeric scaling from ``df``'s rows."""
+        self._validate_params()
+        self._check_columns(df)
+        self.n_train_rows_ = df.height
+        vocab: list[str] = []
+        if self.item:
+            parts = []
+            for off, length in self._batches(df):
+                counts = self._exploded_counts(df.slice(off, length), off)
+                parts.append(counts.group_by(_TOK).agg(df=pl.len(), tf=pl.col("n").sum()))
+            if parts:
+                stats = (
+                    pl.concat(parts)
+                    .group_by(_TOK)
+                    .agg(pl.col("df").sum(), pl.col("tf").sum())
+                    .filter(
+                        (pl.col("df") >= self.min_df)
+                        & (pl.col("df") <= math.floor(float(self.max_df) * df.height))
+                    )
+                )
+                if self.max_features is not None:
+                    stats = stats.sort(["tf", _TOK], descending=[True, False]).head(
+                        self.max_features
+                    )
+                vocab = stats.get_column(_TOK).sort().to_list()
+            if not vocab and not self.numeric and not self.oov_feature:
+                raise UserError(
+                    f"no token of {self.item} survives min_df={self.min_df}/max_df="
+                    f"{self.max_df} in {df.height} training rows; nothing to learn from."
+                )
+        self.vocabulary_ = {tok: i for i, tok in enumerate(vocab)}
+        names = list(vocab) + ([OOV_FEATURE] if self.item and self.oov_feature else [])
+        self.feature_names_ = names + list(self.numeric)
+        if self.numeric:
+            num = df.select([pl.col(c).cast(pl.Float64) for c in self.numeric])
+            mean = num.mean().row(0)
+            std = num.std(ddof=0).row(0)
+            self.numeric_mean_ = np.array([0.0 if m is None else m for m in mean])
+            scale = np.array([1.0 if (s is None or s == 0) else s for s in std])
+            self.numeric_scale_ = scale
+        return self
+
+    def _check_fitted(self) -> None:
+        if not self.feature_names_:
+            raise RuntimeError("ListVectorizer is not fitted; call fit() first")
+
+    def _token_matrix(self, df: pl.DataFrame) -> sp.csr_matrix:
+        n_vocab = len(self.vocabulary_)
+        n_cols = n_vocab + (1 if self.oov_feature else 0)
+        vocab_df = pl.DataFrame(
+            {_TOK: list(self.vocabulary_), _COL: list(self.vocabulary_.values())},
+            schema={_TOK: pl.String, _COL: pl.Int64},
+        )
+        rows, cols, vals = [], [], []
+        oov_total = 0
+        for off, length in self._batches(df):
+            counts = self._exploded_counts(df.slice(off, length), off)
+            joined = counts.join(vocab_df, on=_TOK, how="left")
+            known = joined.filter(pl.col(_COL).is_not_null())
+            unknown = joined.filter(pl.col(_COL).is_null()).group_by(_ROW).agg(pl.col("n").sum())
+            oov_total += int(unknown.get_column("n").sum() or 0)
+            rows.append(known.get_column(_ROW).to_numpy())
+            cols.append(known.get_column(_COL).to_numpy())
+            vals.append(known.get_column("n").to_numpy())
+            if self.oov_feature and unknown.height:
+                rows.append(unknown.get_column(_ROW).to_numpy())
+                cols.append(np.full(unknown.height, n_vocab, dtype=np.int64))
+                vals.append(unknown.get_column("n").to_numpy())
+        self.last_oov_count_ = oov_total
+        if rows:
+            r = np.concatenate(rows).astype(np.int64)
+            c = np.concatenate(cols).astype(np.int64)
+            v = np.concatenate(vals).astype(np.float64)
+        else:
+            r = c = np.zeros(0, dtype=np.int64)
+            v = np.zeros(0, dtype=np.float64)
+        if self.binary:
+            v = np.ones_like(v)
+        elif self.sublinear_tf:
+            v = np.log1p(v)
+        mat = sp.csr_matrix((v, (r, c)), shape=(df.height, n_cols), dtype=np.float64)
+        mat.sort_indices()
+        if self.norm == "l2" and mat.nnz:
+            norms = np.sqrt(np.asarray(mat.multiply(mat).sum(axis=1)).ravel())
+            norms[norms == 0] = 1.0
+            mat = sp.csr_matrix(sp.diags(1.0 / norms) @ mat)
+        return mat
+
+    def transform(self, df: pl.DataFrame) -> sp.csr_matrix:
+        """Sparse float64 matrix, one row per ``df`` row, columns as :attr:`feature_names_`.
+
+        Tokens outside the vocabulary are ignored (their number is kept in
+        :attr:`last_oov_count_` and, with ``oov_feature``, in the ``__oov__`` column).
+        """
+        self._check_fitted()
+        self._check_columns(df)
+        blocks = []
+        if self.item:
+            blocks.append(self._token_matrix(df))
+        else:
+            self.last_oov_count_ = 0
+        if self.numeric:
+            num = (
+                df.select([pl.col(c).cast(pl.Float64) for c in self.numeric])
+                .to_numpy()
+                .astype(np.float64)
+            )
+            nan = np.isnan(num)
+            if nan.any():
+                num[nan] = np.broadcast_to(self.numeric_mean_, num.shape)[nan]
+            if self.scale_numeric:
+                num = (num - self.numeric_mean_) / self.numeric_scale_
+            blocks.append(sp.csr_matrix(num))
+        out = blocks[0] if len(blocks) == 1 else sp.hstack(blocks, format="csr")
+        return sp.csr_matrix(out, dtype=np.float64)
+
+    def fit_transform(self, df: pl.DataFrame) -> sp.csr_matrix:
+        return self.fit(df).transform(df)
+
+
+__all__ = ["OOV_FEATURE", "ListVectorizer"]
