@@ -237,3 +237,13 @@ def leakage_lines(report: Mapping[str, Any]) -> list[str]:
     if warning:
         lines.append(f"[Leakage] WARNING: {warning}")
     return lines
+
+
+def metric_line(name: str, metrics: Mapping[str, Any] | None) -> str:
+    """One printed ``[Metrics]`` line naming the split."""
+    if not metrics:
+        return f"[Metrics] {name}: no hold-out metrics"
+    keys = ("roc_auc", "pr_auc", "f1", "precision", "recall", "precision_at_k",
+            "fp_rate_at_alpha")
+    parts = [f"{k} {_fmt(metrics.get(k)) or 'n/a'}" for k in keys]
+    return f"[Metrics] {name} ({HOLDOUT}): " + ", ".join(parts)
