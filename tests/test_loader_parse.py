@@ -34,8 +34,6 @@ def test_multiline_stack_trace_attached_to_event_above(tmp_path: Path) -> None:
         TOKEN_LINES[6],
     ]
     assert err["m_cid"] == "9lZs5u4cSx6GOlZOowR-bQ"
-    assert err["m_logger"] == "c.n.o.t.h.Oauth2TokenPostHandler"
-    assert err["m_method"] == "handleRequest"
     assert events["line_no"].to_list() == [1, 2, 3, 8, 9]
     hz = events.row(0, named=True)
     assert hz["m_cid"] is None

@@ -36,15 +36,13 @@ from loglead_lo2.loader.discover import LogFile
 
 log = logging.getLogger(__name__)
 
-LINE_RE = (
-    r"^(?<time>\d{2}:\d{2}:\d{2}\.\d{3}) \[(?<thread>[^\]]*)\] +"
-    r"(?:(?<cid>\S+) +)?(?<level>TRACE|DEBUG|INFO|WARN|ERROR|FATAL) +(?<rest>.*)$"
-)
+LOGBACK_START_RE = r"^\d{2}:\d{2}:\d{2}\.\d{3} \[[^\]]*\] "
+LEVEL_RE = r" (?:TRACE|DEBUG|INFO|WARN|ERROR|FATAL) "
+TIME_PARTS = ((0, 2), (3, 2), (6, 2), (9, 3))
 CONTINUATION_RE = (
     r"^(?:\s|at |Caused by:|Suppressed:|\.\.\. \d+ (?:common frames omitted|more)"
     r"|[A-Za-z_$][\w$]*(?:\.[\w$]+)+(?:: |:$|$)|(?:INFO|WARNING|SEVERE|FINE|CONFIG): )"
 )
-LOGGER_METHOD_RE = r"^(?<logger>\S+) (?<method>\S+) - "
 REPLACEMENT = "\ufffd"
 HALF_DAY_MS = 12 * 3600 * 1000
 DAY_MS = 24 * 3600 * 1000
@@ -74,10 +72,11 @@ class ParseStats:
 def _read_text(path_str: str, stats: ParseStats) -> str:
     data = open(path_str, "rb").read()  # noqa: SIM115 - read whole file
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         stats.invalid_utf8_files.append(path_str)
-        return data.decode("utf-8", errors="replace")
+        text = data.decode("utf-8", errors="replace")
+    return text.replace("\r\n", "\n") if "\r" in text else text
 
 
 def _anchor(epoch: int) -> datetime:
@@ -109,10 +108,7 @@ def parse_files(
         .lazy()
         .with_columns(pl.col("line").str.split("\n"))
         .explode("line")
-        .with_columns(
-            line_no=(pl.int_range(pl.len(), dtype=pl.Int64).over("file_idx") + 1),
-            line=pl.col("line").str.strip_suffix("\r"),
-        )
+        .with_columns(line_no=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("file_idx"))
         .collect()
     )
     del texts
@@ -123,18 +119,26 @@ def parse_files(
     keep = pl.col("line_no") > skip
     if head is not None and head > 0:
         keep = keep & (pl.col("line_no") <= skip + head)
-    lines = lines.filter(keep)
-    stats.trimmed_lines = stats.lines - lines.height
-    nonblank = pl.col("line").str.strip_chars() != ""
-    stats.blank_lines = int(lines.select((~nonblank).sum()).item())
-    lines = lines.filter(nonblank)
+    blank = pl.col("line").str.strip_chars() == ""
+    lines = lines.with_columns(keep=keep, blank=blank).with_columns(
+        is_lb=pl.col("line").str.contains(LOGBACK_START_RE),
+    ).with_columns(
+        is_cont=~pl.col("is_lb") & pl.col("line").str.contains(CONTINUATION_RE),
+    )
+    kept = pl.col("keep") & ~pl.col("blank")
     lines = lines.with_columns(
-        is_cont=pl.col("line").str.contains(CONTINUATION_RE)
-        & ~pl.col("line").str.contains(r"^\d{2}:\d{2}:\d{2}\.\d{3} \["),
-    ).with_columns(event_no=(~pl.col("is_cont")).cum_sum().over("file_idx"))
-    orphan = pl.col("is_cont") & (pl.col("event_no") == 0)
-    stats.orphan_lines = int(lines.select(orphan.sum()).item())
-    lines = lines.filter(~orphan)
+        event_no=(kept & ~pl.col("is_cont")).cum_sum().over("file_idx"),
+    )
+    orphan = kept & pl.col("is_cont") & (pl.col("event_no") == 0)
+    counts = lines.select(
+        trimmed=(~pl.col("keep")).sum(),
+        blank=(pl.col("keep") & pl.col("blank")).sum(),
+        orphan=orphan.sum(),
+    ).row(0, named=True)
+    stats.trimmed_lines = int(counts["trimmed"])
+    stats.blank_lines = int(counts["blank"])
+    stats.orphan_lines = int(counts["orphan"])
+    lines = lines.filter(kept & ~orphan).drop("keep", "blank")
     if stats.invalid_utf8_files:
         stats.invalid_utf8_lines = int(
             lines.select(pl.col("line").str.contains(REPLACEMENT, literal=True).sum()).item()
@@ -153,7 +157,15 @@ def parse_files(
     return events, stats
 
 
+def _time_of_day_ms(line: pl.Expr) -> pl.Expr:
+    part = [line.str.slice(o, n).cast(pl.Int64, strict=False) for o, n in TIME_PARTS]
+    return part[0] * 3_600_000 + part[1] * 60_000 + part[2] * 1000 + part[3]
+
+
 def _build_events(starts: pl.DataFrame, conts: pl.DataFrame, meta: pl.DataFrame) -> pl.DataFrame:
+    # Fixed positions and literal/DFA searches only: regex captures cost ~1 s per M lines.
+    line = pl.col("line")
+    is_lb = pl.col("is_lb")
     targets = target_service_map()
     parsed = (
         starts.lazy()
@@ -163,24 +175,29 @@ def _build_events(starts: pl.DataFrame, conts: pl.DataFrame, meta: pl.DataFrame)
             how="left",
             maintain_order="left",
         )
-        .with_columns(g=pl.col("line").str.extract_groups(LINE_RE))
-        .unnest("g")
         .with_columns(
-            body=pl.when(pl.col("level").is_not_null())
-            .then(pl.concat_str([pl.col("level"), pl.col("rest")], separator=" "))
-            .otherwise(pl.col("line")),
+            close=pl.when(is_lb).then(line.str.find("] ", literal=True)),
+            lvl=pl.when(is_lb).then(line.str.find(LEVEL_RE) + 1),
         )
         .with_columns(
-            m_message=pl.when(pl.col("cont").is_not_null())
-            .then(pl.concat_str([pl.col("body"), pl.col("cont")], separator="\n"))
-            .otherwise(pl.col("body")),
-            lm=pl.col("rest").str.extract_groups(LOGGER_METHOD_RE),
-            tod_ms=(
-                pl.col("time").str.to_time("%H:%M:%S%.3f", strict=False).cast(pl.Int64)
-                // 1_000_000
+            thread=line.str.slice(14, pl.col("close") - 14),
+            cid=line.str.slice(pl.col("close") + 2, pl.col("lvl") - pl.col("close") - 2)
+            .str.strip_chars(),
+            level=line.str.slice(pl.col("lvl"), 5).str.strip_chars_end(),
+            body=line.str.slice(pl.col("lvl") + 5).str.strip_chars_start(" "),
+            tod_ms=pl.when(is_lb).then(_time_of_day_ms(line)),
+        )
+        .with_columns(
+            m_message=pl.concat_str(
+                [
+                    pl.when(pl.col("lvl").is_not_null())
+                    .then(pl.concat_str([pl.col("level"), pl.col("body")], separator=" "))
+                    .otherwise(line),
+                    pl.concat_str([pl.lit("\n"), pl.col("cont")]),
+                ],
+                ignore_nulls=True,
             ),
         )
-        .unnest("lm")
         .join(meta.lazy(), on="file_idx", how="left", maintain_order="left")
         .with_columns(
             day_ms=(pl.col("anchor").dt.truncate("1d").cast(pl.Int64)),
@@ -201,15 +218,12 @@ def _build_events(starts: pl.DataFrame, conts: pl.DataFrame, meta: pl.DataFrame)
             .fill_null(strategy="forward")
             .over("file_idx")
         )
-        .sort("file_idx", "line_no")
         .select(
             pl.col("m_message"),
             pl.col("ts_ms").cast(pl.Datetime("ms")).alias("m_timestamp"),
             pl.col("level").alias("m_level"),
             pl.col("thread").alias("m_thread"),
-            pl.col("cid").alias("m_cid"),
-            pl.col("logger").alias("m_logger"),
-            pl.col("method").alias("m_method"),
+            pl.when(pl.col("cid") != "").then(pl.col("cid")).alias("m_cid"),
             "run",
             "test_case",
             "service",
