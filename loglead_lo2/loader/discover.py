@@ -157,7 +157,13 @@ def select(root: Path, opts: SelectOptions) -> Selection:
     rng = random.Random(opts.seed)
     single = check_error_type(opts.single_error_type) if opts.single_error_type else None
     if single == "random":
-        single = rng.choice(sorted(c for c in test_cases() if c != NORMAL_CASE))
+        present = sorted(
+            {d.name for run in runs for d in run.path.iterdir() if d.is_dir()}
+            & {c for c in test_cases() if c != NORMAL_CASE}
+        )
+        if not present:
+            raise UserError(f"--root {root}: no error-case folders to pick at random.")
+        single = rng.choice(present)
         sel.downsampled.append(f"single error type chosen at random: {single}")
     used: set[str] = set()
     limit = opts.errors_per_run if opts.errors_per_run and opts.errors_per_run > 0 else None
