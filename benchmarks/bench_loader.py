@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Loader and enhancer throughput on generated LO2 runs (prints figures, asserts nothing).
+
+    python benchmarks/bench_loader.py --runs 1 5            # scale 1.0: ~1.1 M lines per run
+    python benchmarks/bench_loader.py --runs 20 --batch 2    # bounded-memory streaming check
+
+For each run count it generates (or reuses) a sample under --work, then measures in fresh
+subprocesses, so that peak RSS is that of one step alone:
+  load     discovery + parsing into the events table (no enhancement, nothing written)
+  enhance  the full loader with --save-parquet (parse + enhancers + aggregation + write);
+           the enhancement share is reported from the loader's own step timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _worker(mode: str, tree: Path, out: Path, batch: int) -> None:
+    from loglead_lo2.loader import LoadOptions, SelectOptions, parse_files, run_loader, select
+
+    start = time.perf_counter()
+    if mode == "load":
+        sel = select(tree, SelectOptions())
+        events, stats = parse_files(sel.files)
+        result = {"lines": stats.lines, "events": events.height}
+    else:
+        report = run_loader(
+            LoadOptions(root=tree, output_dir=out, save_parquet=True, run_batch=batch,
+                        overwrite=True)
+        )
+        result = {"lines": report.stats.lines, "events": report.events,
+                  "sequences": report.sequences, "timings": report.timings}
+    result["seconds"] = time.perf_counter() - start
+    print(json.dumps(result))
+
+
+def _measure(mode: str, tree: Path, out: Path, batch: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", mode, "--tree", str(tree), "--out", str(out),
+           "--batch", str(batch)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    stdout = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{mode} worker failed (status {status})")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result["peak_rss_gb"] = usage.ru_maxrss / 1024**2  # ru_maxrss is in KiB on Linux
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, nargs="+", default=[1, 5])
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--batch", type=int, default=0, help="--enhancer-run-batch for 'enhance'")
+    p.add_argument("--work", type=Path, default=Path("/tmp/lo2_bench"))
+    p.add_argument("--skip-load", action="store_true", help="only measure 'enhance'")
+    p.add_argument("--worker", choices=["load", "enhance"], help=argparse.SUPPRESS)
+    p.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        _worker(args.worker, args.tree, args.out, args.batch)
+        return 0
+    from loglead_lo2.generator import generate
+
+    print(f"cores: {os.cpu_count()}, scale {args.scale}, seed {args.seed}")
+    for n in args.runs:
+        tree = args.work / f"runs{n}_scale{args.scale:g}_seed{args.seed}"
+        if not (tree / "lo2_sample.json").exists():
+            t = time.perf_counter()
+            summary = generate(tree, runs=n, seed=args.seed, scale=args.scale, overwrite=True)
+            print(f"[{n} run(s)] generated {summary.lines:,} lines in "
+                  f"{time.perf_counter() - t:.1f}s")
+        if not args.skip_load:
+            r = _measure("load", tree, args.work / "out", args.batch)
+            print(f"[{n} run(s)] load:    {r['lines']:,} lines in {r['seconds']:.2f}s = "
+                  f"{r['lines'] / r['seconds']:,.0f} lines/s, peak RSS {r['peak_rss_gb']:.2f} GB")
+        r = _measure("enhance", tree, args.work / "out", args.batch)
+        tm = r["timings"]
+        enh = tm.get("enhance", 0.0) + tm.get("aggregate", 0.0)
+        print(f"[{n} run(s)] load+enhance+write: {r['seconds']:.2f}s = "
+              f"{r['lines'] / r['seconds']:,.0f} lines/s (batch {args.batch or 'all'}), "
+              f"peak RSS {r['peak_rss_gb']:.2f} GB")
+        print(f"[{n} run(s)] enhancement alone: {enh:.2f}s = {r['lines'] / max(enh, 1e-9):,.0f} "
+              f"lines/s; steps: " + ", ".join(f"{k} {v:.2f}s" for k, v in tm.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
