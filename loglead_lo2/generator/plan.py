@@ -1,0 +1,231 @@
+"""Plan one log file as arrays: which requests, when, on which thread, which lines.
+
+Everything is drawn with numpy from the file's own generator; there is no loop per line or per
+request. The result (:class:`FilePlan`) is rendered to text by :mod:`.render`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import polars as pl
+
+from loglead_lo2.cases import TestCase
+from loglead_lo2.generator import signatures as sig
+from loglead_lo2.generator.schedule import CaseSlot
+from loglead_lo2.generator.startup import startup_templates
+from loglead_lo2.generator.templates import (
+    HZ_FLOWS,
+    HZ_SHARE,
+    SERVICE_FLOWS_BY_NAME,
+    Event,
+    Registry,
+)
+from loglead_lo2.generator.values import b64_tokens, correlation_ids, uuids
+
+RATES: dict[str, float] = {
+    "token": 367.0, "code": 300.0, "user": 270.0, "client": 250.0, "service": 230.0,
+    "refresh-token": 200.0, "key": 0.0,
+}
+"""Lines per second at scale 1.0 (token ~22k per 60 s correct case; key silent)."""
+
+THREADS: list[str] = (
+    ["main"]
+    + [f"XNIO-1 task-{k}" for k in range(1, 9)]
+    + [f"hz._hzInstance_1_dev.partition-operation.thread-{k}" for k in range(16)]
+)
+MAIN, XNIO0, HZ0 = 0, 1, 9
+_XNIO_P = np.array([0.30, 0.36, 0.02, 0.29, 0.01, 0.01, 0.005, 0.005])
+_XNIO_P = _XNIO_P / _XNIO_P.sum()
+
+INJECT_PER_10S = (2, 8)
+"""Injected events per 10 s at scale 1.0 (at least one per error case)."""
+NPE_RATE = 0.1  # client update NPEs per second at scale 1.0, every case
+TOKEN_EXC_RATE = 0.2  # token ApiExceptions per second at scale 1.0, correct only
+MAPSTORE_RATE = 0.02  # ClientMapStore delete errors per second and busy service
+TRIM_GUARD = 110
+"""Events go after the first ~110 lines of a file (as in real runs, where line 100 is reached
+within the first second), so trimming a log's first 100 lines never removes them."""
+
+
+@dataclass
+class FlowTable:
+    """Padded template-id table of a file's flows: rows are flows, ``lens`` their lengths."""
+
+    table: np.ndarray
+    lens: np.ndarray
+    normal: np.ndarray  # indices of normal request flows
+    normal_p: np.ndarray
+    hz: np.ndarray
+    hz_p: np.ndarray
+    special: dict[str, int]  # "inject", "npe", "token_exc0", "token_exc1", "mapstore"
+
+
+@dataclass
+class FilePlan:
+    """Lines (``t``, ``req``, ``pos``, ``tid``) and per-request values of one file."""
+
+    t: np.ndarray
+    req: np.ndarray
+    pos: np.ndarray
+    tid: np.ndarray
+    requests: pl.DataFrame  # thread, cid, code, uuid, pkce, client, user, svc
+
+
+REGISTRY = Registry()
+
+
+def _ids(templates: list[str], event: Event | None = None) -> list[int]:
+    out = [REGISTRY.add(t) for t in templates[:-1]]
+    return out + [REGISTRY.add(templates[-1], event=event)]
+
+
+@cache
+def flow_table(service: str, case: TestCase) -> FlowTable:
+    rows: list[list[int]] = []
+    normal = [(w, _ids(f)) for w, f in SERVICE_FLOWS_BY_NAME[service]]
+    hz = [(w, _ids(f)) for w, f in HZ_FLOWS]
+    rows += [r for _, r in normal] + [r for _, r in hz]
+    special: dict[str, int] = {}
+    err = sig.error_flow(case) if case.target_service == service else None
+    extras = {"inject": err}
+    if service == "client":
+        extras["npe"] = sig.CLIENT_UPDATE_NPE
+    if service == "token":
+        extras.update({f"token_exc{i}": f for i, f in enumerate(sig.TOKEN_API_EXCEPTIONS)})
+    extras["mapstore"] = sig.MAPSTORE_DELETE_ERROR
+    for key, flow in extras.items():
+        if flow is not None:
+            special[key] = len(rows)
+            rows.append(_ids(flow[0], flow[1]))
+    lens = np.array([len(r) for r in rows], dtype=np.int64)
+    table = np.zeros((len(rows), int(lens.max())), dtype=np.int32)
+    for i, r in enumerate(rows):
+        table[i, : len(r)] = r
+    nw = np.array([w for w, _ in normal]) if normal else np.zeros(0)
+    hw = np.array([w for w, _ in hz])
+    return FlowTable(
+        table, lens,
+        np.arange(len(normal)), nw / nw.sum() if len(nw) else nw,
+        np.arange(len(normal), len(normal) + len(hz)), hw / hw.sum(), special,
+    )
+
+
+def _expand(ft: FlowTable, flows: np.ndarray, starts: np.ndarray,
+            rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Requests -> lines: request index, position, template id and time of each line."""
+    lens = ft.lens[flows]
+    total = int(lens.sum())
+    req = np.repeat(np.arange(len(flows)), lens)
+    first = np.cumsum(lens) - lens
+    pos = np.arange(total) - np.repeat(first, lens)
+    tid = ft.table[flows[req], pos]
+    dt = rng.exponential(2.2, size=total)
+    dt[first[lens > 0]] = 0.0
+    cum = np.cumsum(dt)
+    cum -= np.repeat(cum[first], lens)
+    t = starts[req] + cum.astype(np.int64)
+    return req, pos, tid, t
+
+
+def _event_starts(rng: np.random.Generator, n: int, lo: int, hi: int) -> np.ndarray:
+    return np.sort(rng.integers(lo, max(hi, lo + 1), size=n)).astype(np.int64)
+
+
+def _request_values(rng: np.random.Generator, threads: np.ndarray, hz: np.ndarray,
+                    pool_sizes: tuple[int, int, int]) -> pl.DataFrame:
+    n = len(threads)
+    cid = correlation_ids(rng, n)
+    cid = pl.select(pl.when(pl.lit(pl.Series(hz))).then(pl.lit("")).otherwise(cid)).to_series()
+    return pl.DataFrame([
+        pl.Series("thread", threads, dtype=pl.Int32),
+        cid.alias("cid"),
+        b64_tokens(rng, n, 16, "code"),
+        uuids(rng, n, "uuid"),
+        b64_tokens(rng, n, 32, "pkce"),
+        pl.Series("client", rng.integers(0, pool_sizes[0], n), dtype=pl.Int32),
+        pl.Series("user", rng.integers(0, pool_sizes[1], n), dtype=pl.Int32),
+        pl.Series("svc", rng.integers(0, pool_sizes[2], n), dtype=pl.Int32),
+    ])
+
+
+def plan_file(service: str, case: TestCase, slot: CaseSlot, scale: float,
+              rng: np.random.Generator, pool_sizes: tuple[int, int, int],
+              startup_ms: int | None = None) -> FilePlan:
+    """Plan the lines of ``service``'s log during ``slot`` (``startup_ms``: correct only)."""
+    ft = flow_table(service, case)
+    t0, t1 = slot.start_ms, slot.end_ms
+    span = t1 - t0
+    seconds = slot.seconds
+    target = RATES[service] * seconds * scale * rng.uniform(0.92, 1.08)
+    if RATES[service] > 0:
+        target = max(target, 8.0)
+        mean_len = float((ft.lens[ft.normal] * ft.normal_p).sum())
+        n_req = int(round(target * (1 - HZ_SHARE) / mean_len))
+        n_hz = int(round(target * HZ_SHARE))
+    else:
+        n_req, n_hz = 0, int(rng.integers(0, 4))
+    flows = np.concatenate([
+        rng.choice(ft.normal, size=n_req, p=ft.normal_p) if n_req else np.zeros(0, np.int64),
+        rng.choice(ft.hz, size=n_hz, p=ft.hz_p),
+    ]).astype(np.int64)
+    starts = np.sort(rng.integers(t0, t1 - 30, size=len(flows))).astype(np.int64)
+    order = rng.permutation(len(flows))  # normal and hz requests interleaved in time
+    flows = flows[order]
+    # Events go after the trimmed head and at least one second into the case.
+    mean_req = float(ft.lens[flows].mean()) if len(flows) else 1.0
+    approx_line = int(np.searchsorted(np.arange(len(flows)) * mean_req, TRIM_GUARD))
+    lo = t0 + 1000
+    if approx_line < len(starts):
+        lo = max(lo, int(starts[approx_line]))
+    lo = min(lo, t0 + int(0.8 * span))
+    hi = t1 - 200
+    busy = RATES[service] > 0
+    special: list[tuple[str, int]] = []
+    if "inject" in ft.special and busy:
+        k = rng.integers(INJECT_PER_10S[0], INJECT_PER_10S[1] + 1) * scale * seconds / 10
+        special.append(("inject", max(1, int(round(k)))))
+    if "npe" in ft.special:
+        special.append(("npe", max(1, int(rng.poisson(NPE_RATE * seconds * scale)))))
+    if case.is_normal and service == "token":
+        n_exc = max(1, int(rng.poisson(TOKEN_EXC_RATE * seconds * scale)))
+        split = rng.integers(0, n_exc + 1)
+        special += [("token_exc0", int(split)), ("token_exc1", int(n_exc - split))]
+    if busy:
+        special.append(("mapstore", int(rng.poisson(MAPSTORE_RATE * seconds * scale))))
+    ev_flows = [np.full(n, ft.special[key], dtype=np.int64) for key, n in special if n]
+    if ev_flows:
+        ev = np.concatenate(ev_flows)
+        flows = np.concatenate([flows, ev])
+        starts = np.concatenate([starts, _event_starts(rng, len(ev), lo, hi)])
+    is_hz = np.isin(flows, ft.hz) | (flows == ft.special.get("mapstore", -1))
+    threads = np.where(
+        is_hz, HZ0 + rng.integers(0, 16, size=len(flows)),
+        XNIO0 + rng.choice(8, size=len(flows), p=_XNIO_P),
+    ).astype(np.int32)
+    req, pos, tid, t = _expand(ft, flows, starts, rng)
+    t = np.minimum(t, t1 - 1)
+    if startup_ms is not None:
+        t_s, tid_s = _startup(service, startup_ms, t0, rng)
+        n_req = len(flows)
+        req = np.concatenate([np.full(len(t_s), n_req), req])
+        pos = np.concatenate([np.arange(len(t_s)), pos])
+        tid = np.concatenate([tid_s, tid])
+        t = np.concatenate([t_s, t])
+        threads = np.append(threads, MAIN)
+        is_hz = np.append(is_hz, True)  # start-up lines carry no correlation id
+    requests = _request_values(rng, threads, is_hz, pool_sizes)
+    return FilePlan(t.astype(np.int64), req.astype(np.int64), pos.astype(np.int32),
+                    tid.astype(np.int32), requests)
+
+
+def _startup(service: str, begin_ms: int, end_ms: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    templates = startup_templates(service, rng)
+    tids = np.array([REGISTRY.add(text, raw=raw) for text, raw in templates], dtype=np.int32)
+    # Start-up output is spread over the first ~80% of the start-up phase.
+    span = max(1, int(0.8 * (end_ms - begin_ms)))
+    t = begin_ms + np.sort(rng.integers(0, span, size=len(tids)))
+    return t.astype(np.int64), tids

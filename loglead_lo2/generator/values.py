@@ -1,0 +1,88 @@
+"""Vectorised random values for generated log lines (correlation ids, UUIDs, hex ids).
+
+Every function draws from a caller-supplied :class:`numpy.random.Generator` and returns a
+polars String Series built from a fixed-width byte array, so no Python loop runs per value.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import polars as pl
+
+_B64URL = np.frombuffer(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", dtype=np.uint8
+)
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _to_series(chars: np.ndarray, name: str) -> pl.Series:
+    """``(n, w)`` uint8 ASCII matrix -> String Series of ``n`` strings of width ``w``."""
+    n, width = chars.shape
+    if n == 0:
+        return pl.Series(name, [], dtype=pl.String)
+    fixed = np.ascontiguousarray(chars).view(f"S{width}").ravel()
+    return pl.Series(name, fixed).cast(pl.String)
+
+
+def _uuid4_bytes(rng: np.random.Generator, n: int) -> np.ndarray:
+    raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw
+
+
+def _b64url_chars(raw: np.ndarray) -> np.ndarray:
+    """Unpadded base64url characters of each row of ``raw`` (``(n, k)`` uint8)."""
+    n, k = raw.shape
+    pad = (-k) % 3
+    padded = np.concatenate([raw, np.zeros((n, pad), dtype=np.uint8)], axis=1)
+    a, b, c = (padded.reshape(n, (k + pad) // 3, 3)[:, :, i].astype(np.uint16) for i in range(3))
+    sextets = np.stack(
+        [a >> 2, ((a & 3) << 4) | (b >> 4), ((b & 15) << 2) | (c >> 6), c & 63], axis=2
+    ).reshape(n, 4 * ((k + pad) // 3))
+    width = (4 * k + 2) // 3
+    return _B64URL[sextets[:, :width]]
+
+
+def correlation_ids(rng: np.random.Generator, n: int, name: str = "cid") -> pl.Series:
+    """Light-4j correlation ids: a random UUID as 22 unpadded base64url characters."""
+    return _to_series(_b64url_chars(_uuid4_bytes(rng, n)), name)
+
+
+def b64_tokens(rng: np.random.Generator, n: int, nbytes: int, name: str) -> pl.Series:
+    """Random base64url tokens of ``nbytes`` random bytes (PKCE challenges, verifiers)."""
+    raw = rng.integers(0, 256, size=(n, nbytes), dtype=np.uint8)
+    return _to_series(_b64url_chars(raw), name)
+
+
+def uuids(rng: np.random.Generator, n: int, name: str = "uuid") -> pl.Series:
+    """Random version-4 UUIDs in the canonical 36-character form."""
+    raw = _uuid4_bytes(rng, n)
+    digits = np.empty((n, 32), dtype=np.uint8)
+    digits[:, 0::2] = _HEX[raw >> 4]
+    digits[:, 1::2] = _HEX[raw & 15]
+    dash = np.full((n, 1), ord("-"), dtype=np.uint8)
+    parts = [digits[:, 0:8], dash, digits[:, 8:12], dash, digits[:, 12:16], dash,
+             digits[:, 16:20], dash, digits[:, 20:32]]
+    return _to_series(np.concatenate(parts, axis=1), name)
+
+
+def hex_ids(rng: np.random.Generator, n: int, name: str, width: int = 8) -> pl.Series:
+    """Random lower-case hex ids (user and service ids look like ``66c2c2bd``)."""
+    return _to_series(_HEX[rng.integers(0, 16, size=(n, width))], name)
+
+
+def client_pool(rng: np.random.Generator, n: int) -> pl.DataFrame:
+    """Registered clients of one run: id, secret and the ``Basic`` header built from them.
+
+    A handful of values per run, so a plain loop over them is fine.
+    """
+    ids = uuids(rng, n, "client_id")
+    secrets = correlation_ids(rng, n, "secret")
+    basic = [
+        "Basic " + base64.b64encode(f"{i}:{s}".encode()).decode()
+        for i, s in zip(ids.to_list(), secrets.to_list(), strict=True)
+    ]
+    return pl.DataFrame([ids, pl.Series("basic", basic, dtype=pl.String)])
