@@ -360,17 +360,24 @@ def _if_metadata(res: IFResult, record: Mapping[str, Any], config: IFConfig,
     }
 
 
-def _loaded_result(opts: Any, train: pl.DataFrame, split: Any, say: Any) -> IFResult:
+def load_if_bundle(opts: Any) -> Any:
+    """Load ``opts.load_model`` with every check (sha256, tuple, item/numeric, estimator)."""
     from loglead_lo2.detection.persistence import load_bundle
-    from loglead_lo2.detection.split import normal_holdout_split
 
     config: IFConfig = opts.if_config
-    loaded = load_bundle(
+    return load_bundle(
         opts.load_model,
         expected_item=config.item if opts.if_item_explicit else None,
         expected_numeric=config.numeric if opts.if_numeric else None,
         expected_key=IF_KEY, model_check=is_isolation_forest,
     )
+
+
+def _loaded_result(opts: Any, loaded: Any, train: pl.DataFrame, split: Any,
+                   say: Any) -> IFResult:
+    from loglead_lo2.detection.split import normal_holdout_split
+
+    config: IFConfig = opts.if_config
     for note in loaded.notes:
         say(note)
     meta = loaded.metadata or {}
@@ -407,7 +414,8 @@ def _loaded_result(opts: Any, train: pl.DataFrame, split: Any, say: Any) -> IFRe
 
 def run_if_phase(opts: Any, df: pl.DataFrame, train: pl.DataFrame, hold: pl.DataFrame,
                  split: Any, limits: Any, say: Any, result: Any,
-                 recalls: dict[str, tuple[pl.DataFrame, pl.DataFrame]]) -> None:
+                 recalls: dict[str, tuple[pl.DataFrame, pl.DataFrame]],
+                 loaded: Any = None) -> None:
     """Train (or load), score, threshold, evaluate and save the Isolation Forest.
 
     ``opts``/``result`` are the pipeline's ``DetectOptions``/``DetectResult``; ``train`` and
@@ -422,7 +430,8 @@ def run_if_phase(opts: Any, df: pl.DataFrame, train: pl.DataFrame, hold: pl.Data
     config: IFConfig = opts.if_config
     guard_lines: tuple[str, ...] = ()
     if opts.load_model:
-        res = _loaded_result(opts, train, split, say)
+        loaded = loaded if loaded is not None else load_if_bundle(opts)
+        res = _loaded_result(opts, loaded, train, split, say)
     else:
         plan = plan_guards(IF_KEY, make_forest(config).get_params(), dict(config.vectorizer),
                            limits, has_item=config.item is not None, isolation_forest=True)

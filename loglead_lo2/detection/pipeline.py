@@ -101,8 +101,18 @@ Say = Callable[[str], None]
 # --- input --------------------------------------------------------------------------------
 
 
-def rebuild_enhanced(root: Path, say: Say) -> pl.DataFrame:
-    """Enhanced sequences from ``lo2_events.parquet`` (tokens, trigrams, Drain ids)."""
+def _event_batches(events_path: Path, runs_per_batch: int = 1) -> Any:
+    """Events of ``runs_per_batch`` runs at a time (sorted), read lazily from Parquet."""
+    runs = sorted(pl.scan_parquet(events_path).select(pl.col("run").unique())
+                  .collect()["run"].to_list())
+    for i in range(0, len(runs), runs_per_batch):
+        part = runs[i:i + runs_per_batch]
+        yield pl.scan_parquet(events_path).filter(pl.col("run").is_in(part)).collect()
+
+
+def rebuild_enhanced(root: Path, out: Path, say: Say) -> int:
+    """Write enhanced sequences to ``out`` from ``<root>/lo2_events.parquet``, one run at a
+    time (tokens, trigrams, Drain ids; ``lo2_drain_templates.parquet`` beside ``out``)."""
     events_path, seq_path = root / EVENTS_FILE, root / SEQUENCES_FILE
     if not events_path.is_file():
         have = "only lo2_sequences.parquet (no tokens)" if seq_path.is_file() else "neither"
@@ -110,20 +120,25 @@ def rebuild_enhanced(root: Path, say: Say) -> pl.DataFrame:
             f"{root}: no {ENHANCED_FILE}, and enhancing needs {EVENTS_FILE} + {SEQUENCES_FILE} "
             f"({have} found). Run the loader first: " + LOADER_HINT.format(root=root)
         )
-    from loglead_lo2.enhancers import DrainParser, aggregate_sequences, enhance_events
+    from loglead_lo2.enhancers import DrainParser, enhance_in_batches
 
+    read_parquet_schema(events_path)
+    validate = read_parquet(events_path, "events", columns=["run"])
+    say(f"[Enhance] {validate.height:,} events in {events_path}; enhancing run by run ...")
     t = time.perf_counter()
-    events = read_parquet(events_path, "events")
-    say(f"[Enhance] {events.height:,} events from {events_path}: tokens, trigrams, Drain ...")
-    seqs = aggregate_sequences(enhance_events(events, DrainParser(), tokens=True))
-    del events
+    summary = enhance_in_batches(
+        _event_batches(events_path), out, drain=DrainParser(),
+        progress=lambda b, e, n: say(
+            f"[Enhance] {b} run(s) done: {e:,} events, {n:,} sequences so far"),
+    )
     if seq_path.is_file():
         base = read_parquet(seq_path, "sequences", columns=["seq_id"])
-        if base.height != seqs.height:
+        if base.height != summary.rows:
             say(f"[Enhance] note: {seq_path} lists {base.height} sequences, the events give "
-                f"{seqs.height}; using the events")
-    say(f"[Enhance] {seqs.height:,} enhanced sequences in {time.perf_counter() - t:.1f}s")
-    return seqs
+                f"{summary.rows}; using the events")
+    say(f"[Enhance] {summary.rows:,} enhanced sequences, {summary.templates} Drain templates "
+        f"in {time.perf_counter() - t:.1f}s")
+    return summary.rows
 
 
 def needed_columns(opts: DetectOptions, specs: list[Any], schema: dict[str, Any]) -> list[str]:
@@ -162,13 +177,26 @@ def load_input(opts: DetectOptions, specs: list[Any], say: Say,
             say(f"[Enhance] --save-enhancers: {path} is already the enhanced file; kept as is")
         return df
     say(f"[Input] {path} not found; enhancing from {EVENTS_FILE} + {SEQUENCES_FILE}")
-    seqs = rebuild_enhanced(opts.root, say)
     if opts.save_enhancers:
-        _save_enhanced(seqs, opts, say, result)
+        out = opts.enhanced_out
+        if out.exists() and not opts.overwrite_enhancers:
+            raise UserError(f"{out} exists; pass --overwrite-enhancers to replace it.")
+        rebuild_enhanced(opts.root, out, say)
+        result.artifacts += [out, out.parent / "lo2_drain_templates.parquet"]
+        say(f"[Enhance] wrote {out}")
     else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="lo2-enhance-") as tmp:
+            out = Path(tmp) / ENHANCED_FILE
+            rebuild_enhanced(opts.root, out, say)
+            schema = read_parquet_schema(out)
+            df = read_parquet(out, "sequences_enhanced",
+                              columns=needed_columns(opts, specs, schema))
         say("[Enhance] not saved (add --save-enhancers to keep lo2_sequences_enhanced.parquet)")
-    cols = needed_columns(opts, specs, dict(seqs.schema))
-    return seqs.select(cols)
+        return df
+    schema = read_parquet_schema(out)
+    return read_parquet(out, "sequences_enhanced", columns=needed_columns(opts, specs, schema))
 
 
 def _save_enhanced(df: pl.DataFrame, opts: DetectOptions, say: Say,
@@ -182,16 +210,14 @@ def _save_enhanced(df: pl.DataFrame, opts: DetectOptions, say: Say,
 
 
 def run_enhancers(opts: DetectOptions, say: Say) -> DetectResult:
-    """``--phase enhancers``: (re)build the enhanced sequences file."""
+    """``--phase enhancers``: (re)build the enhanced sequences file from the events."""
     result = DetectResult()
     out = opts.enhanced_out
     if out.exists() and not opts.overwrite_enhancers:
         raise UserError(f"{out} exists; pass --overwrite-enhancers to rebuild it.")
-    seqs = rebuild_enhanced(opts.root, say)
-    write_parquet(seqs, out, "sequences_enhanced")
-    result.artifacts.append(out)
-    result.rows = seqs.height
-    say(f"[Enhance] wrote {out} ({seqs.height:,} sequences)")
+    result.rows = rebuild_enhanced(opts.root, out, say)
+    result.artifacts += [out, out.parent / "lo2_drain_templates.parquet"]
+    say(f"[Enhance] wrote {out} ({result.rows:,} sequences)")
     return result
 
 
@@ -248,6 +274,15 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
         say(note)
     if numeric:
         opts.if_config = _replace_if(opts.if_config, numeric=numeric)
+    loaded = None
+    if opts.load_model and not opts.skip_if:
+        loaded = ifo.load_if_bundle(opts)  # fail before anything is written
+        missing = [c for c in (loaded.vectorizer.item, *loaded.vectorizer.numeric)
+                   if c and c not in df.columns]
+        if missing:
+            raise UserError(f"{opts.load_model} uses column(s) {', '.join(missing)} that "
+                            f"{opts.root / ENHANCED_FILE} lacks.")
+    _check_outputs(opts, specs)
     limits, guard_lines = memory_limits(enabled=opts.memory_guard)
     for line in guard_lines:
         say(line)
@@ -273,7 +308,7 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
         train, hold = df, df.clear()
     recalls: dict[str, tuple[pl.DataFrame, pl.DataFrame]] = {}
     if not opts.skip_if:
-        _run_if(opts, df, train, hold, split, limits, say, result, recalls)
+        ifo.run_if_phase(opts, df, train, hold, split, limits, say, result, recalls, loaded)
     if specs and split is not None:
         for spec in specs:
             _run_model(opts, spec, train, hold, split, limits, say, result, recalls)
@@ -299,10 +334,16 @@ def _leakage(opts: DetectOptions, hold: pl.DataFrame, say: Say, result: DetectRe
     result.artifacts.append(path)
 
 
-def _run_if(opts: DetectOptions, df: pl.DataFrame, train: pl.DataFrame, hold: pl.DataFrame,
-            split: Any, limits: GuardLimits, say: Say, result: DetectResult,
-            recalls: dict[str, tuple[pl.DataFrame, pl.DataFrame]]) -> None:
-    ifo.run_if_phase(opts, df, train, hold, split, limits, say, result, recalls)
+def _check_outputs(opts: DetectOptions, specs: list[Any]) -> None:
+    """Refuse to replace bundles before any work is done (not after a long fit)."""
+    from loglead_lo2.schema import check_overwrite
+
+    if opts.save_model and not opts.skip_if:
+        check_overwrite(opts.save_model, opts.overwrite_model, "--overwrite-model")
+    if opts.save_sup_models:
+        for spec in specs:
+            check_overwrite(Path(opts.save_sup_models) / f"{spec.key}.joblib",
+                            opts.overwrite_model, "--overwrite-model")
 
 
 def _write_summaries(opts: DetectOptions, split: Any, result: DetectResult,

@@ -203,6 +203,8 @@ def recall_table(tables: Mapping[str, pl.DataFrame],
         return pl.DataFrame(schema={"test_case": pl.String, "target_service": pl.String,
                                     "n": pl.Int64})
     services = target_service_map()
+    cases = pl.DataFrame({"test_case": sorted(services)})
+    out = cases.join(out, on="test_case", how="full", coalesce=True)
     out = out.with_columns(
         target_service=pl.col("test_case").replace_strict(services, default=None,
                                                           return_dtype=pl.String)
