@@ -69,24 +69,68 @@ def distinct_codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:
     return codes, distinct
 
 
-def lists_from_lengths(flat: pl.Series, lengths: np.ndarray, name: str) -> pl.Series:
-    """Cut the flat ``flat`` values into consecutive lists of ``lengths`` (no copy of values).
+def lists_from_lengths(flat: pl.Series | Any, lengths: np.ndarray, name: str) -> pl.Series:
+    """Cut ``flat`` (a Series or Arrow array) into consecutive lists of ``lengths``.
 
-    ``sum(lengths)`` must equal ``len(flat)``. Used to build token lists without a group-by.
+    The values are not copied: the result is an Arrow list array over them. ``sum(lengths)``
+    must equal ``len(flat)``. Used to build token lists without a group-by.
     """
     import pyarrow as pa
 
     lengths = np.asarray(lengths, dtype=np.int64)
+    if isinstance(flat, pl.Series):
+        flat = flat.to_arrow(compat_level=pl.CompatLevel.newest())
+    if isinstance(flat, pa.ChunkedArray):
+        flat = flat.combine_chunks()
     total = int(lengths.sum())
-    if total != flat.len():
-        raise ValueError(f"{name}: lengths sum to {total} but there are {flat.len()} values")
+    if total != len(flat):
+        raise ValueError(f"{name}: lengths sum to {total} but there are {len(flat)} values")
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    values = flat.to_arrow(compat_level=pl.CompatLevel.newest())
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
     if total < 2**31 - 1:
-        arr = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
+        arr = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), flat)
     else:
-        arr = pa.LargeListArray.from_arrays(pa.array(offsets), values)
+        arr = pa.LargeListArray.from_arrays(pa.array(offsets), flat)
     return pl.Series(name, arr)
+
+
+def list_parts(lists: pl.Series) -> tuple[pl.Series, np.ndarray, np.ndarray]:
+    """Split a list Series into (flat values, start offsets, lengths); nulls have length 0."""
+    import pyarrow as pa
+
+    arr = lists.to_arrow(compat_level=pl.CompatLevel.newest())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    offsets = np.asarray(arr.offsets, dtype=np.int64)
+    starts = offsets[:-1] - offsets[0]
+    lengths = np.diff(offsets)
+    if arr.null_count:
+        lengths = np.where(np.asarray(arr.is_null()), 0, lengths)
+    values = arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    return pl.Series(lists.name, values), starts, lengths
+
+
+def concat_lists(
+    lists: pl.Series, pick: np.ndarray | None, group_totals: np.ndarray, name: str
+) -> pl.Series:
+    """Concatenate the lists ``lists[pick[0]], lists[pick[1]], ...`` into one list per group.
+
+    Groups are consecutive runs of picked items and ``group_totals[g]`` is the number of
+    values group ``g`` holds. ``pick=None`` takes every item in order (no copy of the values).
+    Otherwise the values are gathered through one flat index (fast for few distinct lists
+    picked many times, unlike a list gather).
+    """
+    values, starts, lengths = list_parts(lists)
+    if pick is None:
+        return lists_from_lengths(values, group_totals, name)
+    pick = np.asarray(pick, dtype=np.int64)
+    picked_lengths = lengths[pick]
+    total = int(picked_lengths.sum())
+    dtype = np.uint32 if max(total, len(values)) < 2**32 - 1 else np.int64
+    out_starts = np.zeros(len(pick), dtype=np.int64)
+    np.cumsum(picked_lengths[:-1], out=out_starts[1:])
+    index = np.repeat((starts[pick] - out_starts).astype(np.int64), picked_lengths)
+    index += np.arange(total, dtype=np.int64)
+    flat = values.gather(pl.Series(index.astype(dtype, copy=False)))
+    del index
+    return lists_from_lengths(flat, group_totals, name)

@@ -20,7 +20,8 @@ padded ``INFO `` level reads ``INFO``); the rules below are applied, in this ord
                    verifiers and challenges);
                    not when glued to a ``.`` (class names such as ``Oauth2TokenPostHandler``)
  9    ``<B64>``    other padded base64 strings of 20+ characters (``...=``)
-10    ``<NUM>``    line numbers of stack frames ``(Foo.java:123)``
+10    ``<NUM>``    line numbers of stack frames ``(Foo.java:123)`` and the counts of
+                   ``... 12 common frames omitted`` / ``... 12 more``
 11    ``<HEX>``    ``0x..``, ``@1b6d3586`` object hashes, 8-character and 12+-character
                    hexadecimal words (``Load:66c2c2bd``); digit-only words of 9+ digits are
                    ``<NUM>``
@@ -88,6 +89,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("id_long", _LEFT + _id_long() + _RIGHT, "${1}<ID>${2}"),
     ("b64", r"[A-Za-z0-9+/]{20,}={1,2}", "<B64>"),
     ("java_line", r"(\.(?:java|kt|scala|groovy)):\d+\)", "${1}:<NUM>)"),
+    ("frames", r"\.\.\. \d+ (common frames omitted|more)\b", "... <NUM> ${1}"),
     ("long_int", r"\b\d{9,}\b", "<NUM>"),
     ("object_hash", r"@[0-9a-fA-F]{1,8}\b", "@<HEX>"),
     ("hex", r"\b(?:0[xX][0-9a-fA-F]+|[0-9a-fA-F]{8}|[0-9a-fA-F]{12,})\b", "<HEX>"),
