@@ -75,6 +75,7 @@ class DetectOptions:
     report_psi: bool = False
     memory_guard: bool = True
     models: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)
 
     @property
     def metrics_path(self) -> Path:
@@ -142,6 +143,13 @@ def rebuild_enhanced(root: Path, out: Path, say: Say) -> int:
 
 
 def needed_columns(opts: DetectOptions, specs: list[Any], schema: dict[str, Any]) -> list[str]:
+    """Columns the run reads; resolves ``--if-numeric`` against ``schema`` first."""
+    if opts.if_numeric and not opts.if_config.numeric and not opts.skip_if:
+        numeric, notes = ifo.resolve_numeric(opts.if_numeric, schema)
+        for note in notes:
+            log.info(note)
+            opts.notes.append(note)
+        opts.if_config = _replace_if(opts.if_config, numeric=numeric)
     cols = [c for c in BASE_COLUMNS if c in schema]
     wanted: list[str] = []
     if opts.phase in ("if", "full") and not opts.skip_if:
@@ -269,11 +277,8 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
     specs = [REGISTRY[k] for k in opts.models] if opts.phase == "full" else []
     df = load_input(opts, specs, say, result)
     result.rows = df.height
-    numeric, notes = ifo.resolve_numeric(opts.if_numeric, dict(df.schema))
-    for note in notes:
+    for note in opts.notes:
         say(note)
-    if numeric:
-        opts.if_config = _replace_if(opts.if_config, numeric=numeric)
     loaded = None
     if opts.load_model and not opts.skip_if:
         loaded = ifo.load_if_bundle(opts)  # fail before anything is written
