@@ -12,6 +12,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,12 +21,13 @@ import polars as pl
 from loglead_lo2 import SERVICES, __version__
 from loglead_lo2.cases import test_cases
 from loglead_lo2.errors import UserError
-from loglead_lo2.generator.plan import plan_file
+from loglead_lo2.generator.plan import FilePlan, plan_file
 from loglead_lo2.generator.render import Pools, render_batch
 from loglead_lo2.generator.schedule import (
     NAMINGS,
     NS_FILE,
     NS_POOLS,
+    CaseSlot,
     RunPlan,
     plan_runs,
     rng_for,
@@ -41,6 +43,7 @@ KNOWN_FILES = (MANIFEST_NAME, SUMMARY_NAME)
 MANIFEST_COLUMNS = ("run", "test_case", "service", "line_no", "n_lines", "timestamp", "kind",
                     "mechanism", "code")
 POOL_SIZES = (12, 10, 8)  # clients, users, services per run
+BATCH_LINES = 150_000
 
 
 def log_name(service: str) -> str:
@@ -96,14 +99,43 @@ def _prepare_out(out: Path, overwrite: bool, plans: list[RunPlan]) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _write_run(out: Path, plan: RunPlan, seed: int, scale: float,
-               with_metrics: bool) -> tuple[int, int, pl.DataFrame]:
-    """Write one run; returns (files, physical lines, manifest rows)."""
+def _write_run(out: Path, plan: RunPlan, seed: int, scale: float, with_metrics: bool,
+               writer: ThreadPoolExecutor) -> tuple[int, int, pl.DataFrame]:
+    """Write one run; returns (files, physical lines, manifest rows).
+
+    Test cases are planned and rendered in batches of about ``BATCH_LINES`` lines (fewer,
+    larger polars operations); files are written by a background thread meanwhile.
+    """
     cases = test_cases()
     pools = _pools(seed, plan.index)
     run_dir = out / plan.name
     files = lines = 0
     manifests: list[pl.DataFrame] = []
+    pending: list[tuple[CaseSlot, list[FilePlan]]] = []
+    planned = 0
+
+    def flush() -> None:
+        nonlocal files, lines, planned
+        flat = [p for _, ps in pending for p in ps]
+        batch = render_batch(flat, pools)
+        for k, (slot, _) in enumerate(pending):
+            case_dir = run_dir / slot.name
+            case_dir.mkdir(parents=True, exist_ok=True)
+            for s, service in enumerate(SERVICES):
+                text = batch.texts[k * len(SERVICES) + s]
+                writer.submit((case_dir / log_name(service)).write_bytes, text.encode("utf-8"))
+        files += len(flat)
+        lines += sum(batch.lines)
+        if batch.events.height:
+            manifests.append(batch.events.with_columns(
+                pl.lit(pl.Series([slot.name for slot, _ in pending])).gather(
+                    pl.col("file") // len(SERVICES)).alias("test_case"),
+                pl.lit(pl.Series(SERVICES)).gather(pl.col("file") % len(SERVICES)).alias(
+                    "service"),
+            ).with_columns(pl.lit(plan.name).alias("run")))
+        pending.clear()
+        planned = 0
+
     for slot in plan.slots:
         case = cases[slot.name]
         startup = plan.startup_ms if case.is_normal else None
@@ -112,22 +144,16 @@ def _write_run(out: Path, plan: RunPlan, seed: int, scale: float,
                       rng_for(seed, NS_FILE, plan.index, slot.index, s), POOL_SIZES, startup)
             for s, service in enumerate(SERVICES)
         ]
-        batch = render_batch(plans, pools)
-        case_dir = run_dir / slot.name
-        case_dir.mkdir(parents=True, exist_ok=True)
-        for service, text in zip(SERVICES, batch.texts, strict=True):
-            (case_dir / log_name(service)).write_bytes(text.encode("utf-8"))
-        files += len(SERVICES)
-        lines += sum(batch.lines)
-        if batch.events.height:
-            manifests.append(batch.events.with_columns(
-                pl.lit(plan.name).alias("run"), pl.lit(slot.name).alias("test_case"),
-                pl.lit(pl.Series(SERVICES)).gather(pl.col("file")).alias("service"),
-            ))
+        pending.append((slot, plans))
+        planned += sum(len(p.t) for p in plans)
+        if planned >= BATCH_LINES:
+            flush()
         if with_metrics:
             from loglead_lo2.generator.metrics import write_case_metrics
 
-            write_case_metrics(case_dir / "metrics", seed, plan.index, slot)
+            write_case_metrics(run_dir / slot.name / "metrics", seed, plan.index, slot)
+    if pending:
+        flush()
     rows = pl.concat(manifests) if manifests else _empty_manifest()
     return files, lines, rows
 
@@ -167,16 +193,17 @@ def generate(out: Path, runs: int = 6, seed: int = 42, scale: float = 0.05,
     _prepare_out(out, overwrite, plans)
     files = lines = 0
     manifests = []
-    for plan in plans:
-        t_run = time.perf_counter()
-        f, n, rows = _write_run(out, plan, int(seed), float(scale), with_metrics)
-        files, lines = files + f, lines + n
-        manifests.append(rows)
-        msg = (f"run {plan.index + 1}/{len(plans)} {plan.name}: {n:,} lines, "
-               f"{rows.height} error events ({time.perf_counter() - t_run:.1f} s)")
-        log.info(msg)
-        if progress is not None:
-            progress(msg)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lo2-writer") as writer:
+        for plan in plans:
+            t_run = time.perf_counter()
+            f, n, rows = _write_run(out, plan, int(seed), float(scale), with_metrics, writer)
+            files, lines = files + f, lines + n
+            manifests.append(rows)
+            msg = (f"run {plan.index + 1}/{len(plans)} {plan.name}: {n:,} lines, "
+                   f"{rows.height} error events ({time.perf_counter() - t_run:.1f} s)")
+            log.info(msg)
+            if progress is not None:
+                progress(msg)
     manifest = pl.concat(manifests)
     write_text_atomic(out / MANIFEST_NAME, _manifest_csv(manifest))
     kinds = manifest["kind"].value_counts()

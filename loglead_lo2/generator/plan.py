@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-import polars as pl
 
 from loglead_lo2.cases import TestCase
 from loglead_lo2.generator import signatures as sig
@@ -19,17 +18,19 @@ from loglead_lo2.generator.startup import startup_templates
 from loglead_lo2.generator.templates import (
     HZ_FLOWS,
     HZ_SHARE,
+    PLACEHOLDER,
     SERVICE_FLOWS_BY_NAME,
     Event,
     Registry,
 )
-from loglead_lo2.generator.values import b64_tokens, correlation_ids, uuids
+from loglead_lo2.generator.values import b64_chars, cid_chars, uuid_chars
 
 RATES: dict[str, float] = {
-    "token": 367.0, "code": 300.0, "user": 270.0, "client": 250.0, "service": 230.0,
-    "refresh-token": 200.0, "key": 0.0,
+    "token": 367.0, "code": 300.0, "user": 300.0, "client": 290.0, "service": 280.0,
+    "refresh-token": 260.0, "key": 0.0,
 }
-"""Lines per second at scale 1.0 (token ~22k per 60 s correct case; key silent)."""
+"""Lines per second at scale 1.0: token ~22k per 60 s ``correct`` case, the others 15-18k,
+key silent; about 1.06 million lines per ``light-oauth2-data`` run."""
 
 THREADS: list[str] = (
     ["main"]
@@ -61,6 +62,7 @@ class FlowTable:
     hz: np.ndarray
     hz_p: np.ndarray
     special: dict[str, int]  # "inject", "npe", "token_exc0", "token_exc1", "mapstore"
+    needs: frozenset[str]  # placeholders used by the flows' templates
 
 
 @dataclass
@@ -71,7 +73,11 @@ class FilePlan:
     req: np.ndarray
     pos: np.ndarray
     tid: np.ndarray
-    requests: pl.DataFrame  # thread, cid, code, uuid, pkce, client, user, svc
+    requests: dict[str, np.ndarray]  # thread, hz, cid, code, uuid, pkce, client, user, svc
+
+    @property
+    def n_requests(self) -> int:
+        return len(self.requests["thread"])
 
 
 REGISTRY = Registry()
@@ -82,14 +88,19 @@ def _ids(templates: list[str], event: Event | None = None) -> list[int]:
     return out + [REGISTRY.add(templates[-1], event=event)]
 
 
-@cache
 def flow_table(service: str, case: TestCase) -> FlowTable:
+    """Flows of ``service`` during ``case`` (the case's signature only in its target)."""
+    return _flow_table(service, case if case.target_service == service else None)
+
+
+@cache
+def _flow_table(service: str, case: TestCase | None) -> FlowTable:
     rows: list[list[int]] = []
     normal = [(w, _ids(f)) for w, f in SERVICE_FLOWS_BY_NAME[service]]
     hz = [(w, _ids(f)) for w, f in HZ_FLOWS]
     rows += [r for _, r in normal] + [r for _, r in hz]
     special: dict[str, int] = {}
-    err = sig.error_flow(case) if case.target_service == service else None
+    err = sig.error_flow(case) if case is not None else None
     extras = {"inject": err}
     if service == "client":
         extras["npe"] = sig.CLIENT_UPDATE_NPE
@@ -106,10 +117,13 @@ def flow_table(service: str, case: TestCase) -> FlowTable:
         table[i, : len(r)] = r
     nw = np.array([w for w, _ in normal]) if normal else np.zeros(0)
     hw = np.array([w for w, _ in hz])
+    needs = frozenset(
+        m.group(1) for tid in np.unique(table) for m in PLACEHOLDER.finditer(REGISTRY.texts[tid])
+    )
     return FlowTable(
         table, lens,
         np.arange(len(normal)), nw / nw.sum() if len(nw) else nw,
-        np.arange(len(normal), len(normal) + len(hz)), hw / hw.sum(), special,
+        np.arange(len(normal), len(normal) + len(hz)), hw / hw.sum(), special, needs,
     )
 
 
@@ -134,21 +148,27 @@ def _event_starts(rng: np.random.Generator, n: int, lo: int, hi: int) -> np.ndar
     return np.sort(rng.integers(lo, max(hi, lo + 1), size=n)).astype(np.int64)
 
 
+WIDTHS = {"cid": 22, "code": 22, "uuid": 36, "pkce": 43}
+"""Fixed-width random strings per request, kept as ASCII matrices until rendering."""
+
+
 def _request_values(rng: np.random.Generator, threads: np.ndarray, hz: np.ndarray,
-                    pool_sizes: tuple[int, int, int]) -> pl.DataFrame:
+                    pool_sizes: tuple[int, int, int],
+                    needs: frozenset[str]) -> dict[str, np.ndarray]:
+    """Per-request values; strings a file's templates never use stay zero bytes."""
     n = len(threads)
-    cid = correlation_ids(rng, n)
-    cid = pl.select(pl.when(pl.lit(pl.Series(hz))).then(pl.lit("")).otherwise(cid)).to_series()
-    return pl.DataFrame([
-        pl.Series("thread", threads, dtype=pl.Int32),
-        cid.alias("cid"),
-        b64_tokens(rng, n, 16, "code"),
-        uuids(rng, n, "uuid"),
-        b64_tokens(rng, n, 32, "pkce"),
-        pl.Series("client", rng.integers(0, pool_sizes[0], n), dtype=pl.Int32),
-        pl.Series("user", rng.integers(0, pool_sizes[1], n), dtype=pl.Int32),
-        pl.Series("svc", rng.integers(0, pool_sizes[2], n), dtype=pl.Int32),
-    ])
+    makers = {
+        "code": lambda: b64_chars(rng, n, 16),
+        "uuid": lambda: uuid_chars(rng, n),
+        "pkce": lambda: b64_chars(rng, n, 32),
+    }
+    out: dict[str, np.ndarray] = {
+        "thread": threads.astype(np.int32), "hz": hz.astype(bool), "cid": cid_chars(rng, n)}
+    for name, make in makers.items():
+        out[name] = make() if name in needs else np.zeros((n, WIDTHS[name]), np.uint8)
+    for name, size in zip(("client", "user", "svc"), pool_sizes, strict=True):
+        out[name] = rng.integers(0, size, n).astype(np.int32)
+    return out
 
 
 def plan_file(service: str, case: TestCase, slot: CaseSlot, scale: float,
@@ -216,7 +236,7 @@ def plan_file(service: str, case: TestCase, slot: CaseSlot, scale: float,
         t = np.concatenate([t_s, t])
         threads = np.append(threads, MAIN)
         is_hz = np.append(is_hz, True)  # start-up lines carry no correlation id
-    requests = _request_values(rng, threads, is_hz, pool_sizes)
+    requests = _request_values(rng, threads, is_hz, pool_sizes, ft.needs)
     return FilePlan(t.astype(np.int64), req.astype(np.int64), pos.astype(np.int32),
                     tid.astype(np.int32), requests)
 

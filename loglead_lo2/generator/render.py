@@ -14,6 +14,7 @@ import polars as pl
 
 from loglead_lo2.generator.plan import REGISTRY, THREADS, FilePlan
 from loglead_lo2.generator.templates import PLACEHOLDER, REDIRECT
+from loglead_lo2.generator.values import to_series
 
 _THREAD_NAMES = pl.Series("thread_name", THREADS, dtype=pl.String)
 
@@ -47,8 +48,19 @@ def _lines_frame(plans: list[FilePlan]) -> pl.DataFrame:
             "t": pl.Series(p.t), "req": pl.Series(p.req + offset),
             "pos": pl.Series(p.pos), "tid": pl.Series(p.tid),
         }))
-        offset += p.requests.height
+        offset += p.n_requests
     return _concat(frames)
+
+
+def _requests_frame(plans: list[FilePlan]) -> pl.DataFrame:
+    """All requests of a batch; ASCII matrices become strings in one conversion each."""
+    cols = {k: np.concatenate([p.requests[k] for p in plans]) for k in plans[0].requests}
+    frame = pl.DataFrame({
+        name: to_series(arr, name) if arr.ndim == 2 else pl.Series(name, arr)
+        for name, arr in cols.items()
+    })
+    return frame.with_columns(
+        pl.when(pl.col("hz")).then(pl.lit("")).otherwise(pl.col("cid")).alias("cid"))
 
 
 def _value_expr(name: str, pools: Pools) -> pl.Expr:
@@ -80,7 +92,7 @@ def _template_expr(text: str, raw: bool, pools: Pools) -> pl.Expr:
 def render_batch(plans: list[FilePlan], pools: Pools) -> RenderedBatch:
     """Text of each planned file and the batch's error events with their line numbers."""
     lines = _lines_frame(plans)
-    requests = _concat([p.requests for p in plans])
+    requests = _requests_frame(plans)
     n_files = len(plans)
     if lines.height == 0:
         return RenderedBatch([""] * n_files, [0] * n_files, _empty_events())

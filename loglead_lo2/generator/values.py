@@ -46,19 +46,38 @@ def _b64url_chars(raw: np.ndarray) -> np.ndarray:
     return _B64URL[sextets[:, :width]]
 
 
+def to_series(chars: np.ndarray, name: str) -> pl.Series:
+    """Public alias of the ``(n, w)`` ASCII matrix -> String Series conversion."""
+    return _to_series(chars, name)
+
+
+def cid_chars(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Correlation ids as an ``(n, 22)`` ASCII matrix (see :func:`correlation_ids`)."""
+    return _b64url_chars(_uuid4_bytes(rng, n))
+
+
+def b64_chars(rng: np.random.Generator, n: int, nbytes: int) -> np.ndarray:
+    """Base64url tokens of ``nbytes`` random bytes as an ASCII matrix."""
+    return _b64url_chars(rng.integers(0, 256, size=(n, nbytes), dtype=np.uint8))
+
+
 def correlation_ids(rng: np.random.Generator, n: int, name: str = "cid") -> pl.Series:
     """Light-4j correlation ids: a random UUID as 22 unpadded base64url characters."""
-    return _to_series(_b64url_chars(_uuid4_bytes(rng, n)), name)
+    return _to_series(cid_chars(rng, n), name)
 
 
 def b64_tokens(rng: np.random.Generator, n: int, nbytes: int, name: str) -> pl.Series:
     """Random base64url tokens of ``nbytes`` random bytes (PKCE challenges, verifiers)."""
-    raw = rng.integers(0, 256, size=(n, nbytes), dtype=np.uint8)
-    return _to_series(_b64url_chars(raw), name)
+    return _to_series(b64_chars(rng, n, nbytes), name)
 
 
 def uuids(rng: np.random.Generator, n: int, name: str = "uuid") -> pl.Series:
     """Random version-4 UUIDs in the canonical 36-character form."""
+    return _to_series(uuid_chars(rng, n), name)
+
+
+def uuid_chars(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random version-4 UUIDs as an ``(n, 36)`` ASCII matrix."""
     raw = _uuid4_bytes(rng, n)
     digits = np.empty((n, 32), dtype=np.uint8)
     digits[:, 0::2] = _HEX[raw >> 4]
@@ -66,7 +85,7 @@ def uuids(rng: np.random.Generator, n: int, name: str = "uuid") -> pl.Series:
     dash = np.full((n, 1), ord("-"), dtype=np.uint8)
     parts = [digits[:, 0:8], dash, digits[:, 8:12], dash, digits[:, 12:16], dash,
              digits[:, 16:20], dash, digits[:, 20:32]]
-    return _to_series(np.concatenate(parts, axis=1), name)
+    return np.concatenate(parts, axis=1)
 
 
 def hex_ids(rng: np.random.Generator, n: int, name: str, width: int = 8) -> pl.Series:
