@@ -197,10 +197,9 @@ def plan_file(service: str, case: TestCase, slot: CaseSlot, scale: float,
     # Events go after the trimmed head and at least one second into the case.
     mean_req = float(ft.lens[flows].mean()) if len(flows) else 1.0
     approx_line = int(np.searchsorted(np.arange(len(flows)) * mean_req, TRIM_GUARD))
-    lo = t0 + 1000
-    if approx_line < len(starts):
-        lo = max(lo, int(starts[approx_line]))
-    lo = min(lo, t0 + int(0.8 * span))
+    late = t0 + int(0.8 * span)  # small files: as late as possible
+    lo = max(t0 + 1000, int(starts[approx_line])) if approx_line < len(starts) else late
+    lo = min(lo, late)
     hi = t1 - 200
     busy = RATES[service] > 0
     special: list[tuple[str, int]] = []
