@@ -2,10 +2,11 @@
 
 :class:`ListVectorizer` is a picklable, scikit-learn-like bag-of-tokens vectoriser for a
 ``List[str]`` column (``e_words``, ``e_trigrams``, ``e_event_drain_id``) plus optional numeric
-columns. Tokens are counted with polars (explode -> join against the vocabulary -> group by
-row and column) and the counts become a ``scipy.sparse.csr_matrix`` built from the
-``(row, column, count)`` arrays. Rows are processed in batches bounded by their token count, so
-memory stays proportional to the batch, not the data set.
+columns. Tokens are counted without Python loops: the list column is exploded with polars and
+the counts become a ``scipy.sparse.csr_matrix`` built directly from the list row offsets
+and column codes (tokens mapped to columns by a polars ``Enum`` cast over the vocabulary;
+scipy sums duplicate entries). Rows are processed in batches bounded by their token count,
+so memory stays proportional to the batch, not the data set.
 
 Column layout: vocabulary terms (sorted), then ``__oov__`` when ``oov_feature`` is set (per-row
 count of tokens outside the vocabulary), then the numeric columns (standardised with the
@@ -31,8 +32,6 @@ OOV_FEATURE = "__oov__"
 """Name of the optional out-of-vocabulary count column."""
 
 _TOK = "__tok__"
-_ROW = "__row__"
-_COL = "__col__"
 
 
 class ListVectorizer:
@@ -149,16 +148,26 @@ class ListVectorizer:
             start = end
         return out
 
-    def _exploded_counts(self, df: pl.DataFrame, offset: int) -> pl.DataFrame:
-        """``(row, token, n)`` counts for one batch; rows numbered from ``offset``."""
-        return (
-            df.select(pl.col(self.item).alias(_TOK))
-            .with_row_index(_ROW, offset=offset)
-            .explode(_TOK)
-            .drop_nulls(_TOK)
-            .group_by(_ROW, _TOK)
-            .len("n")
+    def _batch_codes(
+        self, df: pl.DataFrame, off: int, length: int, enum: pl.Enum, n_known: int
+    ) -> sp.csr_matrix:
+        """Count matrix of one row batch over ``enum``'s categories plus a last column for
+        tokens outside them (no Python loop over tokens)."""
+        lists = df.get_column(self.item).slice(off, length).list.drop_nulls()
+        lens = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
+        flat = lists.list.explode(keep_nulls=False, empty_as_null=False)
+        codes = (
+            flat.cast(enum, strict=False).to_physical().cast(pl.Int64)
+            .fill_null(n_known).to_numpy()
         )
+        if codes.size != lens.sum():  # pragma: no cover - polars explode contract
+            raise RuntimeError("token list explode lost values")
+        indptr = np.concatenate(([0], np.cumsum(lens)))
+        block = sp.csr_matrix(
+            (np.ones(codes.size, dtype=np.float64), codes, indptr), shape=(length, n_known + 1)
+        )
+        block.sum_duplicates()
+        return block
 
     # -- fit / transform -------------------------------------------------------------------
     def fit(self, df: pl.DataFrame) -> ListVectorizer:
@@ -170,8 +179,17 @@ class ListVectorizer:
         if self.item:
             parts = []
             for off, length in self._batches(df):
-                counts = self._exploded_counts(df.slice(off, length), off)
-                parts.append(counts.group_by(_TOK).agg(df=pl.len(), tf=pl.col("n").sum()))
+                local = (
+                    df.get_column(self.item).slice(off, length).list.explode()
+                    .drop_nulls().unique().sort()
+                )
+                block = self._batch_codes(df, off, length, pl.Enum(local), local.len())
+                cols = block.indices
+                parts.append(pl.DataFrame({
+                    _TOK: local,
+                    "df": np.bincount(cols, minlength=local.len() + 1)[:-1],
+                    "tf": np.bincount(cols, weights=block.data, minlength=local.len() + 1)[:-1],
+                }))
             if parts:
                 stats = (
                     pl.concat(parts)
@@ -209,40 +227,25 @@ class ListVectorizer:
             raise RuntimeError("ListVectorizer is not fitted; call fit() first")
 
     def _token_matrix(self, df: pl.DataFrame) -> sp.csr_matrix:
+        """Token counts: explode, map tokens to column codes by an Enum cast over the
+        vocabulary (unknown -> the extra last column), then a CSR matrix straight from the
+        row offsets (duplicates summed by scipy)."""
         n_vocab = len(self.vocabulary_)
-        n_cols = n_vocab + (1 if self.oov_feature else 0)
-        vocab_df = pl.DataFrame(
-            {_TOK: list(self.vocabulary_), _COL: list(self.vocabulary_.values())},
-            schema={_TOK: pl.String, _COL: pl.Int64},
-        )
-        rows, cols, vals = [], [], []
-        oov_total = 0
-        for off, length in self._batches(df):
-            counts = self._exploded_counts(df.slice(off, length), off)
-            joined = counts.join(vocab_df, on=_TOK, how="left")
-            known = joined.filter(pl.col(_COL).is_not_null())
-            unknown = joined.filter(pl.col(_COL).is_null()).group_by(_ROW).agg(pl.col("n").sum())
-            oov_total += int(unknown.get_column("n").sum() or 0)
-            rows.append(known.get_column(_ROW).to_numpy())
-            cols.append(known.get_column(_COL).to_numpy())
-            vals.append(known.get_column("n").to_numpy())
-            if self.oov_feature and unknown.height:
-                rows.append(unknown.get_column(_ROW).to_numpy())
-                cols.append(np.full(unknown.height, n_vocab, dtype=np.int64))
-                vals.append(unknown.get_column("n").to_numpy())
-        self.last_oov_count_ = oov_total
-        if rows:
-            r = np.concatenate(rows).astype(np.int64)
-            c = np.concatenate(cols).astype(np.int64)
-            v = np.concatenate(vals).astype(np.float64)
-        else:
-            r = c = np.zeros(0, dtype=np.int64)
-            v = np.zeros(0, dtype=np.float64)
+        enum = pl.Enum(list(self.vocabulary_))  # vocabulary_ is in column order
+        blocks = [
+            self._batch_codes(df, off, length, enum, n_vocab)
+            for off, length in self._batches(df)
+        ]
+        mat = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, n_vocab + 1))
+        self.last_oov_count_ = int(mat[:, n_vocab].sum())
+        if not self.oov_feature:
+            mat = mat[:, :n_vocab]
+        mat = sp.csr_matrix(mat, dtype=np.float64)
+        mat.eliminate_zeros()
         if self.binary:
-            v = np.ones_like(v)
+            mat.data[:] = 1.0
         elif self.sublinear_tf:
-            v = np.log1p(v)
-        mat = sp.csr_matrix((v, (r, c)), shape=(df.height, n_cols), dtype=np.float64)
+            mat.data = np.log1p(mat.data)
         mat.sort_indices()
         if self.norm == "l2" and mat.nnz:
             norms = np.sqrt(np.asarray(mat.multiply(mat).sum(axis=1)).ravel())
