@@ -181,7 +181,7 @@ class ListVectorizer:
             for off, length in self._batches(df):
                 local = (
                     df.get_column(self.item).slice(off, length).list.explode()
-                    .drop_nulls().unique().sort()
+                    .drop_nulls().unique()
                 )
                 block = self._batch_codes(df, off, length, pl.Enum(local), local.len())
                 cols = block.indices
