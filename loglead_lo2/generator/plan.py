@@ -46,8 +46,8 @@ INJECT_PER_10S = (2, 8)
 NPE_RATE = 0.1  # client update NPEs per second at scale 1.0, every case
 TOKEN_EXC_RATE = 0.2  # token ApiExceptions per second at scale 1.0, correct only
 MAPSTORE_RATE = 0.02  # ClientMapStore delete errors per second and busy service
-TRIM_GUARD = 110
-"""Events go after the first ~110 lines of a file (as in real runs, where line 100 is reached
+TRIM_GUARD = 130
+"""Events go after the first ~130 lines of a file (as in real runs, where line 100 is reached
 within the first second), so trimming a log's first 100 lines never removes them."""
 
 
@@ -197,7 +197,7 @@ def plan_file(service: str, case: TestCase, slot: CaseSlot, scale: float,
     # Events go after the trimmed head and at least one second into the case.
     mean_req = float(ft.lens[flows].mean()) if len(flows) else 1.0
     approx_line = int(np.searchsorted(np.arange(len(flows)) * mean_req, TRIM_GUARD))
-    late = t0 + int(0.8 * span)  # small files: as late as possible
+    late = t0 + int(0.9 * span)  # small files: as late as possible
     lo = max(t0 + 1000, int(starts[approx_line])) if approx_line < len(starts) else late
     lo = min(lo, late)
     hi = t1 - 200
