@@ -123,14 +123,26 @@ def concat_lists(
     values, starts, lengths = list_parts(lists)
     if pick is None:
         return lists_from_lengths(values, group_totals, name)
-    pick = np.asarray(pick, dtype=np.int64)
-    picked_lengths = lengths[pick]
-    total = int(picked_lengths.sum())
-    dtype = np.uint32 if max(total, len(values)) < 2**32 - 1 else np.int64
-    out_starts = np.zeros(len(pick), dtype=np.int64)
-    np.cumsum(picked_lengths[:-1], out=out_starts[1:])
-    index = np.repeat((starts[pick] - out_starts).astype(np.int64), picked_lengths)
-    index += np.arange(total, dtype=np.int64)
-    flat = values.gather(pl.Series(index.astype(dtype, copy=False)))
-    del index
+    flat = values.gather(_range_index(starts[pick], lengths[pick], len(values)))
     return lists_from_lengths(flat, group_totals, name)
+
+
+def _range_index(starts: np.ndarray, lengths: np.ndarray, n_values: int) -> pl.Series:
+    """``concat(range(s, s + n) for s, n in zip(starts, lengths))`` as one integer Series.
+
+    Built with a single cumulative sum (every position steps by 1, the first position of
+    each range jumps from the previous range's end), which is several times faster than
+    ``np.repeat`` + ``np.arange`` on large outputs.
+    """
+    keep = lengths > 0
+    starts, lengths = starts[keep], lengths[keep]
+    total = int(lengths.sum())
+    dtype = np.int32 if n_values < 2**31 - 1 else np.int64
+    if total == 0:
+        return pl.Series(np.zeros(0, dtype=dtype))
+    steps = np.ones(total, dtype=dtype)
+    firsts = np.cumsum(lengths[:-1])
+    steps[0] = starts[0]
+    steps[firsts] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
+    np.cumsum(steps, out=steps)
+    return pl.Series(steps)
