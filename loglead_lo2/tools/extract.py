@@ -5,8 +5,8 @@ archives (zip; tar, tar.gz and tgz are accepted too) whose members are run folde
 ``light-oauth2-data-<epoch>/...`` or ``LO2_run_<epoch>/...``, possibly under one top-level
 folder.
 
-1. :func:`~loglead_lo2.tools.archives.inventory` reads every archive's member list once (nothing is written) and counts
-   files and bytes per run.
+1. :func:`~loglead_lo2.tools.archives.inventory` reads every archive's member list once
+   (nothing is written) and counts files and bytes per run.
 2. :func:`order_runs` sorts the runs (``MODE``: ``newest`` / ``oldest`` epoch first, ``all`` by
    name) and :func:`split_chunks` cuts them into ``SPLIT`` contiguous chunks of nearly equal run
    counts; ``CHUNK`` picks one (1-based), otherwise every chunk is done in order.
@@ -137,7 +137,8 @@ def print_plan(inv: Inventory, opts: ExtractOptions, chunks: list[list[RunInfo]]
     for k, chunk in enumerate(chunks, start=1):
         states = [run_state(opts.root, r.name) for r in chunk]
         mark = " <- selected" if opts.chunk == k else ""
-        span = f"; {chunk[0].name} .. {chunk[-1].name}" if chunk else ""
+        span = f"; {chunk[0].name} .. {chunk[-1].name}" if len(chunk) > 1 else ""
+        span = f"; {chunk[0].name}" if len(chunk) == 1 else span
         say(f"[Plan] chunk {k}/{opts.split}{mark}: {len(chunk)} run(s), "
             f"{sum(r.bytes for r in chunk) / MB:,.1f} MB; done {states.count('done')}, "
             f"partial {states.count('partial')}, to do {states.count('todo')}{span}")

@@ -1,0 +1,481 @@
+"""Check the artifacts of an LO2 result folder: present, size, rows, schema, consistency.
+
+``python tools/lo2_result_scan.py`` runs :func:`main`; :func:`scan` does the work and returns
+a :class:`ScanReport`. Checked, each reported as ``ok``, ``missing``, ``corrupt``, ``invalid``
+(wrong columns), ``inconsistent`` or ``unverified``:
+
+* result folder (``--root``): ``lo2_events/sequences/sequences_enhanced/metrics.parquet``
+  against their column contracts (:data:`loglead_lo2.schema.SCHEMAS`),
+  ``lo2_drain_templates.parquet``, ``lo2_if_predictions.parquet|.csv``, ``lo2_load_info.json``;
+  row counts against the counts ``lo2_load_info.json`` recorded, sequences against enhanced
+  sequences, and events against the sequences' ``seq_len`` total;
+* metrics folder (``<root>/metrics``): ``if_metrics.json|csv``, ``leaderboard.csv|md`` and every
+  other file in it (JSON/CSV must parse);
+* models folder (``--models``): every ``*.joblib`` bundle against the sha256 (and size) that
+  its ``<stem>.yml`` or ``model.yml`` records under ``bundle:``; bundles are never unpickled;
+* ``<root>/explainability``: every file, checked by type (JSON, CSV, Parquet, PNG, text).
+
+Temp files left by interrupted atomic writes (``.<name>.<random>.tmp``) are listed; only
+``--clean-temp`` without ``--dry-run`` removes them (and only those older than
+``--temp-min-age`` seconds, so a write in progress is left alone). Nothing else is changed.
+Exit code: 0 when every present artifact is valid, 1 when one is corrupt, invalid or
+inconsistent, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loglead_lo2.errors import UserError
+
+OK, MISSING, CORRUPT = "ok", "missing", "corrupt"
+INVALID, INCONSISTENT, UNVERIFIED = "invalid", "inconsistent", "unverified"
+FAILING = (CORRUPT, INVALID, INCONSISTENT)
+STATUSES = (OK, MISSING, CORRUPT, INVALID, INCONSISTENT, UNVERIFIED)
+
+RESULT_PARQUET: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "lo2_events.parquet": ("events", ()),
+    "lo2_sequences.parquet": ("sequences", ()),
+    "lo2_sequences_enhanced.parquet": ("sequences_enhanced", ()),
+    "lo2_metrics.parquet": ("metrics", ()),
+    "lo2_drain_templates.parquet": (None, ("e_event_drain_id", "template", "count")),
+}
+PREDICTIONS = ("lo2_if_predictions.parquet", "lo2_if_predictions.csv")
+PREDICTION_COLUMNS = ("seq_id", "score_if")
+LOAD_INFO = "lo2_load_info.json"
+METRIC_FILES: dict[str, tuple[str, ...]] = {
+    "if_metrics.json": (), "if_metrics.csv": (),
+    "leaderboard.csv": ("rank", "model"), "leaderboard.md": (),
+}
+IF_BUNDLE, IF_METADATA = "lo2_if.joblib", "model.yml"
+# the loader's own record of rows per file; Drain templates are left out because the
+# detection phase may re-create them with a different template count
+LOAD_INFO_CHECKED = ("lo2_events.parquet", "lo2_sequences.parquet",
+                     "lo2_sequences_enhanced.parquet", "lo2_metrics.parquet")
+TEMP_RE = re.compile(r"^\..+\.tmp$")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class Finding:
+    """The verdict on one artifact."""
+
+    group: str
+    name: str
+    path: str
+    status: str
+    bytes: int | None = None
+    rows: int | None = None
+    detail: str = ""
+
+
+@dataclass
+class Leftover:
+    """A temp file left by an interrupted atomic write."""
+
+    path: str
+    bytes: int
+    age_seconds: float
+    action: str = "kept"
+
+
+@dataclass
+class ScanReport:
+    root: str
+    models_dir: str
+    findings: list[Finding] = field(default_factory=list)
+    leftovers: list[Leftover] = field(default_factory=list)
+    deep: bool = False
+    dry_run: bool = True
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: sum(f.status == s for f in self.findings) for s in STATUSES}
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(f.status in FAILING for f in self.findings) else 0
+
+    def find(self, name: str) -> Finding | None:
+        return next((f for f in self.findings if f.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"root": self.root, "models_dir": self.models_dir, "deep": self.deep,
+                "dry_run": self.dry_run, "exit_code": self.exit_code, "counts": self.counts,
+                "findings": [asdict(f) for f in self.findings],
+                "leftovers": [asdict(t) for t in self.leftovers]}
+
+
+# --- one file -------------------------------------------------------------------------------
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def check_parquet(path: Path, group: str, kind: str | None = None,
+                  required: tuple[str, ...] = (), deep: bool = False) -> Finding:
+    """Footer, schema (``kind`` contract and ``required`` columns), row count; with ``deep``
+    every data page is decoded too."""
+    import pyarrow.parquet as pq
+
+    from loglead_lo2.schema import SCHEMAS, read_parquet_schema, validate_schema
+
+    out = Finding(group, path.name, str(path), OK, bytes=_size(path))
+    try:
+        schema = read_parquet_schema(path)
+        out.rows = pq.ParquetFile(path).metadata.num_rows
+    except UserError as exc:
+        out.status, out.detail = CORRUPT, str(exc)
+        return out
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad footers
+        out.status, out.detail = CORRUPT, f"{path}: unreadable metadata ({exc})"
+        return out
+    contract: dict[str, Any] = dict(SCHEMAS[kind]) if kind else {}
+    contract.update({c: None for c in required if c not in contract})
+    try:
+        validate_schema(schema, contract, path.name)
+    except UserError as exc:
+        out.status, out.detail = INVALID, str(exc)
+        return out
+    if deep:
+        try:
+            for _ in pq.ParquetFile(path).iter_batches(batch_size=65_536):
+                pass
+        except Exception as exc:  # noqa: BLE001 - corrupt pages
+            out.status, out.detail = CORRUPT, f"{path.name}: data pages unreadable ({exc})"
+            return out
+    what = f"{kind} schema ok" if kind else ("columns ok" if required else "readable")
+    out.detail = what + (", data pages read" if deep else "")
+    return out
+
+
+def check_file(path: Path, group: str, required: tuple[str, ...] = (),
+               deep: bool = False) -> Finding:
+    """Check one file by its type: Parquet, JSON, CSV, YAML, PNG, text; others: present."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return check_parquet(path, group, None, required, deep)
+    out = Finding(group, path.name, str(path), OK, bytes=_size(path))
+    if out.bytes == 0:
+        out.status, out.detail = CORRUPT, "empty file"
+        return out
+    try:
+        if suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            out.rows = len(data) if isinstance(data, list) else None
+            out.detail = "JSON ok"
+        elif suffix == ".csv":
+            import polars as pl
+
+            table = pl.read_csv(path, infer_schema_length=0)
+            out.rows = table.height
+            missing = [c for c in required if c not in table.columns]
+            if missing:
+                out.status = INVALID
+                out.detail = f"missing column(s) {', '.join(missing)}"
+                return out
+            out.detail = "CSV ok"
+        elif suffix in (".yml", ".yaml"):
+            import yaml
+
+            yaml.safe_load(path.read_text(encoding="utf-8"))
+            out.detail = "YAML ok"
+        elif suffix == ".png":
+            with open(path, "rb") as handle:
+                if handle.read(8) != PNG_MAGIC:
+                    raise ValueError("not a PNG image")
+            out.detail = "PNG ok"
+        elif suffix in (".md", ".txt"):
+            out.detail = f"text ok, {path.read_text(encoding='utf-8').count(chr(10))} lines"
+        else:
+            out.detail = "present"
+    except Exception as exc:  # noqa: BLE001 - report any unreadable file, never crash
+        out.status, out.detail = CORRUPT, f"{type(exc).__name__}: {str(exc)[:200]}"
+    return out
+
+
+def _missing(group: str, base: Path, name: str, detail: str = "") -> Finding:
+    return Finding(group, name, str(base / name), MISSING, detail=detail)
+
+
+# --- groups ---------------------------------------------------------------------------------
+
+
+def scan_result(root: Path, deep: bool) -> list[Finding]:
+    out = []
+    for name, (kind, required) in RESULT_PARQUET.items():
+        path = root / name
+        out.append(check_parquet(path, "result", kind, required, deep) if path.is_file()
+                   else _missing("result", root, name))
+    found = [root / n for n in PREDICTIONS if (root / n).is_file()]
+    out += [check_file(p, "result", PREDICTION_COLUMNS, deep) for p in found]
+    if not found:
+        out.append(_missing("result", root, "lo2_if_predictions.parquet|.csv"))
+    info = root / LOAD_INFO
+    out.append(check_file(info, "result") if info.is_file() else _missing("result", root,
+                                                                          LOAD_INFO))
+    return out
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not TEMP_RE.match(p.name))
+
+
+def scan_folder(folder: Path, group: str, known: dict[str, tuple[str, ...]],
+                deep: bool) -> list[Finding]:
+    """Known files (missing when absent) plus every other file found in ``folder``."""
+    if not folder.is_dir():
+        return [_missing(group, folder, name, f"{folder} not found") for name in known] or [
+            Finding(group, f"{folder.name}/", str(folder), MISSING, detail="folder not found")]
+    present = _files(folder)
+    out = [_missing(group, folder, n) for n in known if not (folder / n).is_file()]
+    for path in present:
+        rel = path.relative_to(folder).as_posix()
+        finding = check_file(path, group, known.get(rel, ()), deep)
+        finding.name = rel
+        out.append(finding)
+    return sorted(out, key=lambda f: f.name)
+
+
+def scan_models(models_dir: Path) -> list[Finding]:
+    """Every ``*.joblib`` bundle checked against the sha256 its metadata YAML records."""
+    from loglead_lo2.detection.persistence import find_metadata, read_metadata, sha256_file
+
+    if not models_dir.is_dir():
+        return [_missing("models", models_dir, n, f"{models_dir} not found")
+                for n in (IF_BUNDLE, IF_METADATA)]
+    out: list[Finding] = []
+    described: set[str] = set()
+    for meta_path in sorted(models_dir.glob("*.y*ml")):
+        finding = check_file(meta_path, "models")
+        out.append(finding)
+        if finding.status != OK:
+            continue
+        try:
+            meta = read_metadata(meta_path)
+        except UserError as exc:
+            finding.status, finding.detail = CORRUPT, str(exc)
+            continue
+        bundle = meta.get("bundle")
+        if not isinstance(bundle, dict):
+            finding.detail = "YAML ok (no bundle section)"
+            continue
+        name = str(bundle.get("file") or meta_path.with_suffix(".joblib").name)
+        described.add(name)
+        if not bundle.get("sha256"):
+            finding.status, finding.detail = INVALID, "has no bundle.sha256"
+        elif not (models_dir / name).is_file():
+            finding.status, finding.detail = INCONSISTENT, f"describes {name}, which is missing"
+        else:
+            finding.detail = f"describes {name}"
+    for path in sorted(models_dir.glob("*.joblib")):
+        finding = Finding("models", path.name, str(path), OK, bytes=_size(path))
+        out.append(finding)
+        meta_path = find_metadata(path)
+        if meta_path is None:
+            finding.status = UNVERIFIED
+            finding.detail = f"no {path.stem}.yml or {IF_METADATA} records its sha256"
+            continue
+        try:
+            recorded = (read_metadata(meta_path).get("bundle") or {})
+        except UserError:
+            finding.status, finding.detail = UNVERIFIED, f"{meta_path.name} is unreadable"
+            continue
+        digest = sha256_file(path)
+        want_sha, want_bytes = recorded.get("sha256"), recorded.get("bytes")
+        if not want_sha:
+            finding.status, finding.detail = UNVERIFIED, f"{meta_path.name} has no sha256"
+        elif want_sha != digest:
+            finding.status = INCONSISTENT
+            finding.detail = (f"sha256 {digest[:12]}... does not match {meta_path.name} "
+                              f"({str(want_sha)[:12]}...): modified or replaced after saving")
+        elif want_bytes is not None and int(want_bytes) != finding.bytes:
+            finding.status = INCONSISTENT
+            finding.detail = f"{finding.bytes} bytes, {meta_path.name} records {want_bytes}"
+        else:
+            finding.detail = f"sha256 verified against {meta_path.name}"
+    names = {f.name for f in out}
+    for name in (IF_BUNDLE, IF_METADATA):
+        if name not in names:
+            out.append(_missing("models", models_dir, name))
+    return sorted(out, key=lambda f: f.name)
+
+
+def check_consistency(report: ScanReport, root: Path) -> None:
+    """Row counts that must agree between files written by one load."""
+    import polars as pl
+
+    def ok(name: str) -> Finding | None:
+        found = report.find(name)
+        return found if found is not None and found.status == OK else None
+
+    def flag(finding: Finding, detail: str) -> None:
+        finding.status, finding.detail = INCONSISTENT, detail
+
+    info_finding = ok(LOAD_INFO)
+    if info_finding is not None:
+        info = json.loads((root / LOAD_INFO).read_text(encoding="utf-8"))
+        outputs = info.get("outputs") if isinstance(info, dict) else None
+        for name, rows in (outputs or {}).items():
+            finding = ok(name) if name in LOAD_INFO_CHECKED else None
+            if finding is not None and isinstance(rows, int) and finding.rows != rows:
+                flag(finding, f"{finding.rows:,} rows but {LOAD_INFO} records {rows:,} "
+                              "(left over from another load?)")
+    seq, enh = ok("lo2_sequences.parquet"), ok("lo2_sequences_enhanced.parquet")
+    if seq is not None and enh is not None and seq.rows != enh.rows:
+        flag(enh, f"{enh.rows:,} sequences but lo2_sequences.parquet has {seq.rows:,}")
+    events, base = ok("lo2_events.parquet"), seq or enh
+    if events is not None and base is not None:
+        try:
+            total = pl.read_parquet(base.path, columns=["seq_len"])["seq_len"].sum()
+        except Exception as exc:  # noqa: BLE001 - corrupt data pages
+            base.status, base.detail = CORRUPT, f"seq_len unreadable ({exc})"
+            return
+        if total != events.rows:
+            flag(events, f"{events.rows:,} events but the seq_len of {base.name} adds up to "
+                         f"{total:,}")
+
+
+# --- temp files and the whole scan ----------------------------------------------------------
+
+
+def find_leftovers(folders: list[Path]) -> list[Leftover]:
+    """``.<name>.<random>.tmp`` files in the scanned folders (not recursive, sorted)."""
+    now = time.time()
+    seen: set[Path] = set()
+    out = []
+    for folder in folders:
+        if not folder.is_dir() or folder.resolve() in seen:
+            continue
+        seen.add(folder.resolve())
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and TEMP_RE.match(path.name):
+                st = path.stat()
+                out.append(Leftover(str(path), st.st_size, round(now - st.st_mtime, 1)))
+    return out
+
+
+def scan(root: Path, models_dir: Path, metrics_dir: Path | None = None,
+         explain_dir: Path | None = None, *, deep: bool = False, dry_run: bool = True,
+         clean_temp: bool = False, temp_min_age: float = 600.0) -> ScanReport:
+    """Check every known artifact; remove leftover temp files only when ``clean_temp`` and
+    not ``dry_run`` (and only those older than ``temp_min_age`` seconds)."""
+    if not root.exists():
+        raise UserError(f"--root {root}: folder not found. Pass the loader's --output-dir "
+                        "(default demo/result/lo2).")
+    if not root.is_dir():
+        raise UserError(f"--root {root}: not a folder.")
+    metrics_dir = metrics_dir or root / "metrics"
+    explain_dir = explain_dir or root / "explainability"
+    report = ScanReport(str(root), str(models_dir), deep=deep, dry_run=dry_run)
+    report.findings += scan_result(root, deep)
+    report.findings += scan_folder(metrics_dir, "metrics", METRIC_FILES, deep)
+    report.findings += scan_models(models_dir)
+    report.findings += scan_folder(explain_dir, "explainability", {}, deep)
+    check_consistency(report, root)
+    report.leftovers = find_leftovers([root, metrics_dir, models_dir, explain_dir])
+    for left in report.leftovers:
+        if not clean_temp:
+            continue
+        if left.age_seconds < temp_min_age:
+            left.action = f"kept: younger than {temp_min_age:g}s (a write may be running)"
+        elif dry_run:
+            left.action = "would remove (--dry-run)"
+        else:
+            Path(left.path).unlink(missing_ok=True)
+            left.action = "removed"
+    return report
+
+
+# --- output and command line ----------------------------------------------------------------
+
+
+def human(n: int | None) -> str:
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1000
+    return f"{size:,.1f} GB"
+
+
+def render(report: ScanReport) -> str:
+    """The human-readable report."""
+    mode = "report only" if report.dry_run else "may remove leftover temp files"
+    lines = [f"[Scan] result folder {report.root}, models folder {report.models_dir} ({mode})"]
+    width = min(max((len(f.name) for f in report.findings), default=10), 32)
+    for group in ("result", "metrics", "models", "explainability"):
+        rows = [f for f in report.findings if f.group == group]
+        if rows:
+            lines.append(f"{group}:")
+        for f in rows:
+            status = f.status if f.status in (OK, MISSING, UNVERIFIED) else f.status.upper()
+            count = "" if f.rows is None else f"{f.rows:,} row{'' if f.rows == 1 else 's'}"
+            lines.append(f"  {status:<13} {f.name:<{width}}  {human(f.bytes):>10}  "
+                         f"{count:>14}  {f.detail}".rstrip())
+    if report.leftovers:
+        lines.append(f"leftover temp files from interrupted writes: {len(report.leftovers)}"
+                     + ("" if any(t.action != "kept" for t in report.leftovers)
+                        else " (pass --clean-temp without --dry-run to remove them)"))
+        for t in report.leftovers:
+            lines.append(f"  {t.path}  {human(t.bytes)}  {t.age_seconds:,.0f}s old  {t.action}")
+    counts = ", ".join(f"{n} {s}" for s, n in report.counts.items())
+    lines.append(f"[Scan] {counts} -> exit {report.exit_code}")
+    return "\n".join(lines)
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Check the artifacts of an LO2 result folder and the models folder: "
+                    "present/missing, size, rows, schema, sha256 of model bundles, leftover "
+                    "temp files. Report only unless --clean-temp is given without --dry-run.",
+        epilog="exit codes: 0 every present artifact is valid, 1 something is corrupt, "
+               "invalid or inconsistent, 2 bad usage\n\nexamples:\n"
+               "  %(prog)s --dry-run\n  %(prog)s --root demo/result/lo2 --json\n"
+               "  %(prog)s --clean-temp")
+    p.add_argument("--root", type=Path, default=Path("demo/result/lo2"),
+                   help="result folder (default demo/result/lo2)")
+    p.add_argument("--models-dir", type=Path, default=Path("models"),
+                   help="model bundles and model.yml (default models)")
+    p.add_argument("--metrics-dir", type=Path, default=None,
+                   help="metric files (default <root>/metrics)")
+    p.add_argument("--explain-dir", type=Path, default=None,
+                   help="explainability outputs (default <root>/explainability)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="report only, change nothing (also the default without --clean-temp)")
+    p.add_argument("--clean-temp", action="store_true",
+                   help="remove leftover .<name>.*.tmp files (not with --dry-run)")
+    p.add_argument("--temp-min-age", type=float, default=600.0, metavar="SECONDS",
+                   help="--clean-temp keeps temp files younger than this (default 600)")
+    p.add_argument("--deep", action="store_true",
+                   help="also decode every Parquet data page (slow on big files)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    try:
+        report = scan(args.root, args.models_dir, args.metrics_dir, args.explain_dir,
+                      deep=args.deep, dry_run=args.dry_run or not args.clean_temp,
+                      clean_temp=args.clean_temp, temp_min_age=args.temp_min_age)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(json.dumps(report.to_json(), indent=2) if args.json else render(report))
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="lo2_result_scan.py"))
