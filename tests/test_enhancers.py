@@ -342,6 +342,7 @@ def test_aggregate_enhanced_lists_in_line_order(events: pl.DataFrame) -> None:
     shuffled = enhanced.sample(fraction=1.0, shuffle=True, seed=7)
     seq = aggregate_sequences(shuffled)
     assert seq.equals(aggregate_sequences(enhanced))  # input order does not matter
+    assert seq.equals(aggregate_sequences(enhanced.sort("seq_id", "line_no")))  # sorted path
     err = seq.filter(pl.col("anomaly")).row(0, named=True)
     err_events = enhanced.filter(pl.col("anomaly")).sort("line_no")
     expected_words = [w for ws in err_events["e_words"].to_list() for w in ws]

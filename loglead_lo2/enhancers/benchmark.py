@@ -95,8 +95,9 @@ def synthetic_events(n_events: int, seed: int = 0, n_pool: int = 20000) -> pl.Da
     )
     frame = frame.with_columns(
         pl.concat_str(["run", "test_case", "service"], separator="__").alias("seq_id"),
-        (pl.int_range(pl.len()).over("run", "test_case", "service") + 1).cast(pl.Int64)
-        .alias("line_no"),
+    ).sort("seq_id", maintain_order=True)  # the loader's order: by sequence, then line
+    frame = frame.with_columns(
+        (pl.int_range(pl.len()).over("seq_id") + 1).cast(pl.Int64).alias("line_no"),
         (pl.lit(datetime(2025, 2, 16, 22, 0)) + pl.duration(
             milliseconds=pl.int_range(pl.len()) * 3)).dt.cast_time_unit("ms").alias("m_timestamp"),
         pl.col("m_message").str.extract(r"^(\w+)", 1).alias("m_level"),

@@ -60,7 +60,9 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
     base = events.select(
         *cols,
         *(pl.col(t).list.len().fill_null(0).cast(pl.Int64).alias(f"__n_{t}") for t in present),
-    ).with_row_index("__row").sort(["seq_id", "line_no", "__row"])
+    ).with_row_index("__row")
+    if not _is_sorted(base):
+        base = base.sort(["seq_id", "line_no", "__row"])
 
     distinct_tables: dict[str, pl.DataFrame] = {}
     if tokens:
@@ -111,3 +113,12 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
 
     ordered = [c for c in (*KEYS, *ADDS) if c in seq.columns]
     return seq.select(ordered)
+
+
+def _is_sorted(df: pl.DataFrame) -> bool:
+    """Whether rows are already in ``(seq_id, line_no)`` order (the loader's usual output)."""
+    if df.height < 2:
+        return True
+    seq, prev = pl.col("seq_id"), pl.col("seq_id").shift()
+    ok = (seq > prev) | ((seq == prev) & (pl.col("line_no") >= pl.col("line_no").shift()))
+    return bool(df.select(ok.fill_null(True).all()).item())
