@@ -183,6 +183,8 @@ class _RunWriter:
 
     def write(self, member: Member, parts: tuple[str, ...], opener: Opener, archive: Path) -> None:
         dest = self.tmp.joinpath(*parts)
+        if not os.path.normpath(dest).startswith(str(self.tmp) + os.sep):  # belt and braces
+            raise UserError(f"{archive.name}: {member.name} would leave {self.tmp}; refused.")
         try:
             if member.kind == "dir":
                 dest.mkdir(parents=True, exist_ok=True)
