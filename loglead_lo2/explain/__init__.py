@@ -1,0 +1,44 @@
+"""Explainability phase (F): why a sequence scores as anomalous, on held-out runs only.
+
+- :func:`~loglead_lo2.explain.pipeline.run_explain` with
+  :class:`~loglead_lo2.explain.pipeline.ExplainOptions`: the whole phase (what
+  ``lo2-explain`` / ``demo/lo2_e2e/lo2_phase_f_explainability.py`` run);
+- :func:`~loglead_lo2.explain.nearest.nn_mapping`: top anomalies next to their nearest normal
+  training sequence, with the tokens and templates that differ;
+- :func:`~loglead_lo2.explain.shap_report.explain_model`: SHAP values of a fitted registry
+  model, explainer chosen by the registry's ``shap`` kind;
+- :func:`~loglead_lo2.explain.false_positives.false_positives`: held-out normal sequences
+  flagged at a model's threshold, with their rarest tokens.
+
+Submodules are imported lazily so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "ExplainOptions": "pipeline",
+    "ExplainResult": "pipeline",
+    "run_explain": "pipeline",
+    "nn_mapping": "nearest",
+    "nearest_rows": "nearest",
+    "token_differences": "nearest",
+    "ShapSettings": "shap_report",
+    "ShapOutcome": "shap_report",
+    "explain_model": "shap_report",
+    "EXPLAINERS": "shap_report",
+    "false_positives": "false_positives",
+    "rarest_tokens": "false_positives",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+__all__ = sorted(_EXPORTS)

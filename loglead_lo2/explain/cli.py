@@ -1,0 +1,215 @@
+"""``lo2-explain`` / ``demo/lo2_e2e/lo2_phase_f_explainability.py``: phase F from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from loglead_lo2.errors import UserError
+
+DESCRIPTION = """\
+Explainability phase (F) of the LO2 pipeline. Reads <root>/lo2_sequences_enhanced.parquet,
+splits it by whole runs (the newest runs are held out), trains the Isolation Forest on normal
+sequences of the training runs (or reuses --load-model) and the --sup-models on the training
+runs, then explains their scores on the HELD-OUT runs only: nearest-normal mapping of the top
+anomalies, SHAP per model (explainer kind from the model registry) and false-positive lists."""
+
+EPILOG = """\
+artifacts (in --out-dir, default <root>/explainability):
+  nn_mapping.csv + nn_mapping.md       top --nn-top-k held-out sequences of --nn-source, each
+                                       with its nearest normal training sequence and the
+                                       tokens/templates that differ most
+  shap_<model>_summary.png             mean |SHAP| bar plot (top 20) per model with SHAP
+  shap_<model>_top_features.csv        feature, mean_abs_shap, mean_shap, direction
+  false_positives_<model>.csv          held-out normal sequences flagged at the threshold
+  summary.md + summary.json            split, thresholds, counts, SHAP reductions, warnings
+An existing folder with these files is refused unless --overwrite (which also removes the
+earlier run's files that this run does not rewrite).
+
+examples:
+  MPLBACKEND=Agg %(prog)s --root demo/result/lo2 --if-contamination 0.15 --nn-top-k 50 \\
+      --shap-sample 200
+  %(prog)s --root demo/result/lo2 --skip-if --sup-models event_lr_words,event_xgb_words \\
+      --nn-source event_lr_words --shap-background 256 --sup-holdout-fraction 0.2"""
+
+DEFAULT_BUNDLE = Path("models/lo2_if.joblib")
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from exc
+
+
+def _contamination(text: str) -> float | str:
+    if text == "auto":
+        return text
+    value = _number(text)
+    if not 0 < value <= 0.5:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or in (0, 0.5], got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    from loglead_lo2.detection.iforest import IF_ITEMS
+    from loglead_lo2.detection.registry import DEFAULT_MODELS
+
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("input and output")
+    g.add_argument("--root", type=Path, default=Path("demo/result/lo2"),
+                   help="folder with lo2_sequences_enhanced.parquet (default demo/result/lo2)")
+    g.add_argument("--out-dir", type=Path, default=None,
+                   help="where the artifacts go (default <root>/explainability)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the explainability files of an earlier run in --out-dir "
+                        "(without it the run refuses to start when such files exist)")
+    g.add_argument("--sample-seed", type=int, default=42,
+                   help="seed for the split shuffle, every model and the SHAP samples "
+                        "(default 42)")
+    g.add_argument("--disable-memory-guard", action="store_true",
+                   help="keep the default hyper-parameter limits even when RAM is low")
+    s = p.add_argument_group("hold-out split (whole runs; explanations use held-out runs)")
+    s.add_argument("--sup-holdout-fraction", type=_number, default=0.2,
+                   help="share of runs held out (default 0.2, newest runs)")
+    s.add_argument("--sup-holdout-min-groups", type=_positive_int, default=1,
+                   help="hold out at least this many runs (default 1)")
+    s.add_argument("--sup-holdout-shuffle", action="store_true",
+                   help="pick the held-out runs at random (seeded) instead of the newest")
+    f = p.add_argument_group("Isolation Forest")
+    f.add_argument("--skip-if", action="store_true",
+                   help="do not train or explain the Isolation Forest")
+    f.add_argument("--if-contamination", type=_contamination, default=None,
+                   help="expected anomaly share, 'auto' or (0, 0.5]; sets the forest's "
+                        "threshold (default auto)")
+    f.add_argument("--if-n-estimators", type=_positive_int, default=None,
+                   help="trees (default 100)")
+    f.add_argument("--if-item", choices=IF_ITEMS, default=None,
+                   help="token list the forest uses (default e_words)")
+    f.add_argument("--if-numeric", default=None, metavar="COLS",
+                   help="comma list of numeric sequence columns added to the tokens, e.g. "
+                        "seq_len,duration_sec")
+    f.add_argument("--load-model", type=Path, nargs="?", const=DEFAULT_BUNDLE, default=None,
+                   metavar="PATH",
+                   help=f"reuse a saved forest (default path {DEFAULT_BUNDLE}; sha256 checked "
+                        "against its model.yml, threshold from model.yml) instead of training")
+    m = p.add_argument_group("registry models")
+    m.add_argument("--sup-models", default=None, metavar="KEYS",
+                   help=f"comma list of registry keys to train and explain (default "
+                        f"{','.join(DEFAULT_MODELS)}; 'all' = every key; see "
+                        "LO2_samples.py --list-models)")
+    n = p.add_argument_group("nearest-normal mapping")
+    n.add_argument("--nn-source", default=None, metavar="MODEL",
+                   help="'if' or one of --sup-models: whose scores pick the top anomalies and "
+                        "whose feature space measures similarity (default if; with --skip-if "
+                        "the first --sup-models key)")
+    n.add_argument("--nn-top-k", type=_positive_int, default=50,
+                   help="held-out sequences with the highest scores to map (default 50)")
+    h = p.add_argument_group("SHAP")
+    h.add_argument("--skip-shap", action="store_true", help="compute no SHAP values")
+    h.add_argument("--shap-sample", type=_positive_int, default=200,
+                   help="held-out rows explained per model (seeded sample; default 200)")
+    h.add_argument("--shap-background", type=_positive_int, default=256,
+                   help="background rows from the model's training rows (default 256)")
+    h.add_argument("--shap-feature-threshold", type=_positive_int, default=2000,
+                   help="explain at most this many features: above it, the top features by "
+                        "model weight/importance (default 2000)")
+    h.add_argument("--shap-cell-threshold", type=_positive_int, default=2_000_000,
+                   help="rows x features limit; above it fewer rows are explained "
+                        "(default 2000000)")
+    return p
+
+
+_IF_FLAGS = (("if_contamination", "--if-contamination"), ("if_n_estimators", "--if-n-estimators"),
+             ("if_item", "--if-item"), ("if_numeric", "--if-numeric"),
+             ("load_model", "--load-model"))
+
+
+def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - ExplainOptions (lazy import)
+    """Check the flags and build :class:`~loglead_lo2.explain.pipeline.ExplainOptions`."""
+    from loglead_lo2.detection.iforest import IFConfig, resolve_numeric
+    from loglead_lo2.detection.registry import DEFAULT_MODELS, resolve_models
+    from loglead_lo2.explain.pipeline import ENHANCED_FILE, ExplainOptions
+    from loglead_lo2.explain.shap_report import ShapSettings
+    from loglead_lo2.schema import read_parquet_schema
+
+    given = [flag for attr, flag in _IF_FLAGS if getattr(args, attr) is not None]
+    if args.skip_if and given:
+        raise UserError(f"--skip-if contradicts {', '.join(given)} (Isolation Forest options); "
+                        "drop one of them.")
+    if args.load_model and (args.if_contamination is not None
+                            or args.if_n_estimators is not None):
+        raise UserError("--load-model reuses a trained forest; --if-contamination / "
+                        "--if-n-estimators only apply when training. Drop one of them.")
+    models = resolve_models(args.sup_models) if args.sup_models else list(DEFAULT_MODELS)
+    numeric: tuple[str, ...] = ()
+    if args.if_numeric and not args.skip_if:
+        path = args.root / ENHANCED_FILE
+        schema = read_parquet_schema(path) if path.is_file() else {}
+        if schema:
+            numeric, notes = resolve_numeric(args.if_numeric, schema)
+            for note in notes:
+                print(note, flush=True)
+    config = IFConfig(
+        item=args.if_item or "e_words", numeric=numeric,
+        contamination=args.if_contamination if args.if_contamination is not None else "auto",
+        n_estimators=args.if_n_estimators or 100, holdout_fraction=0.0,
+        seed=args.sample_seed,
+    )
+    return ExplainOptions(
+        root=args.root, out_dir=args.out_dir, if_config=config,
+        if_item_explicit=args.if_item is not None, if_numeric=args.if_numeric,
+        load_model=args.load_model, skip_if=args.skip_if, sup_models=tuple(models),
+        nn_source=args.nn_source, nn_top_k=args.nn_top_k,
+        shap=ShapSettings(sample=args.shap_sample, background=args.shap_background,
+                          feature_threshold=args.shap_feature_threshold,
+                          cell_threshold=args.shap_cell_threshold, seed=args.sample_seed),
+        skip_shap=args.skip_shap, sup_holdout_fraction=args.sup_holdout_fraction,
+        sup_holdout_min_groups=args.sup_holdout_min_groups,
+        sup_holdout_shuffle=args.sup_holdout_shuffle, seed=args.sample_seed,
+        overwrite=args.overwrite, memory_guard=not args.disable_memory_guard,
+    )
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Parse ``argv``, run the phase, print where the artifacts are; 2 on user errors."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser(prog).parse_args(argv)
+    started = time.perf_counter()
+    try:
+        from loglead_lo2.explain.pipeline import run_explain
+
+        opts = options_from_args(args)
+        result = run_explain(opts, progress=_say)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    n_warn = len(result.warnings)
+    print(f"[Done] explanations of {len(result.summary.get('models', {}))} model(s) on "
+          f"{len(result.summary['split']['holdout_runs'])} HELD-OUT run(s) in "
+          f"{time.perf_counter() - started:.1f}s ({n_warn} warning(s), see summary.md); wrote:")
+    for path in dict.fromkeys(result.artifacts):
+        print(f"  {path}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""``summary.json`` and ``summary.md`` of the explainability phase.
+
+Both say what was computed, on which runs (training vs held-out), with which thresholds,
+how many sequences were flagged and how many of those are false positives, which SHAP
+reductions were applied and every warning printed during the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from loglead_lo2.detection.report import write_json
+from loglead_lo2.schema import write_text_atomic
+
+SPLIT_NAME = "holdout"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def build_summary(opts: Any, path: Path, df: pl.DataFrame, split: Any, train: pl.DataFrame,
+                  hold: pl.DataFrame, views: Mapping[str, Any], nn: Mapping[str, Any],
+                  shap: Mapping[str, Any], fp_counts: Mapping[str, int],
+                  leak: Mapping[str, Any], comparison: Mapping[str, Any] | None,
+                  warnings: list[str], seconds: float) -> dict[str, Any]:
+    """The ``summary.json`` content (see the module docstring)."""
+    from loglead_lo2.detection.persistence import git_commit, library_versions, utc_now
+
+    models: dict[str, Any] = {}
+    for key, view in views.items():
+        flagged = int((view.scores >= view.threshold).sum())
+        models[key] = {
+            "kind": view.kind,
+            "description": view.description,
+            "training": view.training,
+            "threshold": {"value": view.threshold, "source": view.threshold_source,
+                          "rule": "score >= threshold"},
+            "holdout": {"split": SPLIT_NAME, "rows": hold.height, "flagged": flagged,
+                        "false_positives": fp_counts.get(key), **view.metrics},
+            "shap": shap.get(key) if not opts.skip_shap else {"skipped": "--skip-shap"},
+            "false_positive_file": f"false_positives_{key}.csv",
+        }
+    options = {k: v for k, v in asdict(opts).items() if k not in ("if_config", "shap")}
+    return _plain({
+        "phase": "explainability (phase F)",
+        "created_at": utc_now(),
+        "evaluated_on": "held-out runs only: every score, explanation and list in this folder "
+                        "is computed on runs no model was trained on",
+        "input": {"file": path, "sequences": df.height, "runs": df["run"].n_unique()},
+        "split": {
+            "name": SPLIT_NAME, "note": split.note,
+            "train_runs": sorted(split.train_runs), "holdout_runs": sorted(split.test_runs),
+            "train_rows": train.height, "holdout_rows": hold.height,
+            "holdout_anomalous": int(hold["anomaly"].sum()),
+            "holdout_normal": int(hold["normal"].sum()),
+        },
+        "models": models,
+        "nn_mapping": dict(nn),
+        "leakage": {k: leak.get(k) for k in ("roc_auc", "separability", "limit", "warning")},
+        "detection_predictions": comparison,
+        "options": options,
+        "if_config": None if opts.skip_if else asdict(opts.if_config),
+        "shap_settings": asdict(opts.shap),
+        "warnings": list(warnings),
+        "seconds": round(seconds, 2),
+        "versions": library_versions(),
+        "git_commit": git_commit(),
+    })
+
+
+def _f(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
+    return str(value)
+
+
+def _background(shap: Mapping[str, Any]) -> str:
+    if shap["explainer"] == "tree":
+        return "no background (tree_path_dependent: the trees' own cover statistics)"
+    return f"{shap['background_rows']} background rows (training)"
+
+
+def summary_markdown(s: Mapping[str, Any]) -> str:
+    """Readable ``summary.md``."""
+    sp = s["split"]
+    lines = [
+        "# LO2 explainability (phase F)",
+        "",
+        "**Every score, explanation and list here is computed on the HELD-OUT runs only; "
+        "no model was trained on them.**",
+        "",
+        f"Input: `{s['input']['file']}` ({s['input']['sequences']:,} sequences, "
+        f"{s['input']['runs']} runs). Created {s['created_at']}.",
+        "",
+        "## Split (whole runs)",
+        "",
+        f"- {sp['note']}",
+        f"- training runs ({len(sp['train_runs'])}, {sp['train_rows']:,} sequences): "
+        + ", ".join(sp["train_runs"]),
+        f"- held-out runs ({len(sp['holdout_runs'])}, {sp['holdout_rows']:,} sequences: "
+        f"{sp['holdout_anomalous']} anomalous, {sp['holdout_normal']} normal): "
+        + ", ".join(sp["holdout_runs"]),
+        "",
+        "## Models on the held-out runs",
+        "",
+        "| model | kind | threshold | threshold source | flagged | false positives | "
+        "precision | recall | ROC-AUC | SHAP |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, m in s["models"].items():
+        h, shap = m["holdout"], m["shap"] or {}
+        shap_txt = (f"{shap['explainer']}: {shap['rows']} rows x {shap['features_explained']} "
+                    "features" if "explainer" in shap else shap.get("skipped", "n/a"))
+        lines.append(
+            f"| {key} | {m['kind']} | {_f(m['threshold']['value'], 6)} | "
+            f"{m['threshold']['source']} | {h['flagged']} | {h['false_positives']} | "
+            f"{_f(h.get('precision'))} | {_f(h.get('recall'))} | {_f(h.get('roc_auc'))} | "
+            f"{shap_txt.replace('|', '/')} |"
+        )
+    nn = s["nn_mapping"]
+    lines += ["", "## Nearest-normal mapping", ""]
+    if "skipped" in nn:
+        lines.append(f"Skipped: {nn['skipped']}")
+    else:
+        lines += [
+            f"- source: **{nn['source']}**, top {nn['rows']} held-out sequences by score "
+            f"({nn['labelled_anomalies']} labelled anomalous, {nn['flagged']} flagged)",
+            f"- feature space: {nn['feature_space']}; pool: {nn['pool_rows']} normal "
+            f"sequences of {len(nn['pool_runs'])} training run(s); mean cosine "
+            f"{_f(nn['mean_cosine'], 3)}",
+            "- files: `nn_mapping.csv`, `nn_mapping.md`",
+        ]
+    lines += ["", "## SHAP", ""]
+    for key, m in s["models"].items():
+        shap = m["shap"] or {}
+        if "explainer" in shap:
+            lines.append(
+                f"- **{key}** ({shap['explainer']}, {shap['scale']}): {shap['rows']} held-out "
+                f"rows, {_background(shap)}, "
+                f"{shap['features_explained']:,} of {shap['features_total']:,} features; top: "
+                f"{', '.join(shap['top_features']) or '(none)'}; files: "
+                + ", ".join(f"`{f}`" for f in shap["files"])
+            )
+        else:
+            lines.append(f"- **{key}**: {shap.get('skipped', 'n/a')}")
+    lines += ["", "## False positives (held-out normal sequences flagged at the threshold)", ""]
+    for key, m in s["models"].items():
+        lines.append(f"- {key}: {m['holdout']['false_positives']} in "
+                     f"`{m['false_positive_file']}`")
+    cmp_ = s.get("detection_predictions")
+    if cmp_:
+        lines += ["", "## Detection-phase IF predictions", ""]
+        lines.append(f"- `{cmp_.get('file')}`: " + (
+            cmp_["error"] if "error" in cmp_ else
+            f"{cmp_['shared_holdout_sequences']} shared held-out sequences, Spearman "
+            f"{_f(cmp_.get('spearman'))} with this run's IF scores; their split labels of "
+            f"these sequences: {cmp_.get('their_split_of_our_holdout', 'n/a')}"))
+    lines += ["", "## Warnings", ""]
+    lines += [f"- {w}" for w in s["warnings"]] or ["- none"]
+    lines += ["", f"Run time {s['seconds']:.1f}s; git commit {s.get('git_commit') or 'n/a'}.",
+              ""]
+    return "\n".join(lines)
+
+
+def write_summary(summary: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """``summary.json`` and ``summary.md`` in ``out_dir``."""
+    json_path = write_json(out_dir / "summary.json", summary)
+    md_path = out_dir / "summary.md"
+    write_text_atomic(md_path, summary_markdown(summary))
+    return [json_path, md_path]
+
+
+__all__ = ["build_summary", "summary_markdown", "write_summary"]
