@@ -183,7 +183,8 @@ class _RunWriter:
 
     def write(self, member: Member, parts: tuple[str, ...], opener: Opener, archive: Path) -> None:
         dest = self.tmp.joinpath(*parts)
-        if not os.path.normpath(dest).startswith(str(self.tmp) + os.sep):  # belt and braces
+        normal = os.path.normpath(dest)
+        if normal != str(self.tmp) and not normal.startswith(str(self.tmp) + os.sep):
             raise UserError(f"{archive.name}: {member.name} would leave {self.tmp}; refused.")
         try:
             if member.kind == "dir":
