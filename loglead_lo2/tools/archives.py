@@ -109,15 +109,16 @@ def split_member(name: str) -> tuple[str, tuple[str, ...]] | None:
 
 
 def classify(member: Member) -> tuple[str, str, tuple[str, ...]]:
-    """``("file"|"dir", run, parts)``, ``("refused", reason, ())`` or ``("stray", "", ())``."""
+    """``("file"|"dir", run, parts)``, ``("refused", reason, ())``, ``("stray", "", ())`` for a
+    file outside the runs or ``("ignored", "", ())`` for a folder outside them."""
     try:
         hit = split_member(member.name)
     except UnsafeMember as exc:
         return "refused", str(exc), ()
     if member.kind in ("link", "other"):
         return "refused", "link or special file", ()
-    if hit is None:
-        return "stray", "", ()
+    if hit is None:  # folders around the runs are expected; other files are reported
+        return ("ignored" if member.kind == "dir" else "stray"), "", ()
     run, parts = hit
     if member.kind == "dir":
         return "dir", run, parts
@@ -186,6 +187,8 @@ def inventory(archives: list[Path], say: Say) -> Inventory:
             what, run, parts = classify(member)
             if what == "refused":
                 inv.refused.append((archive.name, member.name, run))
+            elif what == "ignored":
+                continue
             elif what == "stray":
                 inv.stray_count += 1
                 if len(inv.stray) < EXAMPLES:
