@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -252,7 +254,7 @@ def test_drain_ids_stable_across_calls_and_instances(events: pl.DataFrame) -> No
     assert first.template_table()["count"].sum() == 2 * batch1.height + batch2.height
 
 
-def test_drain_save_templates(tmp_path, events: pl.DataFrame) -> None:  # noqa: ANN001
+def test_drain_save_templates(tmp_path: Path, events: pl.DataFrame) -> None:
     parser = DrainParser()
     parser.parse(normalize(events))
     path = tmp_path / "t.parquet"
@@ -305,7 +307,9 @@ def test_declarations() -> None:
         (lambda df: aggregate_sequences(df), "seq_id"),
     ],
 )
-def test_missing_column_raises_value_error(call, column: str) -> None:  # noqa: ANN001
+def test_missing_column_raises_value_error(
+    call: Callable[[pl.DataFrame], pl.DataFrame], column: str
+) -> None:
     with pytest.raises(ValueError, match=column):
         call(pl.DataFrame({"other": [1]}))
 
@@ -386,7 +390,7 @@ def test_concat_lists_with_pick() -> None:
 
 # --- streaming -------------------------------------------------------------------------------
 
-def test_streaming_equals_one_shot(tmp_path, events: pl.DataFrame) -> None:  # noqa: ANN001
+def test_streaming_equals_one_shot(tmp_path: Path, events: pl.DataFrame) -> None:
     batches = [events.filter(pl.col("run") == r) for r in ("run_a", "run_b")]
     seen: list[tuple[int, int, int]] = []
     out = tmp_path / "out" / "seq.parquet"
@@ -414,13 +418,13 @@ def test_streaming_equals_one_shot(tmp_path, events: pl.DataFrame) -> None:  # n
     assert set(summary.seconds) == {"enhance", "aggregate", "write", "total"}
 
 
-def test_streaming_without_events_fails_cleanly(tmp_path, events: pl.DataFrame) -> None:  # noqa: ANN001
+def test_streaming_without_events_fails_cleanly(tmp_path: Path, events: pl.DataFrame) -> None:
     out = tmp_path / "seq.parquet"
     with pytest.raises(UserError, match="no events"):
         enhance_in_batches([events.head(0)], out, drain=DrainParser())
     assert not out.exists()
 
-    def broken():  # noqa: ANN202
+    def broken() -> Iterator[pl.DataFrame]:
         yield events
         raise RuntimeError("loader failed")
 

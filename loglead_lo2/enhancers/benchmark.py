@@ -145,10 +145,13 @@ def _step(name: str, fn: Callable[[], pl.DataFrame], rows: list[tuple[str, float
     return out
 
 
-def run_benchmark(n_events: int, seed: int = 0) -> list[tuple[str, float, float, float]]:
+def run_benchmark(
+    n_events: int, seed: int = 0, n_pool: int = 20000
+) -> list[tuple[str, float, float, float]]:
     """Time every step; returns (step, seconds, peak RSS MiB, peak increase MiB) rows."""
     rows: list[tuple[str, float, float, float]] = []
-    events = _step("synthesise", lambda: synthetic_events(n_events, seed), rows)
+    events = _step("synthesise", lambda: synthetic_events(n_events, seed, n_pool), rows)
+    print(f"{events.height:,} events, {events['m_message'].n_unique():,} distinct messages")
     ev = _step("normalize", lambda: normalize(events), rows)
     drain = DrainParser()
     ev = _step("drain", lambda: drain.parse(ev), rows)
@@ -166,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pool", type=int, default=20000,
+                        help="distinct values per id kind (fewer = fewer distinct messages)")
     args = parser.parse_args(argv)
-    rows = run_benchmark(args.events, args.seed)
+    rows = run_benchmark(args.events, args.seed, args.pool)
     print(f"{'step':45s} {'seconds':>8s} {'peak MiB':>9s} {'+MiB':>7s}")
     for name, seconds, peak, delta in rows:
         print(f"{name:45s} {seconds:8.2f} {peak:9.0f} {delta:7.0f}")
