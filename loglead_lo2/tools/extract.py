@@ -180,6 +180,7 @@ class _RunWriter:
         self.tmp.mkdir(parents=True)
         self.files = 0
         self.bytes = 0
+        self.seconds = 0.0  # time spent on this run's members (tar passes serve several runs)
 
     def write(self, member: Member, parts: tuple[str, ...], opener: Opener, archive: Path) -> None:
         dest = self.tmp.joinpath(*parts)
@@ -191,10 +192,12 @@ class _RunWriter:
                 dest.mkdir(parents=True, exist_ok=True)
                 return
             dest.parent.mkdir(parents=True, exist_ok=True)
+            started = time.perf_counter()
             with opener() as src, open(dest, "wb") as out:
                 shutil.copyfileobj(src, out, COPY_BLOCK)
             if member.mtime is not None:
                 os.utime(dest, (member.mtime, member.mtime))
+            self.seconds += time.perf_counter() - started
         except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
             raise UserError(f"{archive.name}: cannot extract {member.name} "
                             f"({type(exc).__name__}: {exc}); the run stays partial.") from exc
@@ -292,13 +295,12 @@ def extract(chunks: list[list[RunInfo]], selected: list[int], opts: ExtractOptio
                     done["skipped"] += 1
                     say(f"{head}: already extracted, skipped")
                     continue
-                started = time.perf_counter()
                 writer = ex.extract(run)
-                took = time.perf_counter() - started
+                took = writer.seconds
                 done["extracted"] += 1
                 done["bytes"] += writer.bytes
-                say(f"{head}: {writer.files} files, {writer.bytes / MB:,.1f} MB in {took:.1f}s "
-                    f"({writer.bytes / MB / max(took, 1e-6):,.1f} MB/s); "
+                say(f"{head}: {writer.files} files, {writer.bytes / MB:,.1f} MB written in "
+                    f"{took:.1f}s ({writer.bytes / MB / max(took, 1e-6):,.1f} MB/s); "
                     f"{done['bytes'] / MB:,.1f}/{total_bytes / MB:,.1f} MB")
     finally:
         ex.close()
