@@ -213,6 +213,10 @@ def scan_result(root: Path, deep: bool) -> list[Finding]:
     out = []
     for name, (kind, required) in RESULT_PARQUET.items():
         path = root / name
+        if path.is_dir():
+            out.append(Finding("result", name, str(path), INVALID,
+                               detail="a folder, expected one Parquet file"))
+            continue
         out.append(check_parquet(path, "result", kind, required, deep) if path.is_file()
                    else _missing("result", root, name))
     found = [root / n for n in PREDICTIONS if (root / n).is_file()]
