@@ -34,6 +34,7 @@ def test_both_namings_sorted_by_epoch_and_strays_reported(tmp_path: Path) -> Non
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "lo2_manifest.csv").write_text("x")  # generator file: known, not stray
     (tmp_path / RUNS[0] / "README").write_text("x")
+    (tmp_path / RUNS[0] / ".extracted").write_text("")  # extraction marker: not stray
     (tmp_path / RUNS[0] / "correct" / "foo.log").write_text("x")
     (tmp_path / RUNS[0] / "not_a_case").mkdir()
     sel = select(tmp_path, SelectOptions())

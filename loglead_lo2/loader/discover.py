@@ -103,6 +103,8 @@ def _case_dirs(run: RunDir, skipped: list[tuple[str, str]]) -> list[Path]:
     known = test_cases()
     out = []
     for entry in sorted(run.path.iterdir()):
+        if entry.name.startswith("."):  # markers (.extracted) and hidden files
+            continue
         if not entry.is_dir():
             skipped.append((str(entry), "stray file in run folder"))
         elif entry.name not in known:
@@ -116,7 +118,7 @@ def _log_files(run: RunDir, case_dir: Path, services: Sequence[str],
                skipped: list[tuple[str, str]]) -> list[LogFile]:
     files = []
     for entry in sorted(case_dir.iterdir()):
-        if entry.name == "metrics" and entry.is_dir():
+        if (entry.name == "metrics" and entry.is_dir()) or entry.name.startswith("."):
             continue
         match = LOG_FILE_RE.match(entry.name)
         if not match or not entry.is_file():
