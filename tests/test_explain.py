@@ -167,6 +167,30 @@ def test_load_model_reuses_a_saved_forest(root: Path, tmp_path: Path) -> None:
     m = _summary(out)["models"]["if"]
     assert m["training"]["loaded_from"] == str(bundle)
     assert m["threshold"]["value"] == pytest.approx(-res.model.offset_)
+    assert _summary(out)["detection_predictions"] is None  # no predictions file in root
+
+
+def test_detection_predictions_are_compared(tmp_path: Path) -> None:
+    from loglead_lo2.detection.iforest import IFConfig, score_with_bundle, train_iforest
+    from loglead_lo2.detection.persistence import save_bundle
+
+    df = _data()
+    write_parquet(df, tmp_path / "lo2_sequences_enhanced.parquet", "sequences_enhanced")
+    split = run_grouped_split(df, fraction=0.2)
+    res = train_iforest(split.frames(df)[0], IFConfig(holdout_fraction=0.0))
+    bundle = tmp_path / "if.joblib"
+    save_bundle(bundle, res.model, res.vectorizer)
+    preds = score_with_bundle(df, bundle).with_columns(
+        split=pl.when(pl.col("run").is_in(split.test_runs)).then(pl.lit("holdout"))
+        .otherwise(pl.lit("train")))
+    write_parquet(preds, tmp_path / "lo2_if_predictions.parquet")
+    assert main(["--root", str(tmp_path), "--load-model", str(bundle), "--skip-shap",
+                 "--sup-models", "event_lr_words", "--nn-top-k", "3"]) == 0
+    cmp_ = _summary(tmp_path / "explainability")["detection_predictions"]
+    assert cmp_["shared_holdout_sequences"] == df.filter(
+        pl.col("run").is_in(split.test_runs)).height
+    assert cmp_["spearman"] == pytest.approx(1.0)
+    assert cmp_["their_split_of_our_holdout"] == {"holdout": cmp_["shared_holdout_sequences"]}
 
 
 def test_skip_shap_writes_no_shap_files(root: Path, tmp_path: Path) -> None:
