@@ -388,6 +388,28 @@ def test_concat_lists_with_pick() -> None:
     assert concat_lists(lists, None, [2, 1], "x").to_list() == [["a", "b"], ["c"]]
 
 
+def test_concat_lists_in_small_chunks_matches_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from loglead_lo2.enhancers import _common
+
+    monkeypatch.setattr(_common, "CHUNK_VALUES", 3)
+    rng = np.random.default_rng(0)
+    lists = pl.Series("x", [[f"{i}.{j}" for j in range(i % 4)] for i in range(9)])
+    pick = rng.integers(0, 9, 40)
+    sizes = [5, 0, 1, 12, 7, 15]  # items per group
+    bounds = np.cumsum([0, *sizes])
+    py = lists.to_list()
+    expected = [
+        [v for k in pick[a:b] for v in py[k]]
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    totals = [len(e) for e in expected]
+    out = concat_lists(lists, pick, totals, "x")
+    assert out.n_chunks() > 1
+    assert out.to_list() == expected
+
+
 # --- streaming -------------------------------------------------------------------------------
 
 def test_streaming_equals_one_shot(tmp_path: Path, events: pl.DataFrame) -> None:

@@ -114,6 +114,11 @@ def list_parts(lists: pl.Series) -> tuple[pl.Series, np.ndarray, np.ndarray]:
     return pl.Series(lists.name, values), starts, lengths
 
 
+CHUNK_VALUES = 8_000_000
+"""Values gathered per chunk by :func:`concat_lists` (small gathers are several times faster
+than one huge one on this kind of machine, and keep the index small)."""
+
+
 def concat_lists(
     lists: pl.Series, pick: np.ndarray | None, group_totals: np.ndarray, name: str
 ) -> pl.Series:
@@ -121,14 +126,39 @@ def concat_lists(
 
     Groups are consecutive runs of picked items and ``group_totals[g]`` is the number of
     values group ``g`` holds. ``pick=None`` takes every item in order (no copy of the values).
-    Otherwise the values are gathered through one flat index (fast for few distinct lists
-    picked many times, unlike a list gather).
+    Otherwise the values are gathered through a flat index, in chunks of about
+    :data:`CHUNK_VALUES` values cut at group boundaries (fast for few distinct lists picked
+    many times, unlike a list gather); the result then has one chunk per gather.
     """
     values, starts, lengths = list_parts(lists)
+    group_totals = np.asarray(group_totals, dtype=np.int64)
     if pick is None:
         return lists_from_lengths(values, group_totals, name)
-    flat = values.gather(_range_index(starts[pick], lengths[pick], len(values)))
-    return lists_from_lengths(flat, group_totals, name)
+    pick = np.asarray(pick, dtype=np.int64)
+    picked_lengths = lengths[pick]
+    item_ends = np.cumsum(picked_lengths)
+    group_ends = np.cumsum(group_totals)
+    total = int(group_ends[-1]) if len(group_ends) else 0
+    if total != (int(item_ends[-1]) if len(item_ends) else 0):
+        raise ValueError(f"{name}: group totals do not match the picked list lengths")
+    cuts = np.searchsorted(group_ends, np.arange(CHUNK_VALUES, total, CHUNK_VALUES))
+    group_bounds = [0, *sorted({int(g) + 1 for g in cuts}), len(group_totals)]
+    parts = []
+    item_start = 0
+    for g0, g1 in zip(group_bounds[:-1], group_bounds[1:], strict=True):
+        if g1 <= g0:
+            continue
+        value_end = int(group_ends[g1 - 1])
+        item_end = int(np.searchsorted(item_ends, value_end, side="right"))
+        if g1 == len(group_totals):
+            item_end = len(pick)
+        sel = slice(item_start, item_end)
+        index = _range_index(starts[pick[sel]], picked_lengths[sel], len(values))
+        parts.append(lists_from_lengths(values.gather(index), group_totals[g0:g1], name))
+        item_start = item_end
+    if not parts:
+        return lists_from_lengths(values.head(0), group_totals, name)
+    return pl.concat(parts, rechunk=False)
 
 
 def _range_index(starts: np.ndarray, lengths: np.ndarray, n_values: int) -> pl.Series:

@@ -151,7 +151,8 @@ def run_benchmark(
     """Time every step; returns (step, seconds, peak RSS MiB, peak increase MiB) rows."""
     rows: list[tuple[str, float, float, float]] = []
     events = _step("synthesise", lambda: synthetic_events(n_events, seed, n_pool), rows)
-    print(f"{events.height:,} events, {events['m_message'].n_unique():,} distinct messages")
+    distinct = events["m_message"].n_unique()
+    rows[-1] = (f"synthesise ({distinct / events.height:.0%} distinct)", *rows[-1][1:])
     ev = _step("normalize", lambda: normalize(events), rows)
     drain = DrainParser()
     ev = _step("drain", lambda: drain.parse(ev), rows)
