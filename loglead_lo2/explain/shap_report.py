@@ -95,6 +95,13 @@ def _cap_rows(key: str, n: int, k: int, s: ShapSettings, warnings: list[str]) ->
     return n
 
 
+def _spread(total: int, n: int) -> np.ndarray:
+    """``n`` row indices spread evenly over ``range(total)`` (the samples are sorted by
+    ``seq_id``, so the first rows would all come from a few test cases)."""
+    n = min(n, total)
+    return np.floor(np.linspace(0, total - 1, n)).astype(np.int64) if n else np.zeros(0, int)
+
+
 def _top(importance: np.ndarray, limit: int) -> np.ndarray:
     """Indices of the ``limit`` largest values (ties: lower index first), ascending order."""
     order = np.lexsort((np.arange(importance.size), -importance))
@@ -123,7 +130,7 @@ def _linear(key: str, est: Any, X: sp.csr_matrix, B: sp.csr_matrix, s: ShapSetti
             "(exact for those: linear SHAP is per feature)"
         )
     n = _cap_rows(key, X.shape[0], sel.size, s, warnings)
-    Xs = X[:n][:, sel].toarray()
+    Xs = X[_spread(X.shape[0], n)][:, sel].toarray()
     explainer = shap.LinearExplainer((coef[sel], intercept), B[:, sel].toarray())
     values = np.asarray(explainer.shap_values(Xs), dtype=np.float64).reshape(Xs.shape)
     scale = f"margin of {type(est).__name__} (decision function; log-odds for logistic models)"
@@ -161,6 +168,7 @@ def _tree(key: str, est: Any, X: sp.csr_matrix, B: sp.csr_matrix, s: ShapSetting
             f"{s.feature_threshold:,}; reporting the top {sel.size:,} by feature_importances_"
         )
     n = _cap_rows(key, X.shape[0], sel.size, s, warnings)
+    X = X[_spread(X.shape[0], n)]
     explainer = shap.TreeExplainer(est)
     sparse_ok = hasattr(est, "get_booster")  # XGBoost: sparse zeros are "missing" as in training
     batch = max(1, min(n, s.cell_threshold // max(1, X.shape[1])))
@@ -173,7 +181,7 @@ def _tree(key: str, est: Any, X: sp.csr_matrix, B: sp.csr_matrix, s: ShapSetting
     values = np.vstack(parts) if parts else np.zeros((0, sel.size))
     scale = ("P(anomaly) of the trees" if probability
              else f"raw margin (log-odds) of {type(est).__name__}")
-    return _Values(values, X[:n][:, sel].toarray(), sel, scale, 0)
+    return _Values(values, X[:, sel].toarray(), sel, scale, 0)
 
 
 def _kernel(key: str, est: Any, X: sp.csr_matrix, B: sp.csr_matrix, s: ShapSettings,
@@ -190,13 +198,14 @@ def _kernel(key: str, est: Any, X: sp.csr_matrix, B: sp.csr_matrix, s: ShapSetti
         "background mean|); the other features stay at each row's own values"
     )
     n = _cap_rows(key, n, k, s, warnings)
+    X = X[_spread(X.shape[0], n)]
     bg_mean = np.asarray(B.mean(axis=0)).ravel()
-    deviation = np.abs(X[:n].toarray() - bg_mean).mean(axis=0)
+    deviation = np.abs(X.toarray() - bg_mean).mean(axis=0)
     sel = _top(deviation, k)
     keep = np.ones(n_feat)
     keep[sel] = 0.0
-    Xs = X[:n][:, sel].toarray()
-    Bs = B[:n_bg][:, sel].toarray()
+    Xs = X[:, sel].toarray()
+    Bs = B[_spread(B.shape[0], n_bg)][:, sel].toarray()
     rows = []
     state = np.random.get_state()
     try:
