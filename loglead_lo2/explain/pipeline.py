@@ -301,33 +301,6 @@ def _token_column(view: ModelView, columns: list[str]) -> str:
     return "e_words" if "e_words" in columns else (view.vectorizer.item or "e_words")
 
 
-def compare_predictions(root: Path, view: ModelView, hold: pl.DataFrame) -> dict[str, Any] | None:
-    """Agreement of this run's IF scores with ``<root>/lo2_if_predictions.parquet`` (written by
-    the detection phase): Spearman correlation on the shared held-out sequences."""
-    path = root / PREDICTIONS_FILE
-    if not path.is_file():
-        return None
-    try:
-        schema = read_parquet_schema(path)
-        cols = [c for c in ("seq_id", "score_if", "split") if c in schema]
-        prev = read_parquet(path, columns=cols)
-    except UserError as exc:
-        return {"file": str(path), "error": str(exc)}
-    if "score_if" not in prev.columns:
-        return {"file": str(path), "error": "no score_if column"}
-    ours = hold.select("seq_id").with_columns(ours=pl.Series(view.scores, dtype=pl.Float64))
-    both = ours.join(prev, on="seq_id", how="inner")
-    out: dict[str, Any] = {"file": str(path), "shared_holdout_sequences": both.height,
-                           "spearman": None}
-    if both.height >= 3:
-        r = both.select(pl.corr(pl.col("ours").rank(), pl.col("score_if").rank())).item()
-        out["spearman"] = None if r is None or not np.isfinite(r) else round(float(r), 4)
-    if "split" in both.columns:
-        counts = both.group_by("split").len().sort("split")
-        out["their_split_of_our_holdout"] = dict(counts.iter_rows())
-    return out
-
-
 def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainResult:
     """Run the phase and write its artifacts (see the module docstring)."""
     from loglead_lo2.detection.evaluate import leakage_report
@@ -383,7 +356,8 @@ def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainRes
         fp_counts[key] = fps.height
         result.artifacts.append(write_false_positives(fps, out, key))
     say("[FP] false-positive lists: " + ", ".join(f"{k} {n}" for k, n in fp_counts.items()))
-    comparison = compare_predictions(opts.root, views["if"], hold) if "if" in views else None
+    comparison = (report.compare_predictions(opts.root / PREDICTIONS_FILE, views["if"].scores,
+                                              hold) if "if" in views else None)
     result.summary = report.build_summary(
         opts, path, df, split, train, hold, views, nn_info, shap_info, fp_counts, leak,
         comparison, warnings, time.perf_counter() - started)

@@ -13,10 +13,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from loglead_lo2.detection.report import write_json
-from loglead_lo2.schema import write_text_atomic
+from loglead_lo2.errors import UserError
+from loglead_lo2.schema import read_parquet, read_parquet_schema, write_text_atomic
 
 SPLIT_NAME = "holdout"
 
@@ -79,6 +81,34 @@ def build_summary(opts: Any, path: Path, df: pl.DataFrame, split: Any, train: pl
         "versions": library_versions(),
         "git_commit": git_commit(),
     })
+
+
+def compare_predictions(path: Path, scores: np.ndarray,
+                        hold: pl.DataFrame) -> dict[str, Any] | None:
+    """Agreement of this run's IF ``scores`` (aligned with ``hold``) with ``path``
+    (``lo2_if_predictions.parquet`` of the detection phase): Spearman correlation on the
+    shared held-out sequences; ``None`` when the file does not exist."""
+    if not path.is_file():
+        return None
+    try:
+        schema = read_parquet_schema(path)
+        cols = [c for c in ("seq_id", "score_if", "split") if c in schema]
+        prev = read_parquet(path, columns=cols)
+    except UserError as exc:
+        return {"file": str(path), "error": str(exc)}
+    if "score_if" not in prev.columns:
+        return {"file": str(path), "error": "no score_if column"}
+    ours = hold.select("seq_id").with_columns(ours=pl.Series(scores, dtype=pl.Float64))
+    both = ours.join(prev, on="seq_id", how="inner")
+    out: dict[str, Any] = {"file": str(path), "shared_holdout_sequences": both.height,
+                           "spearman": None}
+    if both.height >= 3:
+        r = both.select(pl.corr(pl.col("ours").rank(), pl.col("score_if").rank())).item()
+        out["spearman"] = None if r is None or not np.isfinite(r) else round(float(r), 4)
+    if "split" in both.columns:
+        counts = both.group_by("split").len().sort("split")
+        out["their_split_of_our_holdout"] = dict(counts.iter_rows())
+    return out
 
 
 def _f(value: Any, digits: int = 4) -> str:
@@ -185,4 +215,4 @@ def write_summary(summary: Mapping[str, Any], out_dir: Path) -> list[Path]:
     return [json_path, md_path]
 
 
-__all__ = ["build_summary", "summary_markdown", "write_summary"]
+__all__ = ["build_summary", "compare_predictions", "summary_markdown", "write_summary"]
