@@ -408,6 +408,10 @@ def test_concat_lists_in_small_chunks_matches_reference(monkeypatch: pytest.Monk
     out = concat_lists(lists, pick, totals, "x")
     assert out.n_chunks() > 1
     assert out.to_list() == expected
+    # in-order concatenation of a multi-chunk Series (as map_distinct produces)
+    chunked = pl.concat([lists.gather(pick[:17]), lists.gather(pick[17:])], rechunk=False)
+    assert chunked.n_chunks() == 2
+    assert concat_lists(chunked, None, totals, "x").to_list() == expected
 
 
 # --- streaming -------------------------------------------------------------------------------

@@ -130,8 +130,10 @@ def concat_lists(
     :data:`CHUNK_VALUES` values cut at group boundaries (fast for few distinct lists picked
     many times, unlike a list gather); the result then has one chunk per gather.
     """
-    values, starts, lengths = list_parts(lists)
     group_totals = np.asarray(group_totals, dtype=np.int64)
+    if pick is None and lists.n_chunks() > 1:
+        return _concat_chunked_in_order(lists, group_totals, name)
+    values, starts, lengths = list_parts(lists.rechunk() if lists.n_chunks() > 1 else lists)
     if pick is None:
         return lists_from_lengths(values, group_totals, name)
     pick = np.asarray(pick, dtype=np.int64)
@@ -141,8 +143,7 @@ def concat_lists(
     total = int(group_ends[-1]) if len(group_ends) else 0
     if total != (int(item_ends[-1]) if len(item_ends) else 0):
         raise ValueError(f"{name}: group totals do not match the picked list lengths")
-    cuts = np.searchsorted(group_ends, np.arange(CHUNK_VALUES, total, CHUNK_VALUES))
-    group_bounds = [0, *sorted({int(g) + 1 for g in cuts}), len(group_totals)]
+    group_bounds = _group_bounds(group_ends, total)
     parts = []
     item_start = 0
     for g0, g1 in zip(group_bounds[:-1], group_bounds[1:], strict=True):
@@ -159,6 +160,37 @@ def concat_lists(
     if not parts:
         return lists_from_lengths(values.head(0), group_totals, name)
     return pl.concat(parts, rechunk=False)
+
+
+def _group_bounds(group_ends: np.ndarray, total: int) -> list[int]:
+    """Group indices cutting the groups into runs of about :data:`CHUNK_VALUES` values."""
+    cuts = np.searchsorted(group_ends, np.arange(CHUNK_VALUES, total, CHUNK_VALUES))
+    return [0, *sorted({int(g) + 1 for g in cuts if g + 1 < len(group_ends)}), len(group_ends)]
+
+
+def _concat_chunked_in_order(lists: pl.Series, group_totals: np.ndarray, name: str) -> pl.Series:
+    """``concat_lists(lists, None, ...)`` for a multi-chunk Series without rechunking it: each
+    output chunk slices the flat values of the input chunks (copying only across a seam)."""
+    flats = [list_parts(chunk)[0] for chunk in lists.get_chunks()]
+    flat_ends = np.cumsum([len(f) for f in flats])
+    group_ends = np.cumsum(group_totals)
+    total = int(group_ends[-1]) if len(group_ends) else 0
+    if total != (int(flat_ends[-1]) if len(flat_ends) else 0):
+        raise ValueError(f"{name}: group totals do not match the list lengths")
+    parts = []
+    bounds = _group_bounds(group_ends, total)
+    for g0, g1 in zip(bounds[:-1], bounds[1:], strict=True):
+        v0 = int(group_ends[g0 - 1]) if g0 else 0
+        v1 = int(group_ends[g1 - 1]) if g1 else 0
+        pieces = []
+        for k, flat in enumerate(flats):
+            c0 = int(flat_ends[k]) - len(flat)
+            lo, hi = max(v0, c0), min(v1, int(flat_ends[k]))
+            if hi > lo:
+                pieces.append(flat.slice(lo - c0, hi - lo))
+        values = pieces[0] if len(pieces) == 1 else pl.concat(pieces or [flats[0].head(0)])
+        parts.append(lists_from_lengths(values, group_totals[g0:g1], name))
+    return pl.concat(parts, rechunk=False) if parts else lists.head(0).rename(name)
 
 
 def _range_index(starts: np.ndarray, lengths: np.ndarray, n_values: int) -> pl.Series:
