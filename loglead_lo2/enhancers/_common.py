@@ -98,8 +98,12 @@ def lists_from_lengths(flat: pl.Series | Any, lengths: np.ndarray, name: str) ->
     return pl.Series(name, arr)
 
 
-def list_parts(lists: pl.Series) -> tuple[pl.Series, np.ndarray, np.ndarray]:
-    """Split a list Series into (flat values, start offsets, lengths); nulls have length 0."""
+def list_parts(lists: pl.Series) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Split a single-chunk list Series into (flat Arrow values, start offsets, lengths).
+
+    Nulls have length 0. The values stay an Arrow array: slicing it is free, while a polars
+    Series built from an Arrow slice is slow to export again.
+    """
     import pyarrow as pa
 
     arr = lists.to_arrow(compat_level=pl.CompatLevel.newest())
@@ -111,7 +115,7 @@ def list_parts(lists: pl.Series) -> tuple[pl.Series, np.ndarray, np.ndarray]:
     if arr.null_count:
         lengths = np.where(np.asarray(arr.is_null()), 0, lengths)
     values = arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
-    return pl.Series(lists.name, values), starts, lengths
+    return values, starts, lengths
 
 
 CHUNK_VALUES = 8_000_000
@@ -136,6 +140,7 @@ def concat_lists(
     values, starts, lengths = list_parts(lists.rechunk() if lists.n_chunks() > 1 else lists)
     if pick is None:
         return lists_from_lengths(values, group_totals, name)
+    series = pl.Series(name, values)
     pick = np.asarray(pick, dtype=np.int64)
     picked_lengths = lengths[pick]
     item_ends = np.cumsum(picked_lengths)
@@ -155,10 +160,10 @@ def concat_lists(
             item_end = len(pick)
         sel = slice(item_start, item_end)
         index = _range_index(starts[pick[sel]], picked_lengths[sel], len(values))
-        parts.append(lists_from_lengths(values.gather(index), group_totals[g0:g1], name))
+        parts.append(lists_from_lengths(series.gather(index), group_totals[g0:g1], name))
         item_start = item_end
     if not parts:
-        return lists_from_lengths(values.head(0), group_totals, name)
+        return lists_from_lengths(series.head(0), group_totals, name)
     return pl.concat(parts, rechunk=False)
 
 
@@ -171,6 +176,8 @@ def _group_bounds(group_ends: np.ndarray, total: int) -> list[int]:
 def _concat_chunked_in_order(lists: pl.Series, group_totals: np.ndarray, name: str) -> pl.Series:
     """``concat_lists(lists, None, ...)`` for a multi-chunk Series without rechunking it: each
     output chunk slices the flat values of the input chunks (copying only across a seam)."""
+    import pyarrow as pa
+
     flats = [list_parts(chunk)[0] for chunk in lists.get_chunks()]
     flat_ends = np.cumsum([len(f) for f in flats])
     group_ends = np.cumsum(group_totals)
@@ -188,7 +195,7 @@ def _concat_chunked_in_order(lists: pl.Series, group_totals: np.ndarray, name: s
             lo, hi = max(v0, c0), min(v1, int(flat_ends[k]))
             if hi > lo:
                 pieces.append(flat.slice(lo - c0, hi - lo))
-        values = pieces[0] if len(pieces) == 1 else pl.concat(pieces or [flats[0].head(0)])
+        values = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces or [flats[0][:0]])
         parts.append(lists_from_lengths(values, group_totals[g0:g1], name))
     return pl.concat(parts, rechunk=False) if parts else lists.head(0).rename(name)
 
