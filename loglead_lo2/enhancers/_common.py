@@ -174,8 +174,11 @@ def _group_bounds(group_ends: np.ndarray, total: int) -> list[int]:
 
 
 def _concat_chunked_in_order(lists: pl.Series, group_totals: np.ndarray, name: str) -> pl.Series:
-    """``concat_lists(lists, None, ...)`` for a multi-chunk Series without rechunking it: each
-    output chunk slices the flat values of the input chunks (copying only across a seam)."""
+    """``concat_lists(lists, None, ...)`` for a multi-chunk Series without rechunking it.
+
+    Runs of groups that lie inside one input chunk become zero-copy slices of its flat values;
+    only a group that straddles two input chunks is copied.
+    """
     import pyarrow as pa
 
     flats = [list_parts(chunk)[0] for chunk in lists.get_chunks()]
@@ -184,11 +187,20 @@ def _concat_chunked_in_order(lists: pl.Series, group_totals: np.ndarray, name: s
     total = int(group_ends[-1]) if len(group_ends) else 0
     if total != (int(flat_ends[-1]) if len(flat_ends) else 0):
         raise ValueError(f"{name}: group totals do not match the list lengths")
+    if len(group_totals) == 0:
+        return lists.head(0).rename(name)
+    group_starts = group_ends - group_totals
+    last = len(flats) - 1
+    first_chunk = np.minimum(np.searchsorted(flat_ends, group_starts, side="right"), last)
+    last_chunk = np.minimum(
+        np.searchsorted(flat_ends, np.maximum(group_ends - 1, group_starts), side="right"), last
+    )
+    straddles = (group_totals > 0) & (first_chunk != last_chunk)
+    key = np.where(straddles, -1 - np.arange(len(group_totals)), first_chunk)
+    bounds = [0, *np.flatnonzero(key[1:] != key[:-1]) + 1, len(group_totals)]
     parts = []
-    bounds = _group_bounds(group_ends, total)
     for g0, g1 in zip(bounds[:-1], bounds[1:], strict=True):
-        v0 = int(group_ends[g0 - 1]) if g0 else 0
-        v1 = int(group_ends[g1 - 1]) if g1 else 0
+        v0, v1 = int(group_starts[g0]), int(group_ends[g1 - 1])
         pieces = []
         for k, flat in enumerate(flats):
             c0 = int(flat_ends[k]) - len(flat)
@@ -197,7 +209,7 @@ def _concat_chunked_in_order(lists: pl.Series, group_totals: np.ndarray, name: s
                 pieces.append(flat.slice(lo - c0, hi - lo))
         values = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces or [flats[0][:0]])
         parts.append(lists_from_lengths(values, group_totals[g0:g1], name))
-    return pl.concat(parts, rechunk=False) if parts else lists.head(0).rename(name)
+    return pl.concat(parts, rechunk=False)
 
 
 def _range_index(starts: np.ndarray, lengths: np.ndarray, n_values: int) -> pl.Series:
