@@ -28,7 +28,9 @@ column              dtype                meaning
 
 Sequences (one row per ``seq_id``): the keys and labels above plus ``seq_len``,
 ``start_time``, ``end_time``, ``duration`` and ``duration_sec`` and, in the enhanced file,
-the aggregated ``e_*`` lists with their ``_len`` columns (see :mod:`loglead_lo2.enhancers`).
+the ``e_*`` token bags (``e_words`` distinct tokens + ``e_words_counts`` + ``e_words_len``
+total, same for ``e_trigrams``) and the ordered ``e_event_drain_id`` list (see
+:mod:`loglead_lo2.enhancers.sequences`).
 """
 
 from __future__ import annotations
@@ -75,8 +77,10 @@ SEQUENCE_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
 ENHANCED_SEQUENCE_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     **SEQUENCE_COLUMNS,
     "e_words": pl.List,
+    "e_words_counts": pl.List,
     "e_words_len": pl.Int64,
     "e_trigrams": pl.List,
+    "e_trigrams_counts": pl.List,
     "e_trigrams_len": pl.Int64,
     "e_event_drain_id": pl.List,
 }
@@ -236,7 +240,7 @@ class ParquetStreamWriter:
         import pyarrow.parquet as pq
 
         validate_schema(df.schema, _check_kind(self.kind), f"batch for {self.path}")
-        table = df.to_arrow()
+        table = df.to_arrow(compat_level=pl.CompatLevel.newest())
         if self._writer is None:
             self._schema = table.schema
             self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")

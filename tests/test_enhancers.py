@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -349,16 +350,20 @@ def test_aggregate_enhanced_lists_in_line_order(events: pl.DataFrame) -> None:
     assert seq.equals(aggregate_sequences(enhanced.sort("seq_id", "line_no")))  # sorted path
     err = seq.filter(pl.col("anomaly")).row(0, named=True)
     err_events = enhanced.filter(pl.col("anomaly")).sort("line_no")
-    expected_words = [w for ws in err_events["e_words"].to_list() for w in ws]
-    assert err["e_words"] == expected_words
-    assert err["e_words"][:6] == ["DEBUG", "c.n.openapi.ApiNormalisedPath", "init",
-                                  "normalised", "oauth2", "token"]
-    assert err["e_trigrams"] == [g for gs in err_events["e_trigrams"].to_list() for g in gs]
+    # e_words / e_trigrams are bags: sorted distinct tokens with their multiplicities
+    for col in ("e_words", "e_trigrams"):
+        flat = [w for ws in err_events[col].to_list() for w in ws]
+        expected = sorted(Counter(flat).items())
+        assert list(zip(err[col], err[f"{col}_counts"], strict=True)) == expected
+        assert err[f"{col}_len"] == len(flat)
+    assert "c.n.openapi.ApiNormalisedPath" in err["e_words"]
     assert err["e_event_drain_id"] == err_events["e_event_drain_id"].to_list()
     assert err["e_chars_len"] == sum(len(m) for m in ERROR)
-    for col in ("e_words", "e_trigrams", "e_event_drain_id"):
-        assert (seq[col].list.len() == seq[f"{col}_len"]).all()
+    for col in ("e_words", "e_trigrams"):
+        assert (seq[f"{col}_counts"].list.sum() == seq[f"{col}_len"]).all()
+        assert (seq[col].list.len() == seq[f"{col}_counts"].list.len()).all()
         assert seq[f"{col}_len"].dtype == pl.Int64
+    assert (seq["e_event_drain_id"].list.len() == seq["e_event_drain_id_len"]).all()
 
 
 def test_aggregate_tokens_from_distinct_messages_equal_per_event(events: pl.DataFrame) -> None:
@@ -378,6 +383,7 @@ def test_aggregate_windows_and_null_lists() -> None:
     seq = aggregate_sequences(df)
     assert seq["window"].to_list() == [0, 1]
     assert seq["e_words"].to_list() == [["a"], ["b", "c"]]
+    assert seq["e_words_counts"].to_list() == [[1], [1, 1]]
     assert seq["e_words_len"].to_list() == [1, 2]
 
 

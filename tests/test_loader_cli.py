@@ -33,7 +33,8 @@ def test_full_load_outputs_follow_contract(lo2_result: Path) -> None:
     assert set(seqs["service"]) <= {"client", "code", "key", "refresh-token", "service",
                                      "token", "user"}
     assert seqs["run"].n_unique() == SAMPLE_RUNS
-    assert (enh["e_words_len"] == enh["e_words"].list.len()).all()
+    assert (enh["e_words_len"] == enh["e_words_counts"].list.sum()).all()
+    assert (enh["e_trigrams_len"] == enh["e_trigrams_counts"].list.sum()).all()
     assert (seqs["normal"] == (seqs["test_case"] == "correct")).all()
     assert (seqs["anomaly"] != seqs["normal"]).all()
     assert metrics.height > 0

@@ -28,6 +28,9 @@ from loglead_lo2.errors import UserError
 
 log = logging.getLogger(__name__)
 
+COUNTS_SUFFIX = "_counts"
+"""A ``<item>_counts`` list column beside ``<item>`` makes it a bag: token i counts counts[i]."""
+
 OOV_FEATURE = "__oov__"
 """Name of the optional out-of-vocabulary count column."""
 
@@ -153,9 +156,19 @@ class ListVectorizer:
     ) -> sp.csr_matrix:
         """Count matrix of one row batch over ``enum``'s categories plus a last column for
         tokens outside them (no Python loop over tokens)."""
-        lists = df.get_column(self.item).slice(off, length).list.drop_nulls()
+        lists = df.get_column(self.item).slice(off, length)
         lens = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
         flat = lists.list.explode(keep_nulls=False, empty_as_null=False)
+        weights = np.ones(flat.len(), dtype=np.float64)
+        counts = f"{self.item}{COUNTS_SUFFIX}"
+        if counts in df.columns:  # token bags: distinct tokens + multiplicities
+            weights = (
+                df.get_column(counts).slice(off, length)
+                .list.explode(keep_nulls=False, empty_as_null=False)
+                .cast(pl.Float64).to_numpy()
+            )
+            if weights.size != flat.len():
+                raise UserError(f"{self.item} and {counts} have different list lengths.")
         codes = (
             flat.cast(enum, strict=False).to_physical().cast(pl.Int64)
             .fill_null(n_known).to_numpy()
@@ -164,7 +177,7 @@ class ListVectorizer:
             raise RuntimeError("token list explode lost values")
         indptr = np.concatenate(([0], np.cumsum(lens)))
         block = sp.csr_matrix(
-            (np.ones(codes.size, dtype=np.float64), codes, indptr), shape=(length, n_known + 1)
+            (weights, codes, indptr), shape=(length, n_known + 1)
         )
         block.sum_duplicates()
         return block

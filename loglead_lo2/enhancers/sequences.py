@@ -1,10 +1,16 @@
 """Sequence level: one row per ``seq_id`` from the events of that sequence.
 
-Token lists are concatenated without a group-by over tokens: the events are ordered by
-``(seq_id, line_no)`` and the sequence lists are cut out of the events' flat token values by
-offsets (:func:`loglead_lo2.enhancers._common.concat_lists`). Token kinds requested with
-``tokens=`` are computed once per distinct ``e_message_normalized`` and gathered straight into
-that order, so the per-event token lists are never held beside the sequence lists.
+Sequence-level token columns are **bags**: ``e_words`` / ``e_trigrams`` hold the distinct
+tokens of the sequence (sorted) and ``e_words_counts`` / ``e_trigrams_counts`` their
+multiplicities; ``e_words_len`` / ``e_trigrams_len`` are the total number of tokens (the sum
+of the counts). A bag gives exactly the features of a bag-of-tokens vectoriser over the
+concatenated token list at a tiny fraction of its size: a full-scale run has ~90 M character
+trigrams but only a few hundred thousand (sequence, trigram) pairs, which is what keeps 20
+runs within a few GB. Token order is not kept (``e_event_drain_id`` keeps the event order of
+templates).
+
+Bags are built from distinct messages: (sequence, message) counts are joined with
+(message, token) counts, so no per-event token list is materialised when ``tokens=`` is used.
 """
 
 from __future__ import annotations
@@ -12,10 +18,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-import numpy as np
 import polars as pl
 
-from loglead_lo2.enhancers._common import concat_lists, distinct_codes, require
+from loglead_lo2.enhancers._common import distinct_codes, require
 from loglead_lo2.enhancers.tokens import SOURCE, TABLES, TOKEN_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -27,7 +32,7 @@ REQUIRES: tuple[str, ...] = ("seq_id", "line_no", "m_timestamp")
 ADDS: tuple[str, ...] = (
     "seq_len", "start_time", "end_time", "duration", "duration_sec", "e_error_count",
     "e_chars_len", "e_event_drain_id", "e_event_drain_id_len",
-    *(c for t in TOKEN_COLUMNS for c in (t, f"{t}_len")),
+    *(c for t in TOKEN_COLUMNS for c in (t, f"{t}_counts", f"{t}_len")),
 )
 _KEY_TYPES = {"target_service": pl.String, "window": pl.Int32}
 
@@ -41,7 +46,7 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
     ``e_error_count`` (events with ``m_level == "ERROR"``) when ``m_level`` exists;
     ``e_chars_len`` as the sum; ``e_event_drain_id`` as the list in order plus its ``_len``;
     and ``e_words``/``e_trigrams`` (present per event, or named in ``tokens`` to be computed
-    from ``e_message_normalized``) as the concatenation in ``line_no`` order plus ``_len``.
+    from ``e_message_normalized``) as bags: sorted distinct tokens, ``_counts``, ``_len``.
     """
     require(events, REQUIRES, "aggregate_sequences")
     tokens = [t for t in tokens if t not in events.columns]
@@ -101,15 +106,16 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
             pl.col("e_event_drain_id").list.len().cast(pl.Int64).alias("e_event_drain_id_len")
         )
 
-    order = base.get_column("__row").to_numpy()
-    identity = bool((order == np.arange(len(order))).all())
     for t in all_tokens:
-        totals = seq.get_column(f"{t}_len").to_numpy()
         if t in distinct_tables:
-            lists, pick = distinct_tables[t].get_column(t), base.get_column("__code").to_numpy()
+            pairs = _message_token_counts(distinct_tables[t], t)
+            bags = _bags_from_messages(base, pairs, t)
         else:
-            lists, pick = events.get_column(t), None if identity else order
-        seq = seq.with_columns(concat_lists(lists, pick, totals, t))
+            bags = _bags_from_events(events, t)
+        seq = seq.join(bags, on="seq_id", how="left", maintain_order="left").with_columns(
+            pl.col(t).fill_null(pl.lit([], dtype=pl.List(pl.String))),
+            pl.col(f"{t}_counts").fill_null(pl.lit([], dtype=pl.List(pl.Int64))),
+        )
 
     ordered = [c for c in (*KEYS, *ADDS) if c in seq.columns]
     return seq.select(ordered)
@@ -122,3 +128,50 @@ def _is_sorted(df: pl.DataFrame) -> bool:
     seq, prev = pl.col("seq_id"), pl.col("seq_id").shift()
     ok = (seq > prev) | ((seq == prev) & (pl.col("line_no") >= pl.col("line_no").shift()))
     return bool(df.select(ok.fill_null(True).all()).item())
+
+
+def _message_token_counts(table: pl.DataFrame, t: str) -> pl.DataFrame:
+    """(distinct message code, token, count) from a distinct-message token table."""
+    return (
+        table.select(pl.col(t))
+        .with_row_index("__code")
+        .explode(t, empty_as_null=False)
+        .drop_nulls(t)
+        .group_by("__code", t)
+        .agg(pl.len().cast(pl.Int64).alias("__c"))
+        .with_columns(pl.col("__code").cast(pl.UInt32))
+    )
+
+
+def _to_bags(pairs: pl.DataFrame, t: str) -> pl.DataFrame:
+    """(seq_id, token, count) rows -> one row per seq_id with sorted tokens and counts."""
+    return (
+        pairs.sort("seq_id", t)
+        .group_by("seq_id", maintain_order=True)
+        .agg(pl.col(t), pl.col("__c").alias(f"{t}_counts"))
+    )
+
+
+def _bags_from_messages(base: pl.DataFrame, pairs: pl.DataFrame, t: str) -> pl.DataFrame:
+    per_seq = (
+        base.group_by("seq_id", "__code")
+        .agg(pl.len().cast(pl.Int64).alias("__n"))
+        .with_columns(pl.col("__code").cast(pl.UInt32))
+    )
+    joined = (
+        per_seq.join(pairs, on="__code", how="inner")
+        .group_by("seq_id", t)
+        .agg((pl.col("__n") * pl.col("__c")).sum().alias("__c"))
+    )
+    return _to_bags(joined, t)
+
+
+def _bags_from_events(events: pl.DataFrame, t: str) -> pl.DataFrame:
+    pairs = (
+        events.select("seq_id", t)
+        .explode(t, empty_as_null=False)
+        .drop_nulls(t)
+        .group_by("seq_id", t)
+        .agg(pl.len().cast(pl.Int64).alias("__c"))
+    )
+    return _to_bags(pairs, t)

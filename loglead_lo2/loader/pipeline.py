@@ -208,10 +208,12 @@ def _load_batch(
 
     if drain is not None:
         t = time.perf_counter()
-        events = enhance_events(events, drain, tokens=ENHANCED_FILE in writers)
+        events = enhance_events(events, drain, tokens=False)
         report.tick("enhance", time.perf_counter() - t)
     t = time.perf_counter()
-    seqs = aggregate_sequences(events)
+    # Token bags come straight from distinct messages: no per-event token lists are built.
+    bags = ("e_words", "e_trigrams") if ENHANCED_FILE in writers else ()
+    seqs = aggregate_sequences(events, tokens=bags)
     report.tick("aggregate", time.perf_counter() - t)
     report.sequences += seqs.height
     report.anomalous_sequences += int(seqs["anomaly"].sum())
