@@ -96,7 +96,7 @@ def test_crlf_blank_lines_truncation_and_invalid_utf8(tmp_path: Path) -> None:
     assert len(stats.invalid_utf8_files) == 1 and stats.invalid_utf8_lines == 1
     msgs = events["m_message"].to_list()
     assert not any("\r" in m for m in msgs)
-    assert msgs[2] == "INFO c.n.Foo bar - caf\ufffd"
+    assert msgs[2] == "INFO  c.n.Foo bar - caf\ufffd"
     assert msgs[3] == "16:29:4" and events["m_level"][3] is None
     # the truncated line takes its neighbour's timestamp instead of a null
     assert events["m_timestamp"].null_count() == 0
