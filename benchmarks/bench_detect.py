@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Benchmark the detection phase: training and scoring time and peak RSS per model.
+
+Each model runs in its own (spawned) child process that reads the data from Parquet, so its
+peak RSS (``ru_maxrss``) is its own: data + vectoriser + model.
+Data: an enhanced-sequence Parquet file (``--parquet``), or synthetic sequences for each of
+``--runs`` (default 5 and 20 runs; built by ``tests/detection_data.py`` until the lead wires the
+real generator + loader in via ``--make-data``).
+
+    python benchmarks/bench_detect.py --runs 5 20
+    python benchmarks/bench_detect.py --parquet demo/result/lo2/lo2_sequences_enhanced.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import polars as pl  # noqa: E402
+
+from loglead_lo2.detection.registry import DEFAULT_MODELS, REGISTRY, resolve_models  # noqa: E402
+
+
+def synthetic(n_runs: int, seed: int = 0) -> pl.DataFrame:
+    """Synthetic enhanced sequences (all services, all error cases' target sequences)."""
+    from loglead_lo2 import SERVICES
+    from loglead_lo2.cases import error_cases
+    from tests.detection_data import make_enhanced_sequences
+
+    return make_enhanced_sequences(n_runs, services=SERVICES, error_cases=error_cases(),
+                                   non_target=True, events_per_seq=60, seed=seed)
+
+
+def _peak_rss_mib() -> float:
+    """Peak RSS of this process: ``VmHWM`` (reset by exec, unlike ``ru_maxrss``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _bench_one(key: str, path: str, queue: Any) -> None:
+    from loglead_lo2.detection.split import run_grouped_split
+
+    df = pl.read_parquet(path)
+    split = run_grouped_split(df, fraction=0.2)
+    train, hold = split.frames(df)
+    t0 = time.perf_counter()
+    if key == "isolation_forest":
+        from loglead_lo2.detection.iforest import IFConfig, score_iforest, train_iforest
+
+        res = train_iforest(train, IFConfig(threshold_percentile=99))
+        fit = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        score_iforest(res.model, res.vectorizer, df)
+    else:
+        from loglead_lo2.detection.evaluate import fit_model, score_model
+
+        fitted = fit_model(REGISTRY[key], train)
+        fit = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        score_model(fitted, hold)
+    queue.put({"model": key, "fit_seconds": round(fit, 3),
+               "score_seconds": round(time.perf_counter() - t1, 3),
+               "peak_rss_mib": round(_peak_rss_mib(), 1)})
+
+
+def bench(path: Path, keys: list[str]) -> list[dict[str, Any]]:
+    ctx = mp.get_context("spawn")  # fork deadlocks with polars' thread pool
+    rows = []
+    for key in keys:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_bench_one, args=(key, str(path), queue))
+        proc.start()
+        row = queue.get()
+        proc.join()
+        rows.append(row)
+        print(f"  {key:<26} fit {row['fit_seconds']:>8.2f}s  score {row['score_seconds']:>7.2f}s"
+              f"  peak RSS {row['peak_rss_mib']:>8.1f} MiB", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--parquet", type=Path, default=None,
+                   help="enhanced sequences to benchmark on (default: synthetic data)")
+    p.add_argument("--runs", type=int, nargs="+", default=[5, 20],
+                   help="synthetic run counts (default 5 20)")
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                   help="comma list of registry keys ('all' for every key); the Isolation "
+                        "Forest is always included")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    keys = ["isolation_forest", *resolve_models(args.models)]
+    results: list[dict[str, Any]] = []
+    datasets = ([(str(args.parquet), lambda: pl.read_parquet(args.parquet))] if args.parquet
+                else [(f"synthetic {n} runs", lambda n=n: synthetic(n)) for n in args.runs])
+    for name, load in datasets:
+        t = time.perf_counter()
+        df = load()
+        print(f"{name}: {df.height:,} sequences, {df['run'].n_unique()} runs "
+              f"(prepared in {time.perf_counter() - t:.1f}s)", flush=True)
+        total = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="bench-detect-") as tmp:
+            path = Path(tmp) / "sequences.parquet"
+            df.write_parquet(path)
+            for row in bench(path, keys):
+                results.append({"data": name, "sequences": df.height, **row})
+        print(f"  total {time.perf_counter() - total:.1f}s", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
