@@ -166,6 +166,8 @@ def needed_columns(opts: DetectOptions, specs: list[Any], schema: dict[str, Any]
             f"the enhanced sequences lack column(s) {', '.join(missing)} "
             f"(available: {', '.join(schema)}). Re-run the loader with --save-parquet."
         )
+    # token bags: "<item>_counts" holds each distinct token's multiplicity
+    wanted += [f"{c}_counts" for c in wanted if f"{c}_counts" in schema]
     return cols + [c for c in dict.fromkeys(wanted) if c not in cols]
 
 
