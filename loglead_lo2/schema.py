@@ -102,6 +102,21 @@ SCHEMAS: dict[str, Mapping[str, pl.DataType | type[pl.DataType]]] = {
 }
 
 
+BAG_COUNTS_SUFFIX = "_counts"
+"""``<list>_counts`` beside a token list column makes it a bag (distinct tokens + counts)."""
+
+
+def with_bag_counts(columns: Iterable[str], schema: Mapping[str, object]) -> list[str]:
+    """``columns`` plus the ``<c>_counts`` partner of each bag column present in ``schema``.
+
+    Readers must fetch the counts with the tokens: a bag read without its counts would
+    silently count every distinct token once.
+    """
+    out = list(dict.fromkeys(columns))
+    extra = [f"{c}{BAG_COUNTS_SUFFIX}" for c in out if f"{c}{BAG_COUNTS_SUFFIX}" in schema]
+    return out + [c for c in extra if c not in out]
+
+
 def _dtype_ok(actual: pl.DataType, expected: pl.DataType | type[pl.DataType]) -> bool:
     if isinstance(expected, type):
         return actual.base_type() == expected or isinstance(actual, expected)

@@ -214,11 +214,28 @@ def aggregate(events: pl.DataFrame) -> pl.DataFrame:
             e_event_drain_id_len=pl.col("e_event_drain_id").list.len().cast(pl.Int64),
         )
     )
+    seq = _to_bags(_to_bags(seq, "e_words"), "e_trigrams")
     order = keys[:4] + ["normal", "anomaly", "target_service", "window", "seq_len",
                         "start_time", "end_time", "duration", "duration_sec", "e_words",
-                        "e_words_len", "e_trigrams", "e_trigrams_len", "e_event_drain_id",
+                        "e_words_counts", "e_words_len", "e_trigrams", "e_trigrams_counts",
+                        "e_trigrams_len", "e_event_drain_id",
                         "e_event_drain_id_len", "e_chars_len", "e_error_count"]
     return seq.select(order).sort("run", "test_case", "service")
+
+
+def _to_bags(seq: pl.DataFrame, col: str) -> pl.DataFrame:
+    """Concatenated token lists -> the contract's bags (sorted distinct tokens + counts)."""
+    bags = (
+        seq.select("seq_id", col).explode(col).drop_nulls(col)
+        .group_by("seq_id", col).agg(pl.len().cast(pl.Int64).alias("c"))
+        .sort("seq_id", col)
+        .group_by("seq_id", maintain_order=True)
+        .agg(pl.col(col), pl.col("c").alias(f"{col}_counts"))
+    )
+    return seq.drop(col).join(bags, on="seq_id", how="left", maintain_order="left").with_columns(
+        pl.col(col).fill_null(pl.lit([], dtype=pl.List(pl.String))),
+        pl.col(f"{col}_counts").fill_null(pl.lit([], dtype=pl.List(pl.Int64))),
+    )
 
 
 def make_enhanced_sequences(n_runs: int = 8, **kwargs: object) -> pl.DataFrame:

@@ -19,7 +19,8 @@ TOKEN_LINES = [
     "(Oauth2TokenPostHandler.java:120)",
     "Caused by: java.lang.IllegalStateException: boom",
     "\t... 12 common frames omitted",
-    "16:29:42.426 [XNIO-1 task-2]  9lZs5u4cSx6GOlZOowR-bQ ERROR c.networknt.handler.LightHttpHandler "
+    "16:29:42.426 [XNIO-1 task-2]  9lZs5u4cSx6GOlZOowR-bQ ERROR "
+    "c.networknt.handler.LightHttpHandler "
     'setExchangeStatus - {"statusCode":401,"code":"ERR12007","message":"UNAUTHORIZED_CLIENT"}',
     "16:29:43.001 [XNIO-1 task-1]  sxn9TW9eQq6pn3-ZVwo2iw INFO  com.networknt.config.Config "
     "getConfigStream - Config loaded",

@@ -21,18 +21,9 @@ REPORTS = {"metrics/leaderboard.csv", "metrics/leaderboard.md", "metrics/leakage
 IF_FILES = {"lo2_if_predictions.parquet", "metrics/if_metrics.json", "metrics/if_metrics.csv"}
 
 
-def bagged(df: pl.DataFrame) -> pl.DataFrame:
-    """Add ``<item>_counts`` (all 1: duplicates stay separate entries) when the fixture
-    builder predates the token-bag columns of the enhanced-sequence contract."""
-    return df.with_columns(
-        pl.col(c).list.eval(pl.element().is_not_null().cast(pl.Int64)).alias(f"{c}_counts")
-        for c in ("e_words", "e_trigrams") if f"{c}_counts" not in df.columns
-    )
-
-
 @pytest.fixture(scope="module")
 def sequences() -> pl.DataFrame:
-    return bagged(make_enhanced_sequences(8, seed=3))
+    return make_enhanced_sequences(8, seed=3)
 
 
 @pytest.fixture()
@@ -234,7 +225,7 @@ def test_missing_enhanced_file_is_built_from_events(tmp_path: Path) -> None:
 
 def test_no_honest_split_reports_nothing(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    write_parquet(bagged(make_enhanced_sequences(1)), tmp_path / ENHANCED, "sequences_enhanced")
+    write_parquet(make_enhanced_sequences(1), tmp_path / ENHANCED, "sequences_enhanced")
     assert run(tmp_path, "--phase", "full") == 0
     out = capsys.readouterr().out
     assert "no honest hold-out split" in out

@@ -26,18 +26,9 @@ from loglead_lo2.schema import write_parquet
 from tests.detection_data import make_enhanced_sequences
 
 
-def bagged(df: pl.DataFrame) -> pl.DataFrame:
-    """Add ``<item>_counts`` (all 1: duplicates stay separate entries) when the fixture
-    builder predates the token-bag columns of the enhanced-sequence contract."""
-    return df.with_columns(
-        pl.col(c).list.eval(pl.element().is_not_null().cast(pl.Int64)).alias(f"{c}_counts")
-        for c in ("e_words", "e_trigrams") if f"{c}_counts" not in df.columns
-    )
-
-
 @pytest.fixture(scope="module")
 def data() -> pl.DataFrame:
-    return bagged(make_enhanced_sequences(6, seed=5))
+    return make_enhanced_sequences(6, seed=5)
 
 
 @pytest.fixture(scope="module")

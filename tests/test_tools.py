@@ -302,8 +302,10 @@ def sequences_frame(enhanced: bool = False) -> pl.DataFrame:
     })
     if enhanced:
         df = df.with_columns(
-            e_words=pl.Series([["a", "b"], ["c"]]), e_words_len=pl.Series([2, 1]),
-            e_trigrams=pl.Series([["abc"], ["bcd"]]), e_trigrams_len=pl.Series([1, 1]),
+            e_words=pl.Series([["a", "b"], ["c"]]), e_words_counts=pl.Series([[1, 1], [1]]),
+            e_words_len=pl.Series([2, 1]),
+            e_trigrams=pl.Series([["abc"], ["bcd"]]), e_trigrams_counts=pl.Series([[1], [1]]),
+            e_trigrams_len=pl.Series([1, 1]),
             e_event_drain_id=pl.Series([["e1"], ["e2"]]),
         )
     return df

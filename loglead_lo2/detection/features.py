@@ -25,11 +25,10 @@ import polars as pl
 import scipy.sparse as sp
 
 from loglead_lo2.errors import UserError
+from loglead_lo2.schema import BAG_COUNTS_SUFFIX as COUNTS_SUFFIX
 
 log = logging.getLogger(__name__)
 
-COUNTS_SUFFIX = "_counts"
-"""A ``<item>_counts`` list column beside ``<item>`` makes it a bag: token i counts counts[i]."""
 
 OOV_FEATURE = "__oov__"
 """Name of the optional out-of-vocabulary count column."""
@@ -121,6 +120,8 @@ class ListVectorizer:
 
     def _check_columns(self, df: pl.DataFrame) -> None:
         needed = ([self.item] if self.item else []) + list(self.numeric)
+        if getattr(self, "bag_", False):
+            needed.append(f"{self.item}{COUNTS_SUFFIX}")
         missing = [c for c in needed if c not in df.columns]
         if missing:
             raise UserError(
@@ -161,11 +162,11 @@ class ListVectorizer:
         flat = lists.list.explode(keep_nulls=False, empty_as_null=False)
         weights = np.ones(flat.len(), dtype=np.float64)
         counts = f"{self.item}{COUNTS_SUFFIX}"
-        if counts in df.columns:  # token bags: distinct tokens + multiplicities
+        if getattr(self, "bag_", False):  # token bags: distinct tokens + multiplicities
             weights = (
                 df.get_column(counts).slice(off, length)
                 .list.explode(keep_nulls=False, empty_as_null=False)
-                .cast(pl.Float64).to_numpy()
+                .cast(pl.Float64).to_numpy().copy()
             )
             if weights.size != flat.len():
                 raise UserError(f"{self.item} and {counts} have different list lengths.")
@@ -186,6 +187,7 @@ class ListVectorizer:
     def fit(self, df: pl.DataFrame) -> ListVectorizer:
         """Learn the vocabulary and numeric scaling from ``df``'s rows."""
         self._validate_params()
+        self.bag_ = bool(self.item) and f"{self.item}{COUNTS_SUFFIX}" in df.columns
         self._check_columns(df)
         self.n_train_rows_ = df.height
         vocab: list[str] = []

@@ -29,7 +29,7 @@ from loglead_lo2.detection import iforest as ifo
 from loglead_lo2.detection import report as rep
 from loglead_lo2.detection.guards import GuardLimits, memory_limits
 from loglead_lo2.errors import UserError
-from loglead_lo2.schema import read_parquet, read_parquet_schema, write_parquet
+from loglead_lo2.schema import read_parquet, read_parquet_schema, with_bag_counts, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -166,9 +166,7 @@ def needed_columns(opts: DetectOptions, specs: list[Any], schema: dict[str, Any]
             f"the enhanced sequences lack column(s) {', '.join(missing)} "
             f"(available: {', '.join(schema)}). Re-run the loader with --save-parquet."
         )
-    # token bags: "<item>_counts" holds each distinct token's multiplicity
-    wanted += [f"{c}_counts" for c in wanted if f"{c}_counts" in schema]
-    return cols + [c for c in dict.fromkeys(wanted) if c not in cols]
+    return with_bag_counts([*cols, *wanted], schema)
 
 
 def load_input(opts: DetectOptions, specs: list[Any], say: Say,

@@ -40,7 +40,7 @@ from loglead_lo2.detection import iforest as ifo
 from loglead_lo2.detection.registry import DEFAULT_MODELS, REGISTRY, available_numeric
 from loglead_lo2.errors import UserError
 from loglead_lo2.explain.shap_report import ShapSettings
-from loglead_lo2.schema import read_parquet, read_parquet_schema
+from loglead_lo2.schema import read_parquet, read_parquet_schema, with_bag_counts
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def needed_columns(opts: ExplainOptions, schema: dict[str, Any], bundle_vec: Any
         raise UserError(f"{opts.root / ENHANCED_FILE} lacks column(s) {', '.join(missing)} "
                         f"(available: {', '.join(schema)}). Re-run the loader with "
                         "--save-parquet.")
-    return list(dict.fromkeys([*cols, *wanted]))
+    return with_bag_counts([*cols, *wanted], schema)
 
 
 def _metrics(hold: pl.DataFrame, scores: np.ndarray, threshold: float) -> dict[str, Any]:
