@@ -31,40 +31,38 @@ SCHEMA = {
 }
 
 
-def _series_frames(run: str, case: str, path: Path) -> list[pl.DataFrame]:
+def _file_columns(run: str, case: str, path: Path, cols: dict[str, list]) -> None:
+    """Append one file's samples to ``cols`` (validated completely before appending)."""
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, list):
         raise ValueError("top level is not a list of series")
-    frames = []
+    rows: dict[str, list] = {k: [] for k in cols}
     for series in data:
         labels = dict(series["metric"])
         values = series["values"]
         name = labels.pop("__name__", path.stem.removeprefix("metric_"))
-        if not values:
+        n = len(values)
+        if not n:
             continue
         ts, vals = zip(*values, strict=True)
-        frames.append(
-            pl.DataFrame(
-                {
-                    "timestamp": pl.Series(ts, dtype=pl.Float64),
-                    "value": pl.Series(vals, dtype=pl.String),
-                }
-            ).select(
-                pl.lit(run).alias("run"),
-                pl.lit(case).alias("test_case"),
-                pl.lit(name).alias("metric"),
-                pl.lit(labels.get("job"), dtype=pl.String).alias("job"),
-                pl.lit(labels.get("instance"), dtype=pl.String).alias("instance"),
-                pl.lit(labels.get("name"), dtype=pl.String).alias("container"),
-                pl.lit(json.dumps(labels, sort_keys=True)).alias("labels"),
-                (pl.col("timestamp") * 1000).cast(pl.Int64).cast(pl.Datetime("ms")),
-                pl.col("value").cast(pl.Float64, strict=True),
-            )
-        )
-    return frames
+        rows["timestamp"].extend(float(t) for t in ts)
+        rows["value"].extend(float(v) for v in vals)
+        for key, value in (
+            ("metric", name),
+            ("job", labels.get("job")),
+            ("instance", labels.get("instance")),
+            ("container", labels.get("name")),
+            ("labels", json.dumps(labels, sort_keys=True)),
+        ):
+            rows[key].extend([value] * n)
+    count = len(rows["value"])
+    rows["run"] = [run] * count
+    rows["test_case"] = [case] * count
+    for key, values in rows.items():
+        cols[key].extend(values)
 
 
-_MALFORMED = (ValueError, KeyError, TypeError, UnicodeDecodeError, pl.exceptions.PolarsError)
+_MALFORMED = (ValueError, KeyError, TypeError, UnicodeDecodeError)
 
 
 def load_metrics(
@@ -74,16 +72,22 @@ def load_metrics(
 
     Returns the tidy table (sorted) and the skipped files with the reason.
     """
-    frames: list[pl.DataFrame] = []
+    cols: dict[str, list] = {k: [] for k in SCHEMA}
     skipped: list[tuple[str, str]] = []
     for run, case, folder in dirs:
         for path in sorted(folder.glob("metric_*.json")):
             try:
-                frames.extend(_series_frames(run, case, path))
+                _file_columns(run, case, path, cols)
             except _MALFORMED as exc:
                 log.warning("skipping malformed metrics file %s: %s", path, exc)
                 skipped.append((str(path), f"malformed metrics file ({type(exc).__name__}: {exc})"))
-    if not frames:
-        return pl.DataFrame(schema=SCHEMA), skipped
-    table = pl.concat(frames, how="vertical")
+    table = pl.DataFrame(
+        {k: v for k, v in cols.items() if k != "timestamp"},
+        schema={k: t for k, t in SCHEMA.items() if k != "timestamp"},
+    ).with_columns(
+        (pl.Series(cols["timestamp"], dtype=pl.Float64) * 1000)
+        .cast(pl.Int64)
+        .cast(pl.Datetime("ms"))
+        .alias("timestamp")
+    ).select(list(SCHEMA))
     return table.sort("run", "test_case", "metric", "labels", "timestamp"), skipped
