@@ -14,19 +14,21 @@ RUNS="${LO2_SAMPLE_RUNS:-6}"
 SCALE="${LO2_SAMPLE_SCALE:-0.05}"
 SEED="${LO2_SEED:-42}"
 
-echo "== 1/3 generate the embedded LO2 sample -> $SAMPLE"
+echo "== 1/4 generate the embedded LO2 sample -> $SAMPLE"
 "$PYTHON" -m loglead_lo2.generator --out "$SAMPLE" --runs "$RUNS" --scale "$SCALE" \
   --seed "$SEED" --with-metrics --overwrite
 
-echo "== 2/3 loader + enhancers -> $RESULT"
+echo "== 2/4 loader + enhancers -> $RESULT"
 "$PYTHON" demo/lo2_e2e/run_lo2_loader.py --root "$SAMPLE" --seed "$SEED" \
   --save-parquet --save-events --save-base-sequences --load-metrics \
   --output-dir "$RESULT" --overwrite
 
-if [[ -f demo/lo2_e2e/LO2_samples.py ]]; then
-  echo "== 3/3 detection (Isolation Forest + default models) -> $RESULT/metrics"
-  "$PYTHON" demo/lo2_e2e/LO2_samples.py --phase full --root "$RESULT" \
+echo "== 3/4 detection (Isolation Forest + default models) -> $RESULT/metrics"
+"$PYTHON" demo/lo2_e2e/LO2_samples.py --phase full --root "$RESULT" \
     --if-holdout-fraction 0.2 --if-threshold-percentile 99 \
     --report-precision-at 50 --report-fp-alpha 0.01 --report-psi
-fi
+echo "== 4/4 explainability (nearest normal, SHAP, false positives) -> $RESULT/explainability"
+MPLBACKEND=Agg "$PYTHON" demo/lo2_e2e/lo2_phase_f_explainability.py --root "$RESULT" \
+  --nn-top-k 20 --shap-sample 100 --overwrite
+
 echo "== done: artifacts under $RESULT"
