@@ -189,6 +189,20 @@ def _ground_truth(record: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _pool_ground_truth(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Overall ground truth from per-service reports (units and normal rows partition by
+    service, so counts add up); ``{}`` unless every part has one."""
+    if not parts or not all(p.get("with_trace") is not None for p in parts):
+        return {}
+    detected = sum(int(p.get("detected") or 0) for p in parts)
+    with_trace = sum(int(p.get("with_trace") or 0) for p in parts)
+    normal = sum(int(p.get("n_normal") or 0) for p in parts)
+    flagged = sum(int(p.get("flagged_normal") or 0) for p in parts)
+    return {"detected": detected, "with_trace": with_trace,
+            "recall": detected / with_trace if with_trace else None,
+            "fp_rate_normal": flagged / normal if normal else None}
+
+
 def _model_json(metrics: Path, model: str, service: str | None = None) -> dict[str, Any]:
     candidates = [metrics / f"{model}.json"]
     if model == "isolation_forest":
@@ -235,6 +249,8 @@ def collect(metrics: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             fits = [_num((p.get("timing") or {}).get("fit_seconds")) for p in parts]
             if fits and all(f is not None for f in fits):
                 fit = float(sum(f for f in fits if f is not None))
+            if not gt:
+                gt = _pool_ground_truth([_ground_truth(p) for p in parts])
         fp = gt.get("fp_rate_normal")
         rows.append({
             "model": model, "roc_auc": _num(rec.get("roc_auc")), "pr_auc": _num(rec.get("pr_auc")),
