@@ -193,9 +193,17 @@ def read_parquet_schema(path: str | os.PathLike[str]) -> dict[str, pl.DataType]:
         ) from exc
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _tmp_path(path: Path) -> Path:
+    """A temp file beside ``path`` with the permissions a plain ``open()`` would give."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
     return Path(tmp)
 
 
