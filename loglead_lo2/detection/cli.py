@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from loglead_lo2.detection.iforest import IF_ITEMS, IFConfig
+from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, LABEL_MODES
 from loglead_lo2.detection.pipeline import DetectOptions, run_detection
 from loglead_lo2.errors import UserError
 
@@ -25,13 +26,18 @@ artifacts (<metrics> = --metrics-dir):
   if         <root>/lo2_if_predictions.parquet (or --save-if), <metrics>/if_metrics.json+.csv,
              leaderboard.csv+.md, per_test_case_recall.csv+.md, leakage.json, detect_run.json
   full       the 'if' files plus <metrics>/<model>.json per model (--skip-if: no IF files)
+  manifest   <metrics>/ground_truth_<model>.csv per model (generated data only)
+  --per-service: bundles as <dir>/<service>/lo2_if.joblib + model.yml and
+             <save-sup-models>/<service>/<key>.joblib; --load-model reads the same layout
 
 examples:
   %(prog)s --list-models
   %(prog)s --phase full --if-contamination 0.15 --if-holdout-fraction 0.05 \\
       --if-threshold-percentile 99.5 --report-precision-at 200 --report-fp-alpha 0.01 \\
       --save-model models/lo2_if.joblib --dump-metadata
-  %(prog)s --phase if --load-model models/lo2_if.joblib"""
+  %(prog)s --phase if --load-model models/lo2_if.joblib
+  %(prog)s --phase full --label-mode target-service --per-service \\
+      --models event_lr_words,event_dt_trigrams"""
 
 
 def _fraction(text: str) -> float:
@@ -103,6 +109,19 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="where lo2_sequences_enhanced.parquet is written (default: --root)")
     g.add_argument("--overwrite-enhancers", action="store_true",
                    help="replace an existing lo2_sequences_enhanced.parquet")
+    lab = p.add_argument_group("labels and per-service models")
+    lab.add_argument("--label-mode", choices=LABEL_MODES, default=DEFAULT_LABEL_MODE,
+                     help="test-case (default): a sequence is anomalous iff its test case is "
+                          "an error case; target-service: iff the error case targets the "
+                          "sequence's service (other services' sequences of error cases are "
+                          "dropped from training and evaluation, and counted)")
+    lab.add_argument("--per-service", action="store_true",
+                     help="train and evaluate every model (and the forest) once per service "
+                          "on the same run split; leaderboard rows per (model, service) + a "
+                          "macro average; bundles under <dir>/<service>/")
+    lab.add_argument("--manifest", type=Path, default=None, metavar="PATH",
+                     help="generator manifest (lo2_manifest.csv) for ground-truth recall "
+                          "(default: the one named in <root>/lo2_load_info.json, if any)")
     s = p.add_argument_group("hold-out split (whole runs)")
     s.add_argument("--sup-holdout-fraction", type=_fraction, default=0.2,
                    help="share of runs held out for evaluation (default 0.2, newest runs)")
@@ -178,7 +197,10 @@ def check_flags(args: argparse.Namespace) -> None:
     """Reject contradictory or out-of-range flags with one clear message."""
     if args.phase == "enhancers":
         extra = _given(args, (*_IF_FLAGS, ("skip_if", "--skip-if"), ("models", "--models"),
-                              ("save_sup_models", "--save-sup-models")))
+                              ("save_sup_models", "--save-sup-models"),
+                              ("per_service", "--per-service"), ("manifest", "--manifest")))
+        if args.label_mode != DEFAULT_LABEL_MODE:
+            extra.append("--label-mode")
         if extra:
             raise UserError(f"--phase enhancers only rebuilds the enhanced sequences; "
                             f"drop {', '.join(extra)} or use --phase if/full.")
@@ -238,7 +260,8 @@ def options_from_args(args: argparse.Namespace) -> DetectOptions:
         overwrite_model=args.overwrite_model, dump_metadata=args.dump_metadata,
         precision_at=args.report_precision_at, fp_alpha=args.report_fp_alpha,
         report_psi=args.report_psi, memory_guard=not args.disable_memory_guard,
-        models=tuple(models),
+        models=tuple(models), label_mode=args.label_mode, per_service=args.per_service,
+        manifest=args.manifest,
     )
 
 

@@ -328,45 +328,14 @@ def split_labels(df: pl.DataFrame, holdout_runs: Sequence[str],
 # --- the IF phase of a detection run -------------------------------------------------------
 
 
-def _if_metadata(res: IFResult, record: Mapping[str, Any], config: IFConfig,
-                 bundle: Any, sha: str) -> dict[str, Any]:
-    from loglead_lo2.detection.persistence import (
-        bundle_section,
-        git_commit,
-        library_versions,
-        utc_now,
-    )
-
-    vec = res.vectorizer
-    return {
-        "created_at": utc_now(),
-        "model": {"key": IF_KEY, "class": "sklearn.ensemble.IsolationForest",
-                  "params": res.model.get_params()},
-        "features": {"item": vec.item, "numeric": list(vec.numeric),
-                     "vectorizer": {k: v for k, v in vec.get_params().items()},
-                     "vocabulary_size": len(vec.vocabulary_),
-                     "n_features": len(vec.feature_names_)},
-        "training": {"selector": "normal sequences of training runs",
-                     "rows": res.fit_rows, "runs": res.fit_runs},
-        "threshold_holdout": {"fraction": config.holdout_fraction, "rows": res.threshold_rows,
-                              "runs": res.threshold_runs},
-        "evaluation": dict(record.get("split") or {}),
-        "threshold": {"value": res.threshold, "percentile": res.percentile,
-                      "source": res.threshold_source, "rule": "score_if >= threshold"},
-        "metrics": {"split": record.get("metrics_split"), **(record.get("metrics") or {})},
-        "versions": library_versions(),
-        "git_commit": git_commit(),
-        "bundle": bundle_section(bundle, sha),
-    }
-
-
-def load_if_bundle(opts: Any) -> Any:
-    """Load ``opts.load_model`` with every check (sha256, tuple, item/numeric, estimator)."""
+def load_if_bundle(opts: Any, path: Any = None) -> Any:
+    """Load ``path`` (default ``opts.load_model``) with every check (sha256, tuple,
+    item/numeric, estimator)."""
     from loglead_lo2.detection.persistence import load_bundle
 
     config: IFConfig = opts.if_config
     return load_bundle(
-        opts.load_model,
+        path if path is not None else opts.load_model,
         expected_item=config.item if opts.if_item_explicit else None,
         expected_numeric=config.numeric if opts.if_numeric else None,
         expected_key=IF_KEY, model_check=is_isolation_forest,
@@ -388,7 +357,7 @@ def _loaded_result(opts: Any, loaded: Any, train: pl.DataFrame, split: Any,
                    percentile=None, fit_runs=sorted(trained_on), threshold_runs=[],
                    fit_rows=int((meta.get("training") or {}).get("rows") or 0),
                    threshold_rows=0)
-    say(f"[IF] loaded {opts.load_model}: item {loaded.vectorizer.item}, numeric "
+    say(f"[IF] loaded {loaded.path}: item {loaded.vectorizer.item}, numeric "
         f"{','.join(loaded.vectorizer.numeric) or '(none)'}; training skipped")
     if split is not None and trained_on & set(split.test_runs):
         say("[IF] WARNING: the loaded model was trained on hold-out run(s) "
@@ -412,106 +381,143 @@ def _loaded_result(opts: Any, loaded: Any, train: pl.DataFrame, split: Any,
     return res
 
 
-def run_if_phase(opts: Any, df: pl.DataFrame, train: pl.DataFrame, hold: pl.DataFrame,
-                 split: Any, limits: Any, say: Any, result: Any,
-                 recalls: dict[str, tuple[pl.DataFrame, pl.DataFrame]],
-                 loaded: Any = None) -> None:
-    """Train (or load), score, threshold, evaluate and save the Isolation Forest.
 
-    ``opts``/``result`` are the pipeline's ``DetectOptions``/``DetectResult``; ``train`` and
-    ``hold`` are the rows of the training and hold-out runs (``hold`` empty without a split).
+
+def _fit_or_load(opts: Any, train: pl.DataFrame, split: Any, limits: Any, say: Any,
+                 loaded: Any, where: str) -> tuple[IFResult, tuple[str, ...], dict[str, Any]]:
+    """The forest of one part (``where`` names it in messages): loaded or trained."""
+    from dataclasses import replace
+
+    from loglead_lo2.detection.guards import format_resource, plan_guards, resource_stats
+
+    config: IFConfig = opts.if_config
+    if loaded is not None:
+        return _loaded_result(opts, loaded, train, split, say), (), {}
+    plan = plan_guards(IF_KEY, make_forest(config).get_params(), dict(config.vectorizer),
+                       limits, has_item=config.item is not None, isolation_forest=True)
+    for line in plan.lines:
+        say(line)
+    config = replace(config, vectorizer={**dict(config.vectorizer), **plan.vectorizer})
+    say(f"[IF] {where}training on {int(train['normal'].sum()):,} normal sequences of "
+        f"{train['run'].n_unique()} training run(s): item {config.item}, numeric "
+        f"{','.join(config.numeric) or '(none)'}")
+    res = train_iforest(train, config, overrides=plan.params)
+    for note in res.notes:
+        say(note)
+    stats = resource_stats(res.model, res.vectorizer, res.fit_seconds)
+    say(format_resource(IF_KEY, stats))
+    return res, plan.lines, stats
+
+
+def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: Any,
+                 result: Any, evaluated: Any, settings: Mapping[str, Any],
+                 loaded: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Train (or load), score, threshold, evaluate and save the Isolation Forest of every part.
+
+    ``parts`` are :class:`~loglead_lo2.detection.labels.ServicePart` (one ``all`` part, or one
+    per service with ``--per-service``; parts with ``skip`` set are left out). Every part's
+    rows are scored by its own forest; one predictions file holds them all (``rank_if`` is
+    ranked within the part). ``evaluated(key, service, hold, scores, threshold, record)`` is
+    called with each part's held-out rows before its record is written (the pipeline adds
+    ground truth and per-case recall). ``loaded`` maps a service to a loaded bundle
+    (``--load-model``). Returns the part records.
     """
     from pathlib import Path
 
     from loglead_lo2.detection import report as rep
-    from loglead_lo2.detection.guards import format_resource, plan_guards, resource_stats
-    from loglead_lo2.detection.persistence import save_bundle, write_metadata
+    from loglead_lo2.detection.labels import ALL_SERVICES, service_bundle
+    from loglead_lo2.detection.persistence import if_metadata, save_bundle, write_metadata
 
     config: IFConfig = opts.if_config
-    guard_lines: tuple[str, ...] = ()
-    if opts.load_model:
-        loaded = loaded if loaded is not None else load_if_bundle(opts)
-        res = _loaded_result(opts, loaded, train, split, say)
-    else:
-        plan = plan_guards(IF_KEY, make_forest(config).get_params(), dict(config.vectorizer),
-                           limits, has_item=config.item is not None, isolation_forest=True)
-        guard_lines = plan.lines
-        for line in plan.lines:
-            say(line)
-        from dataclasses import replace
-
-        config = replace(config, vectorizer={**dict(config.vectorizer), **plan.vectorizer})
-        say(f"[IF] training on normal sequences of {train['run'].n_unique()} training run(s): "
-            f"item {config.item}, numeric {','.join(config.numeric) or '(none)'}")
-        res = train_iforest(train, config, overrides=plan.params)
-        for note in res.notes:
-            say(note)
-        stats = resource_stats(res.model, res.vectorizer, res.fit_seconds)
-        say(format_resource(IF_KEY, stats))
-    t = time.perf_counter()
-    n_batches = max(1, -(-df.height // config.batch_size))
-    say(f"[IF] scoring {df.height:,} sequences in {n_batches} batch(es)")
-    scores = score_iforest(res.model, res.vectorizer, df, config.batch_size)
-    score_seconds = time.perf_counter() - t
-    say(f"[IF] threshold {res.threshold:.6f}: {res.threshold_source}")
     holdout_runs = sorted(split.test_runs) if split is not None else []
-    labels = split_labels(df, holdout_runs, res.threshold_runs)
-    preds = predictions_frame(df, scores, res.threshold if res.percentile is not None else None,
-                              labels)
+    preds_parts: list[pl.DataFrame] = []
+    records: list[dict[str, Any]] = []
+    percentile_used = False
+    for part in parts:
+        if part.skip:
+            continue
+        service = part.service
+        where = "" if service == ALL_SERVICES else f"service {service}: "
+        res, guard_lines, _stats = _fit_or_load(opts, part.train, split, limits, say,
+                                                (loaded or {}).get(service), where)
+        t = time.perf_counter()
+        n_batches = max(1, -(-part.rows.height // config.batch_size))
+        say(f"[IF] {where}scoring {part.rows.height:,} sequences in {n_batches} batch(es)")
+        scores = score_iforest(res.model, res.vectorizer, part.rows, config.batch_size)
+        score_seconds = time.perf_counter() - t
+        say(f"[IF] {where}threshold {res.threshold:.6f}: {res.threshold_source}")
+        labels = split_labels(part.rows, holdout_runs, res.threshold_runs)
+        percentile_used = percentile_used or res.percentile is not None
+        preds_parts.append(predictions_frame(
+            part.rows, scores, res.threshold if res.percentile is not None else None, labels))
+        mask = (labels == "holdout").to_numpy()
+        metrics = psi = None
+        split_info: dict[str, Any] = {"name": rep.HOLDOUT}
+        if split is not None and mask.any():
+            from loglead_lo2.detection.evaluate import evaluate
+
+            y = part.rows["anomaly"].cast(pl.Int8).to_numpy()
+            metrics = evaluate(y[mask], scores[mask], threshold=res.threshold,
+                               k=opts.precision_at, alpha=opts.fp_alpha)
+            if opts.report_psi:
+                from loglead_lo2.metrics_utils import population_stability_index
+
+                psi = population_stability_index(scores[~mask], scores[mask])
+            split_info.update(train_runs=sorted(split.train_runs), holdout_runs=holdout_runs,
+                              train_rows=part.train.height, holdout_rows=int(mask.sum()))
+        record = rep.model_record(
+            IF_KEY, kind="unsupervised",
+            description="Isolation Forest trained on normal sequences of the training runs",
+            metrics=metrics, split=split_info,
+            threshold={"value": res.threshold, "percentile": res.percentile,
+                       "source": res.threshold_source, "rule": "score_if >= threshold"},
+            timing={"fit_seconds": round(res.fit_seconds, 4),
+                    "score_seconds": round(score_seconds, 4)},
+            features={"item": res.vectorizer.item, "numeric": list(res.vectorizer.numeric),
+                      "vocabulary": len(res.vectorizer.vocabulary_)},
+            k=opts.precision_at, alpha=opts.fp_alpha, psi=psi,
+            guards=guard_lines, notes=res.notes, settings=settings, service=service,
+        )
+        bundle_from = (loaded or {}).get(service)
+        record["training"] = {"rows": res.fit_rows, "runs": res.fit_runs,
+                              "threshold_rows": res.threshold_rows,
+                              "threshold_runs": res.threshold_runs,
+                              "loaded_from": str(bundle_from.path) if bundle_from else None}
+        if metrics is not None:
+            evaluated(IF_KEY, service, part.rows.filter(pl.Series(mask)), scores[mask],
+                      res.threshold, record)
+        say(rep.metric_line(IF_KEY, metrics, settings,
+                            None if service == ALL_SERVICES else service))
+        records.append(record)
+        if opts.save_model:
+            bundle = service_bundle(Path(opts.save_model), service)
+            sha = save_bundle(bundle, res.model, res.vectorizer, overwrite=opts.overwrite_model)
+            result.artifacts.append(bundle)
+            say(f"[Model] wrote {bundle} (sha256 {sha[:12]}...): model, vectorizer = "
+                "joblib.load(...)")
+            if opts.dump_metadata:
+                meta_path = bundle.parent / "model.yml"
+                write_metadata(meta_path, if_metadata(res, record, config, bundle, sha))
+                result.artifacts.append(meta_path)
+                say(f"[Model] wrote {meta_path}")
+    if not preds_parts:
+        say("[IF] no service could be evaluated: no predictions written")
+        return records
+    preds = pl.concat(preds_parts, how="diagonal_relaxed")
     out = Path(opts.save_if) if opts.save_if else Path(opts.root) / "lo2_if_predictions.parquet"
     fmt = write_predictions(preds, out)
     result.artifacts.append(out)
     say(f"[IF] wrote {out} ({fmt}, {preds.height:,} rows: score_if, rank_if"
-        + (", pred_if_threshold)" if res.percentile is not None else ")"))
-    metrics = psi = None
-    split_info: dict[str, Any] = {"name": rep.HOLDOUT}
-    if split is not None and hold.height:
-        from loglead_lo2.detection.evaluate import evaluate, per_test_case_recall
-
-        mask = (labels == "holdout").to_numpy()
-        y = df["anomaly"].cast(pl.Int8).to_numpy()
-        metrics = evaluate(y[mask], scores[mask], threshold=res.threshold,
-                           k=opts.precision_at, alpha=opts.fp_alpha)
-        if opts.report_psi:
-            from loglead_lo2.metrics_utils import population_stability_index
-
-            psi = population_stability_index(scores[~mask], scores[mask])
-        pred = (scores[mask] >= res.threshold).astype(np.int8)
-        errs = hold.with_columns(pred=pl.Series(pred)).filter(pl.col("anomaly"))
-        tgt = errs.filter(pl.col("service") == pl.col("target_service"))
-        recalls[IF_KEY] = (per_test_case_recall(errs, errs["pred"].to_numpy()),
-                           per_test_case_recall(tgt, tgt["pred"].to_numpy()))
-        split_info.update(train_runs=sorted(split.train_runs), holdout_runs=holdout_runs,
-                          train_rows=train.height, holdout_rows=hold.height)
-    record = rep.model_record(
-        IF_KEY, kind="unsupervised",
-        description="Isolation Forest trained on normal sequences of the training runs",
-        metrics=metrics, split=split_info,
-        threshold={"value": res.threshold, "percentile": res.percentile,
-                   "source": res.threshold_source, "rule": "score_if >= threshold"},
-        timing={"fit_seconds": round(res.fit_seconds, 4),
-                "score_seconds": round(score_seconds, 4)},
-        features={"item": res.vectorizer.item, "numeric": list(res.vectorizer.numeric),
-                  "vocabulary": len(res.vectorizer.vocabulary_)},
-        k=opts.precision_at, alpha=opts.fp_alpha, psi=psi,
-        guards=guard_lines, notes=res.notes,
-    )
-    record["training"] = {"rows": res.fit_rows, "runs": res.fit_runs,
-                          "threshold_rows": res.threshold_rows,
-                          "threshold_runs": res.threshold_runs,
-                          "loaded_from": str(opts.load_model) if opts.load_model else None}
-    result.records[IF_KEY] = record
-    result.artifacts += rep.write_if_metrics(opts.metrics_path, record)
-    say(rep.metric_line(IF_KEY, metrics))
-    if opts.save_model:
-        bundle = Path(opts.save_model)
-        sha = save_bundle(bundle, res.model, res.vectorizer, overwrite=opts.overwrite_model)
-        result.artifacts.append(bundle)
-        say(f"[Model] wrote {bundle} (sha256 {sha[:12]}...): model, vectorizer = "
-            "joblib.load(...)")
-        if opts.dump_metadata:
-            meta_path = bundle.parent / "model.yml"
-            write_metadata(meta_path, _if_metadata(res, record, config, bundle, sha))
-            result.artifacts.append(meta_path)
-            say(f"[Model] wrote {meta_path}")
-
+        + (", pred_if_threshold)" if percentile_used else ")")
+        + (" from each service's own forest, rank_if within the service"
+           if len(preds_parts) > 1 or parts[0].service != ALL_SERVICES else ""))
+    if len(records) == 1 and records[0]["service"] == ALL_SERVICES:
+        top = records[0]
+        result.artifacts += rep.write_if_metrics(opts.metrics_path, top)
+    else:
+        skipped = {p.service: p.skip for p in parts if p.skip}
+        top = rep.combined_record(IF_KEY, records, skipped)
+        result.artifacts += rep.write_if_metrics(opts.metrics_path, top,
+                                                 [*records, rep.macro_record(IF_KEY, records)])
+    result.records[IF_KEY] = top
+    return records

@@ -289,3 +289,99 @@ def _unpickle(path: Path) -> Any:
             f"{path}: not a readable joblib model bundle ({type(exc).__name__}). "
             "Re-create it with --save-model."
         ) from exc
+
+
+# --- model.yml content ----------------------------------------------------------------------
+
+
+def _run_context(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings (label mode, split, window, per-service) and the service a model saw."""
+    return {"service": record.get("service", "all"), "settings": record.get("settings") or {}}
+
+
+def if_metadata(res: Any, record: Mapping[str, Any], config: Any, bundle: Any,
+                sha: str) -> dict[str, Any]:
+    """``model.yml`` of an Isolation Forest bundle (``res`` is an ``IFResult``)."""
+    vec = res.vectorizer
+    return {
+        "created_at": utc_now(),
+        "model": {"key": "isolation_forest", "class": "sklearn.ensemble.IsolationForest",
+                  "params": res.model.get_params()},
+        **_run_context(record),
+        "features": {"item": vec.item, "numeric": list(vec.numeric),
+                     "vectorizer": {k: v for k, v in vec.get_params().items()},
+                     "vocabulary_size": len(vec.vocabulary_),
+                     "n_features": len(vec.feature_names_)},
+        "training": {"selector": "normal sequences of training runs",
+                     "rows": res.fit_rows, "runs": res.fit_runs},
+        "threshold_holdout": {"fraction": config.holdout_fraction, "rows": res.threshold_rows,
+                              "runs": res.threshold_runs},
+        "evaluation": dict(record.get("split") or {}),
+        "threshold": {"value": res.threshold, "percentile": res.percentile,
+                      "source": res.threshold_source, "rule": "score_if >= threshold"},
+        "metrics": {"split": record.get("metrics_split"), **(record.get("metrics") or {})},
+        "versions": library_versions(),
+        "git_commit": git_commit(),
+        "bundle": bundle_section(bundle, sha),
+    }
+
+
+def model_metadata(spec: Any, fitted: Any, record: Mapping[str, Any], bundle: Path,
+                   sha: str) -> dict[str, Any]:
+    """``<key>.yml`` of a registry model bundle (``fitted`` is a ``FittedModel``)."""
+    vec = fitted.vectorizer
+    return {
+        "created_at": utc_now(),
+        "model": {"key": spec.key, "kind": spec.kind,
+                  "class": f"{type(fitted.estimator).__module__}."
+                           f"{type(fitted.estimator).__name__}",
+                  "params": fitted.estimator.get_params(), "score": spec.score,
+                  "shap": spec.shap},
+        **_run_context(record),
+        "features": {"item": vec.item, "numeric": list(vec.numeric),
+                     "vectorizer": vec.get_params(), "vocabulary_size": len(vec.vocabulary_),
+                     "n_features": len(vec.feature_names_)},
+        "training": {"selector": spec.train_on, "rows": fitted.train_rows,
+                     "runs": sorted(fitted.train_runs)},
+        "evaluation": record["split"],
+        "threshold": record["threshold"],
+        "metrics": {"split": record["metrics_split"], **(record["metrics"] or {})},
+        "versions": library_versions(),
+        "git_commit": git_commit(),
+        "bundle": bundle_section(bundle, sha),
+    }
+
+
+def load_service_bundles(opts: Any, parts: Any, columns: Any, say: Any) -> dict[str, Any]:
+    """``--load-model`` bundles by service (per service: ``<dir>/<service>/<name>``), loaded
+    and checked before anything is written."""
+    from loglead_lo2.detection.iforest import load_if_bundle
+    from loglead_lo2.detection.labels import service_bundle
+
+    loaded: dict[str, Any] = {}
+    for part in parts:
+        if part.skip:
+            continue
+        path = service_bundle(Path(opts.load_model), part.service)  # type: ignore[arg-type]
+        if opts.per_service and not path.is_file():
+            raise UserError(
+                f"--per-service --load-model {opts.load_model}: no bundle for service "
+                f"'{part.service}' at {path} (per-service bundles live in "
+                f"<dir>/<service>/<name>; save them with --per-service --save-model "
+                f"{opts.load_model}).")
+        bundle = load_if_bundle(opts, path)
+        missing = [c for c in (bundle.vectorizer.item, *bundle.vectorizer.numeric)
+                   if c and c not in columns]
+        if missing:
+            raise UserError(f"{path} uses column(s) {', '.join(missing)} that "
+                            f"{opts.root / 'lo2_sequences_enhanced.parquet'} lacks.")
+        meta = bundle.metadata or {}
+        if meta.get("service") not in (None, part.service):
+            say(f"[IF] WARNING: {path} was trained on service '{meta['service']}' rows, "
+                f"used here for '{part.service}'")
+        mode = (meta.get("settings") or {}).get("label_mode")
+        if mode and mode != opts.label_mode:
+            say(f"[IF] note: {path} was saved in label mode {mode}; this run uses "
+                f"{opts.label_mode}")
+        loaded[part.service] = bundle
+    return loaded

@@ -28,6 +28,23 @@ import polars as pl
 from loglead_lo2.detection import iforest as ifo
 from loglead_lo2.detection import report as rep
 from loglead_lo2.detection.guards import GuardLimits, memory_limits
+from loglead_lo2.detection.labels import (
+    ALL_SERVICES,
+    DEFAULT_LABEL_MODE,
+    GT_ABSENT,
+    Evaluations,
+    RunSettings,
+    ServicePart,
+    WindowInfo,
+    apply_label_mode,
+    detect_windowing,
+    ground_truth_input,
+    label_lines,
+    report_parts,
+    service_bundle,
+    service_parts,
+)
+from loglead_lo2.detection.persistence import load_service_bundles
 from loglead_lo2.errors import UserError
 from loglead_lo2.schema import read_parquet, read_parquet_schema, with_bag_counts, write_parquet
 
@@ -38,7 +55,8 @@ SEQUENCES_FILE = "lo2_sequences.parquet"
 EVENTS_FILE = "lo2_events.parquet"
 PREDICTIONS_FILE = "lo2_if_predictions.parquet"
 RUN_FILE = "detect_run.json"
-BASE_COLUMNS: tuple[str, ...] = (*ifo.PREDICTION_KEYS, "seq_len", "duration_sec")
+BASE_COLUMNS: tuple[str, ...] = (*ifo.PREDICTION_KEYS, "seq_len", "duration_sec",
+                                 "start_time", "end_time")
 LOADER_HINT = (
     "python demo/lo2_e2e/run_lo2_loader.py --root <LO2 tree> --save-parquet "
     "--save-events --save-base-sequences --output-dir {root}"
@@ -75,6 +93,9 @@ class DetectOptions:
     report_psi: bool = False
     memory_guard: bool = True
     models: tuple[str, ...] = ()
+    label_mode: str = DEFAULT_LABEL_MODE
+    per_service: bool = False
+    manifest: Path | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -88,12 +109,23 @@ class DetectOptions:
 
 @dataclass
 class DetectResult:
-    """What a run produced: artifacts written, model records and printed notes."""
+    """What a run produced: artifacts written, model records and printed notes.
+
+    ``records``: ``<model>.json`` content by model key (per service: the macro record with
+    ``per_service``); ``board``: the leaderboard records (one per model and service, plus the
+    macro rows); ``settings``: :meth:`RunSettings.as_dict`; ``labels``: the label-mode
+    counts; ``skipped_services``: service -> reason (``--per-service``).
+    """
 
     artifacts: list[Path] = field(default_factory=list)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    board: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     rows: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)
+    window: dict[str, Any] = field(default_factory=dict)
+    skipped_services: dict[str, str] = field(default_factory=dict)
 
 
 Say = Callable[[str], None]
@@ -252,17 +284,22 @@ def _psi(opts: DetectOptions, train_scores: np.ndarray, hold_scores: np.ndarray)
     return population_stability_index(train_scores, hold_scores)
 
 
-def _recall(hold: pl.DataFrame, pred: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame]:
-    from loglead_lo2.detection.evaluate import per_test_case_recall
-
-    errors = hold.with_columns(pred=pl.Series(pred)).filter(pl.col("anomaly"))
-    target = errors.filter(pl.col("service") == pl.col("target_service"))
-    all_t = per_test_case_recall(errors.drop("pred"), errors["pred"].to_numpy())
-    tgt_t = per_test_case_recall(target.drop("pred"), target["pred"].to_numpy())
-    return all_t, tgt_t
-
-
 # --- the run --------------------------------------------------------------------------------
+
+
+def prepare_labels(opts: DetectOptions, df: pl.DataFrame, say: Say,
+                   result: DetectResult) -> tuple[pl.DataFrame, WindowInfo]:
+    """Apply ``--label-mode`` and detect windowing; prints and records both."""
+    df, info = apply_label_mode(df, opts.label_mode)
+    for line in label_lines(info):
+        say(line)
+    result.labels = info.as_dict()
+    window = detect_windowing(df, opts.root)
+    say(f"[Window] {'per-window rows of ' + window.label if window.windowed else 'none'}"
+        f" ({window.source}): labels and metrics are per "
+        f"{'window' if window.windowed else 'sequence'}")
+    result.window = window.as_dict()
+    return df, window
 
 
 def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectResult:
@@ -275,22 +312,12 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
 
     result = DetectResult()
     specs = [REGISTRY[k] for k in opts.models] if opts.phase == "full" else []
+    truth = ground_truth_input(opts.root, opts.manifest)  # bad --manifest fails early
     df = load_input(opts, specs, say, result)
     result.rows = df.height
     for note in opts.notes:
         say(note)
-    loaded = None
-    if opts.load_model and not opts.skip_if:
-        loaded = ifo.load_if_bundle(opts)  # fail before anything is written
-        missing = [c for c in (loaded.vectorizer.item, *loaded.vectorizer.numeric)
-                   if c and c not in df.columns]
-        if missing:
-            raise UserError(f"{opts.load_model} uses column(s) {', '.join(missing)} that "
-                            f"{opts.root / ENHANCED_FILE} lacks.")
-    _check_outputs(opts, specs)
-    limits, guard_lines = memory_limits(enabled=opts.memory_guard)
-    for line in guard_lines:
-        say(line)
+    df, window = prepare_labels(opts, df, say, result)
     split = None
     try:
         split = run_grouped_split(df, fraction=opts.sup_holdout_fraction,
@@ -301,26 +328,48 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
                "(training-set numbers would be misleading)")
         say(msg)
         result.notes.append(msg)
+    settings = RunSettings(opts.label_mode, rep.HOLDOUT, split.note if split else None,
+                           window, opts.per_service).as_dict()
+    result.settings = settings
     if split is not None:
         hold = df.filter(pl.col("run").is_in(split.test_runs))
-        train = df.filter(pl.col("run").is_in(split.train_runs))
-        say(f"[Split] train: {len(split.train_runs)} run(s), {train.height:,} sequences; "
-            f"holdout: {len(split.test_runs)} run(s) {', '.join(sorted(split.test_runs))}, "
-            f"{hold.height:,} sequences ({int(hold['anomaly'].sum())} anomalous)"
+        say(f"[Split] train: {len(split.train_runs)} run(s), "
+            f"{df.height - hold.height:,} sequences; holdout: {len(split.test_runs)} run(s) "
+            f"{', '.join(sorted(split.test_runs))}, {hold.height:,} sequences "
+            f"({int(hold['anomaly'].sum())} anomalous)"
             + (f"; {split.note}" if split.note else ""))
-        _leakage(opts, hold, say, result)
+        parts = list(service_parts(df, split.train_runs, split.test_runs, opts.per_service))
     else:
-        train, hold = df, df.clear()
-    recalls: dict[str, tuple[pl.DataFrame, pl.DataFrame]] = {}
+        hold = df.clear()
+        parts = [ServicePart(p.service, p.rows, p.rows, p.rows.clear()) for p in
+                 service_parts(df, [], [], opts.per_service)]
+    report_parts(parts, opts.per_service, say, result.notes, result.skipped_services)
+    loaded = (load_service_bundles(opts, parts, df.columns, say)
+              if opts.load_model and not opts.skip_if else {})
+    _check_outputs(opts, specs, parts)
+    if split is not None:
+        _leakage(opts, hold, say, result)
+    say(truth.line if truth is not None else f"[GroundTruth] {GT_ABSENT}")
+    limits, guard_lines = memory_limits(enabled=opts.memory_guard)
+    for line in guard_lines:
+        say(line)
+    evals = Evaluations(truth=truth, say=say)
     if not opts.skip_if:
-        ifo.run_if_phase(opts, df, train, hold, split, limits, say, result, recalls, loaded)
+        recs = ifo.run_if_phase(opts, parts, split, limits, say, result, evals, settings,
+                                loaded)
+        result.board += _board_rows(ifo.IF_KEY, recs, opts.per_service)
     if specs and split is not None:
         for spec in specs:
-            _run_model(opts, spec, train, hold, split, limits, say, result, recalls)
+            recs = [r for part in parts if not part.skip and (r := _run_model(
+                opts, spec, part, split, limits, say, result, evals, settings)) is not None]
+            _model_json(opts, spec.key, recs, parts, result)
+            result.board += _board_rows(spec.key, recs, opts.per_service)
     elif specs:
         say("[Models] skipped: registry models need a hold-out split (see [Split] above)")
-    _write_summaries(opts, split, result, recalls, say)
+    _write_summaries(opts, split, result, evals, say)
     return result
+
+
 
 
 def _replace_if(config: ifo.IFConfig, **changes: Any) -> ifo.IFConfig:
@@ -335,33 +384,71 @@ def _leakage(opts: DetectOptions, hold: pl.DataFrame, say: Say, result: DetectRe
     report = leakage_report(hold)
     for line in rep.leakage_lines(report):
         say(line)
-    path = rep.write_json(opts.metrics_path / "leakage.json", {"split": rep.HOLDOUT, **report})
+    path = rep.write_json(opts.metrics_path / "leakage.json",
+                          {"split": rep.HOLDOUT, "settings": result.settings, **report})
     result.artifacts.append(path)
 
 
-def _check_outputs(opts: DetectOptions, specs: list[Any]) -> None:
+def _check_outputs(opts: DetectOptions, specs: list[Any], parts: list[ServicePart]) -> None:
     """Refuse to replace bundles before any work is done (not after a long fit)."""
     from loglead_lo2.schema import check_overwrite
 
-    if opts.save_model and not opts.skip_if:
-        check_overwrite(opts.save_model, opts.overwrite_model, "--overwrite-model")
-    if opts.save_sup_models:
-        for spec in specs:
-            check_overwrite(Path(opts.save_sup_models) / f"{spec.key}.joblib",
+    services = [p.service for p in parts if not p.skip]
+    for service in services:
+        if opts.save_model and not opts.skip_if:
+            check_overwrite(service_bundle(Path(opts.save_model), service),
                             opts.overwrite_model, "--overwrite-model")
+        if opts.save_sup_models:
+            for spec in specs:
+                check_overwrite(_sup_bundle(opts, spec.key, service), opts.overwrite_model,
+                                "--overwrite-model")
+
+
+def _sup_bundle(opts: DetectOptions, key: str, service: str) -> Path:
+    return service_bundle(Path(opts.save_sup_models) / f"{key}.joblib",  # type: ignore[arg-type]
+                          service)
+
+
+def _board_rows(key: str, records: list[dict[str, Any]], per_service: bool
+                ) -> list[dict[str, Any]]:
+    """Leaderboard records of one model: its record, or per-service records + macro row."""
+    if not per_service or not records:
+        return records
+    return [*records, rep.macro_record(key, records)]
+
+
+def _model_json(opts: DetectOptions, key: str, records: list[dict[str, Any]],
+                parts: list[ServicePart], result: DetectResult) -> None:
+    if not records:
+        return
+    if not opts.per_service:
+        top = records[0]
+    else:
+        top = rep.combined_record(key, records, {p.service: p.skip for p in parts if p.skip})
+    result.records[key] = top
+    result.artifacts.append(rep.write_json(opts.metrics_path / f"{key}.json", top))
 
 
 def _write_summaries(opts: DetectOptions, split: Any, result: DetectResult,
-                     recalls: dict[str, tuple[pl.DataFrame, pl.DataFrame]], say: Say) -> None:
+                     evals: Evaluations, say: Say) -> None:
     mdir = opts.metrics_path
-    records = [r for r in result.records.values()]
-    if records:
-        result.artifacts += rep.write_leaderboard(mdir, records)
+    if result.board:
+        result.artifacts += rep.write_leaderboard(mdir, result.board,
+                                                  settings=result.settings)
+        recalls = evals.recall_tables()
         table = rep.recall_table({k: v[0] for k, v in recalls.items()},
                                  {k: v[1] for k, v in recalls.items()})
         result.artifacts += rep.write_recall_table(mdir, table)
+    for key, tables in sorted(evals.gt_tables.items()):
+        result.artifacts.append(rep.write_ground_truth(mdir, key, tables))
     run = {
         "phase": opts.phase,
+        "settings": result.settings,
+        "labels": result.labels,
+        "window": result.window,
+        "ground_truth": (evals.truth.describe() if evals.truth is not None
+                         else {"manifest": None, "note": GT_ABSENT}),
+        "skipped_services": result.skipped_services,
         "options": {k: (str(v) if isinstance(v, Path) else v)
                     for k, v in asdict(opts).items() if k != "if_config"},
         "if_config": asdict(opts.if_config),
@@ -372,70 +459,47 @@ def _write_summaries(opts: DetectOptions, split: Any, result: DetectResult,
         "notes": result.notes,
     }
     result.artifacts.append(rep.write_json(mdir / RUN_FILE, run))
-    say(f"[Report] metrics in {mdir}")
+    say(f"[Report] metrics in {mdir} ({rep.settings_text(result.settings).replace('`', '')})")
 
 
-def _model_metadata(spec: Any, fitted: Any, record: dict[str, Any], bundle: Path,
-                    sha: str) -> dict[str, Any]:
-    from loglead_lo2.detection.persistence import (
-        bundle_section,
-        git_commit,
-        library_versions,
-        utc_now,
-    )
-
-    vec = fitted.vectorizer
-    return {
-        "created_at": utc_now(),
-        "model": {"key": spec.key, "kind": spec.kind,
-                  "class": f"{type(fitted.estimator).__module__}."
-                           f"{type(fitted.estimator).__name__}",
-                  "params": fitted.estimator.get_params(), "score": spec.score,
-                  "shap": spec.shap},
-        "features": {"item": vec.item, "numeric": list(vec.numeric),
-                     "vectorizer": vec.get_params(), "vocabulary_size": len(vec.vocabulary_),
-                     "n_features": len(vec.feature_names_)},
-        "training": {"selector": spec.train_on, "rows": fitted.train_rows,
-                     "runs": sorted(fitted.train_runs)},
-        "evaluation": record["split"],
-        "threshold": record["threshold"],
-        "metrics": {"split": record["metrics_split"], **(record["metrics"] or {})},
-        "versions": library_versions(),
-        "git_commit": git_commit(),
-        "bundle": bundle_section(bundle, sha),
-    }
-
-
-def _run_model(opts: DetectOptions, spec: Any, train: pl.DataFrame, hold: pl.DataFrame,
-               split: Any, limits: GuardLimits, say: Say, result: DetectResult,
-               recalls: dict[str, tuple[pl.DataFrame, pl.DataFrame]]) -> None:
-    """Fit one registry model on the training runs, evaluate it on the hold-out runs."""
+def _run_model(opts: DetectOptions, spec: Any, part: ServicePart, split: Any,
+               limits: GuardLimits, say: Say, result: DetectResult, evaluated: Evaluations,
+               settings: dict[str, Any]) -> dict[str, Any] | None:
+    """Fit one registry model on a part's training runs, evaluate it on its hold-out runs."""
     from loglead_lo2.detection.evaluate import evaluate, fit_model, score_model
     from loglead_lo2.detection.guards import format_resource, plan_guards, resource_stats
-    from loglead_lo2.detection.persistence import save_bundle, write_metadata
+    from loglead_lo2.detection.persistence import model_metadata, save_bundle, write_metadata
 
+    train, hold, service = part.train, part.hold, part.service
+    name = spec.key if service == ALL_SERVICES else f"{spec.key}@{service}"
     plan = plan_guards(spec.key, spec.make_estimator().get_params(), dict(spec.vectorizer),
                        limits, has_item=spec.item is not None)
     for line in plan.lines:
         say(line)
     rows = train.height if spec.train_on == "all" else int(train["normal"].sum())
-    say(f"[Model] {spec.key}: fitting on {rows:,} {spec.kind} training rows "
+    say(f"[Model] {name}: fitting on {rows:,} {spec.kind} training rows "
         f"({'all' if spec.train_on == 'all' else 'normal only'}; {spec.features})")
-    fitted = fit_model(spec, train, guards=plan.as_mapping(), seed=opts.seed)
+    try:
+        fitted = fit_model(spec, train, guards=plan.as_mapping(), seed=opts.seed)
+    except UserError as exc:
+        if service == ALL_SERVICES:
+            raise
+        msg = f"[Model] {name}: skipped ({exc})"
+        say(msg)
+        result.notes.append(msg)
+        return None
     stats = fitted.resource or resource_stats(fitted.estimator, fitted.vectorizer,
                                               fitted.fit_seconds)
-    say(format_resource(spec.key, stats))
+    say(format_resource(name, stats))
     t = time.perf_counter()
     scores = score_model(fitted, hold, batch_size=opts.batch_size)
     score_seconds = time.perf_counter() - t
     threshold, source = fitted.threshold, fitted.threshold_source
-    y = _labels(hold)
-    metrics = evaluate(y, scores, threshold=threshold, k=opts.precision_at,
+    metrics = evaluate(_labels(hold), scores, threshold=threshold, k=opts.precision_at,
                        alpha=opts.fp_alpha)
     psi = None
     if opts.report_psi:
         psi = _psi(opts, score_model(fitted, train, batch_size=opts.batch_size), scores)
-    recalls[spec.key] = _recall(hold, (scores >= threshold).astype(np.int8))
     record = rep.model_record(
         spec.key, kind=spec.kind, description=spec.description, metrics=metrics,
         split=_split_info(train, hold, split),
@@ -447,16 +511,19 @@ def _run_model(opts: DetectOptions, spec: Any, train: pl.DataFrame, hold: pl.Dat
                   "vocabulary": len(fitted.vectorizer.vocabulary_),
                   "settings": spec.features},
         k=opts.precision_at, alpha=opts.fp_alpha, psi=psi, resource=stats, guards=plan.lines,
+        settings=settings, service=service,
     )
-    result.records[spec.key] = record
-    result.artifacts.append(rep.write_json(opts.metrics_path / f"{spec.key}.json", record))
-    say(rep.metric_line(spec.key, metrics))
+    record["training"] = {"rows": fitted.train_rows, "runs": sorted(fitted.train_runs),
+                          "services": sorted(train["service"].unique().to_list())}
+    evaluated(spec.key, service, hold, scores, threshold, record)
+    say(rep.metric_line(spec.key, metrics, settings,
+                        None if service == ALL_SERVICES else service))
     if opts.save_sup_models:
-        bundle = Path(opts.save_sup_models) / f"{spec.key}.joblib"
+        bundle = _sup_bundle(opts, spec.key, service)
         sha = save_bundle(bundle, fitted.estimator, fitted.vectorizer,
                           overwrite=opts.overwrite_model)
         meta = write_metadata(bundle.with_suffix(".yml"),
-                              _model_metadata(spec, fitted, record, bundle, sha))
+                              model_metadata(spec, fitted, record, bundle, sha))
         result.artifacts += [bundle, meta]
         say(f"[Model] wrote {bundle} + {meta.name}")
-
+    return record

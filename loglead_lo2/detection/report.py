@@ -11,9 +11,15 @@ file                            content
 ``per_test_case_recall.csv``    recall of every model per test case (``.md`` too), on all the
                                 case's sequences and on its target-service sequence
 ``leakage.json``                ROC-AUC of ``seq_len`` / ``duration_sec`` alone (hold-out)
+``ground_truth_<model>.csv``    ground-truth recall per error case (generated data with a
+                                manifest only; ``service`` column per service model)
 ==============================  =============================================================
 
-Every figure names its split: ``holdout`` or ``train (for reference only)``.
+Every figure names its split: ``holdout`` or ``train (for reference only)``. Every record,
+leaderboard row and ``[Metrics]`` line also names the run's settings
+(:class:`~loglead_lo2.detection.labels.RunSettings`): label mode, split, windowing and the
+per-service setting, plus the ``service`` the model was trained on (``all``, a service, or
+``macro`` for the average over the per-service models).
 """
 
 from __future__ import annotations
@@ -36,10 +42,14 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "precision_at_k",
     "fp_rate_at_alpha", "support_pos", "support_neg",
 )
+SETTING_COLUMNS: tuple[str, ...] = ("label_mode", "split", "window", "per_service")
 LEADERBOARD_COLUMNS: tuple[str, ...] = (
-    "rank", "model", "kind", "split", *METRIC_COLUMNS, "k", "alpha", "psi", "threshold",
-    "fit_seconds", "score_seconds", "train_rows", "holdout_rows",
+    "rank", "model", "service", "kind", *SETTING_COLUMNS, *METRIC_COLUMNS, "gt_recall",
+    "gt_fp_rate", "k", "alpha", "psi", "threshold", "fit_seconds", "score_seconds",
+    "train_rows", "holdout_rows",
 )
+ALL_SERVICES = "all"
+MACRO = "macro"
 
 
 def _clean(value: Any) -> Any:
@@ -68,13 +78,21 @@ def flat_row(record: Mapping[str, Any]) -> dict[str, Any]:
     metrics = record.get("metrics") or {}
     timing = record.get("timing") or {}
     split = record.get("split") or {}
+    settings = record.get("settings") or {}
+    gt = (record.get("ground_truth") or {}).get("overall") or {}
     row: dict[str, Any] = {
         "model": record["model"],
+        "service": record.get("service", ALL_SERVICES),
         "kind": record.get("kind"),
+        "label_mode": settings.get("label_mode"),
         "split": split.get("name", HOLDOUT),
+        "window": settings.get("window"),
+        "per_service": settings.get("per_service"),
     }
     for name in METRIC_COLUMNS:
         row[name] = metrics.get(name)
+    row["gt_recall"] = gt.get("recall")
+    row["gt_fp_rate"] = gt.get("fp_rate_normal")
     row["k"] = record.get("k")
     row["alpha"] = record.get("alpha")
     row["psi"] = record.get("psi_train_vs_holdout")
@@ -102,10 +120,18 @@ def model_record(
     resource: Mapping[str, Any] | None = None,
     guards: Sequence[str] = (),
     notes: Sequence[str] = (),
+    settings: Mapping[str, Any] | None = None,
+    service: str = ALL_SERVICES,
 ) -> dict[str, Any]:
-    """The content of ``<model>.json``; ``metrics`` are hold-out figures (or ``None``)."""
+    """The content of ``<model>.json``; ``metrics`` are hold-out figures (or ``None``).
+
+    ``settings`` is :meth:`RunSettings.as_dict`; ``service`` the rows the model saw
+    (``all`` or one service). ``ground_truth`` is added later when a manifest exists.
+    """
     return {
         "model": key,
+        "service": service,
+        "settings": dict(settings or {}),
         "kind": kind,
         "description": description,
         "split": {"name": HOLDOUT, **dict(split)},
@@ -139,46 +165,134 @@ def markdown_table(df: pl.DataFrame) -> str:
     return "\n".join([head, rule, *body]) + "\n"
 
 
+def _mean(values: Iterable[Any]) -> float | None:
+    nums = [float(v) for v in values
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    return sum(nums) / len(nums) if nums else None
+
+
+def macro_record(key: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``macro`` row of a model trained per service: the unweighted mean of every metric
+    (and of ground-truth recall / FP rate) over its per-service records, summed timings and
+    row counts; ``None`` where no service has a value."""
+    first = records[0] if records else {"model": key}
+    metric_names = sorted({m for r in records for m in (r.get("metrics") or {})})
+    metrics = {m: _mean((r.get("metrics") or {}).get(m) for r in records)
+               for m in metric_names}
+    for name in ("support_pos", "support_neg", "tp", "fp", "tn", "fn"):
+        if name in metrics:
+            metrics[name] = sum(int((r.get("metrics") or {}).get(name) or 0) for r in records)
+    gts = [(r.get("ground_truth") or {}).get("overall") or {} for r in records]
+    timing = {t: round(sum(float((r.get("timing") or {}).get(t) or 0.0) for r in records), 4)
+              for t in ("fit_seconds", "score_seconds")}
+    split = dict(first.get("split") or {})
+    for n in ("train_rows", "holdout_rows"):
+        split[n] = sum(int((r.get("split") or {}).get(n) or 0) for r in records)
+    out = {
+        "model": key, "service": MACRO, "settings": dict(first.get("settings") or {}),
+        "kind": first.get("kind"), "description": first.get("description"),
+        "split": split, "metrics_split": f"{HOLDOUT} (macro average over services)",
+        "metrics": metrics if records else None, "k": first.get("k"),
+        "alpha": first.get("alpha"),
+        "psi_train_vs_holdout": _mean(r.get("psi_train_vs_holdout") for r in records),
+        "threshold": {"value": None, "source": "one threshold per service model"},
+        "timing": timing, "services": [r.get("service") for r in records],
+    }
+    if any(gts):
+        out["ground_truth"] = {"overall": {
+            "recall": _mean(g.get("recall") for g in gts),
+            "fp_rate_normal": _mean(g.get("fp_rate_normal") for g in gts)}}
+    return out
+
+
+def _service_order(service: Any) -> tuple[int, str]:
+    return (0 if service in (ALL_SERVICES, MACRO) else 1, str(service))
+
+
 def leaderboard(records: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
-    """Models side by side, best hold-out ROC-AUC first (models without one last)."""
+    """Models side by side: rows grouped by ``service`` (``all`` / ``macro`` first, then each
+    service), best hold-out ROC-AUC first; ``rank`` is the model's rank within its service."""
     rows = [flat_row(r) for r in records]
     if not rows:
         return pl.DataFrame(schema={c: pl.String for c in LEADERBOARD_COLUMNS})
-    rows.sort(key=lambda r: (r["roc_auc"] is None, -(r["roc_auc"] or 0.0),
-                             -(r["pr_auc"] or 0.0), r["model"]))
-    for i, row in enumerate(rows, start=1):
-        row["rank"] = i
+    rows.sort(key=lambda r: (_service_order(r["service"]), r["roc_auc"] is None,
+                             -(r["roc_auc"] or 0.0), -(r["pr_auc"] or 0.0), r["model"]))
+    counter: dict[Any, int] = {}
+    for row in rows:
+        counter[row["service"]] = counter.get(row["service"], 0) + 1
+        row["rank"] = counter[row["service"]]
     return pl.DataFrame(rows, infer_schema_length=None).select(LEADERBOARD_COLUMNS)
 
 
+def settings_text(settings: Mapping[str, Any] | None) -> str:
+    """``label mode ..., split ..., window ..., per-service ...`` for report headers."""
+    s = settings or {}
+    return (f"label mode `{s.get('label_mode', 'test-case')}`, split "
+            f"`{s.get('split', HOLDOUT)}` (whole runs), window `{s.get('window', 'none')}`, "
+            f"per-service `{'yes' if s.get('per_service') else 'no'}`")
+
+
 def write_leaderboard(metrics_dir: str | os.PathLike[str],
-                      records: Iterable[Mapping[str, Any]], title: str = "") -> list[Path]:
+                      records: Iterable[Mapping[str, Any]], title: str = "",
+                      settings: Mapping[str, Any] | None = None) -> list[Path]:
     """``leaderboard.csv`` and ``leaderboard.md``; returns the paths written."""
     metrics_dir = Path(metrics_dir)
+    records = list(records)
     table = leaderboard(records)
     csv_path = metrics_dir / "leaderboard.csv"
     md_path = metrics_dir / "leaderboard.md"
     write_text_atomic(csv_path, table.write_csv())
+    if settings is None and records:
+        settings = records[0].get("settings")
     header = "# LO2 detection leaderboard (hold-out split)\n\n"
+    header += f"Settings: {settings_text(settings)}.\n\n"
     if title:
         header += title.rstrip() + "\n\n"
     header += ("All figures are on held-out runs (no run is on both sides). "
-               "`psi` compares train and hold-out score distributions.\n\n")
+               "`psi` compares train and hold-out score distributions. `service`: `all` = "
+               "one model on every service, `<service>` = that service's own model, `macro` "
+               "= mean over the service models. `gt_recall` / `gt_fp_rate`: ground-truth "
+               "recall and normal FP rate (generated data with a manifest only).\n\n")
     write_text_atomic(md_path, header + markdown_table(table))
     return [csv_path, md_path]
 
 
-def write_if_metrics(metrics_dir: str | os.PathLike[str],
-                     record: Mapping[str, Any]) -> list[Path]:
-    """``if_metrics.json`` (full record) and ``if_metrics.csv`` (one flat row)."""
+def combined_record(key: str, records: Sequence[Mapping[str, Any]],
+                    skipped: Mapping[str, str]) -> dict[str, Any]:
+    """The ``<model>.json`` of a per-service model: the macro record at the top level plus
+    every service's record under ``per_service`` and the skipped services with reasons."""
+    out = macro_record(key, records)
+    out["per_service"] = {str(r.get("service")): dict(r) for r in records}
+    out["skipped_services"] = dict(skipped)
+    return out
+
+
+def write_if_metrics(metrics_dir: str | os.PathLike[str], record: Mapping[str, Any],
+                     rows: Sequence[Mapping[str, Any]] | None = None) -> list[Path]:
+    """``if_metrics.json`` (full record) and ``if_metrics.csv`` (one flat row per record in
+    ``rows``, default the record itself)."""
     metrics_dir = Path(metrics_dir)
     json_path = write_json(metrics_dir / "if_metrics.json", record)
     csv_path = metrics_dir / "if_metrics.csv"
-    row = {k: v for k, v in flat_row(record).items()}
-    row["threshold_source"] = (record.get("threshold") or {}).get("source")
-    row["percentile"] = (record.get("threshold") or {}).get("percentile")
-    write_text_atomic(csv_path, pl.DataFrame([row], infer_schema_length=None).write_csv())
+    flat = []
+    for r in rows or [record]:
+        row = {k: v for k, v in flat_row(r).items()}
+        row["threshold_source"] = (r.get("threshold") or {}).get("source")
+        row["percentile"] = (r.get("threshold") or {}).get("percentile")
+        flat.append(row)
+    write_text_atomic(csv_path, pl.DataFrame(flat, infer_schema_length=None).write_csv())
     return [json_path, csv_path]
+
+
+def write_ground_truth(metrics_dir: str | os.PathLike[str], key: str,
+                       tables: Mapping[str, pl.DataFrame]) -> Path:
+    """``ground_truth_<key>.csv``: the per-case ground-truth tables, one ``service`` block per
+    model (``all`` or each service's model), ``service`` as the first column."""
+    parts = [t.select(pl.lit(s).alias("service"), pl.all()) for s, t in sorted(tables.items())]
+    table = pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
+    path = Path(metrics_dir) / f"ground_truth_{key}.csv"
+    write_text_atomic(path, table.write_csv())
+    return path
 
 
 def recall_table(tables: Mapping[str, pl.DataFrame],
@@ -241,11 +355,17 @@ def leakage_lines(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def metric_line(name: str, metrics: Mapping[str, Any] | None) -> str:
-    """One printed ``[Metrics]`` line naming the split."""
+def metric_line(name: str, metrics: Mapping[str, Any] | None,
+                settings: Mapping[str, Any] | None = None, service: str | None = None) -> str:
+    """One printed ``[Metrics]`` line naming the split, label mode, windowing, per-service
+    setting and (when given) the service of the model."""
+    s = settings or {}
+    tag = (f"{HOLDOUT}) [labels {s.get('label_mode', 'test-case')}, window "
+           f"{s.get('window', 'none')}, per-service {'yes' if s.get('per_service') else 'no'}"
+           + (f", service {service}" if service else "") + "]")
     if not metrics:
-        return f"[Metrics] {name}: no hold-out metrics"
+        return f"[Metrics] {name} ({tag}: no hold-out metrics"
     keys = ("roc_auc", "pr_auc", "f1", "precision", "recall", "precision_at_k",
             "fp_rate_at_alpha")
     parts = [f"{k} {_fmt(metrics.get(k)) or 'n/a'}" for k in keys]
-    return f"[Metrics] {name} ({HOLDOUT}): " + ", ".join(parts)
+    return f"[Metrics] {name} ({tag}: " + ", ".join(parts)
