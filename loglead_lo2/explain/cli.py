@@ -83,6 +83,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "(default 42)")
     g.add_argument("--disable-memory-guard", action="store_true",
                    help="keep the default hyper-parameter limits even when RAM is low")
+    g.add_argument("--label-mode", choices=("test-case", "target-service"), default="test-case",
+                   help="test-case (default): a sequence is anomalous iff its test case is an "
+                        "error case; target-service: iff the error case targets the "
+                        "sequence's service (other services' sequences of error cases are "
+                        "left out of training and explanations, and counted)")
     s = p.add_argument_group("hold-out split (whole runs; explanations use held-out runs)")
     s.add_argument("--sup-holdout-fraction", type=_number, default=0.2,
                    help="share of runs held out (default 0.2, newest runs)")
@@ -182,6 +187,7 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - ExplainOption
         sup_holdout_min_groups=args.sup_holdout_min_groups,
         sup_holdout_shuffle=args.sup_holdout_shuffle, seed=args.sample_seed,
         overwrite=args.overwrite, memory_guard=not args.disable_memory_guard,
+        label_mode=args.label_mode,
     )
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 
 from loglead_lo2.detection import iforest as ifo
+from loglead_lo2.detection.labels import RunSettings
 from loglead_lo2.detection.registry import DEFAULT_MODELS, REGISTRY, available_numeric
 from loglead_lo2.errors import UserError
 from loglead_lo2.explain.shap_report import ShapSettings
@@ -81,6 +82,7 @@ class ExplainOptions:
     seed: int = 42
     overwrite: bool = False
     memory_guard: bool = True
+    label_mode: str = "test-case"
 
     @property
     def output(self) -> Path:
@@ -323,16 +325,19 @@ def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainRes
     cols = needed_columns(opts, schema, loaded.vectorizer if loaded is not None else None)
     df = read_parquet(path, "sequences_enhanced", columns=cols).sort("seq_id")
     say(f"[Input] {path}: {df.height:,} sequences, {df['run'].n_unique()} run(s)")
+    df, labels, window = _labels_and_window(opts, df, say)
     split = run_grouped_split(df, fraction=opts.sup_holdout_fraction,
                               min_groups=opts.sup_holdout_min_groups,
                               shuffle=opts.sup_holdout_shuffle, seed=opts.seed)
     train, hold = split.frames(df)
+    settings = RunSettings(opts.label_mode, "holdout", split.note, window, False).as_dict()
     say(f"[Split] train: {len(split.train_runs)} run(s), {train.height:,} sequences; held out: "
         f"{len(split.test_runs)} run(s) {', '.join(sorted(split.test_runs))}, {hold.height:,} "
         f"sequences ({int(hold['anomaly'].sum())} anomalous). Explanations use the held-out "
         "runs only.")
     result = ExplainResult(out_dir=out)
     warnings = result.warnings
+    warnings.extend(labels.notes)
     leak = leakage_report(hold)
     if leak.get("warning"):
         warnings.append(f"[Leakage] {leak['warning']}")
@@ -360,7 +365,8 @@ def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainRes
                                               hold) if "if" in views else None)
     result.summary = report.build_summary(
         opts, path, df, split, train, hold, views, nn_info, shap_info, fp_counts, leak,
-        comparison, warnings, time.perf_counter() - started)
+        comparison, warnings, time.perf_counter() - started, settings=settings,
+        labels=labels.as_dict())
     result.artifacts += report.write_summary(result.summary, out)
     if opts.overwrite:
         stale = [p for p in existing_artifacts(out) if p not in result.artifacts]
@@ -370,6 +376,20 @@ def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainRes
             say(f"[Output] removed {len(stale)} stale file(s) of the earlier run: "
                 + ", ".join(p.name for p in stale))
     return result
+
+
+def _labels_and_window(opts: ExplainOptions, df: pl.DataFrame,
+                       say: Say) -> tuple[pl.DataFrame, Any, Any]:
+    """Apply ``--label-mode`` (before the split) and detect windowing; print both."""
+    from loglead_lo2.detection.labels import apply_label_mode, detect_windowing, label_lines
+
+    df, labels = apply_label_mode(df, opts.label_mode)
+    for line in label_lines(labels):
+        say(line)
+    window = detect_windowing(df, opts.root)
+    say(f"[Window] {window.label} ({window.source}): explanations are per "
+        f"{'window' if window.windowed else 'sequence'}")
+    return df, labels, window
 
 
 def _nn_step(opts: ExplainOptions, view: ModelView, hold: pl.DataFrame,

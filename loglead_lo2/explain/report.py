@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from loglead_lo2.detection.report import write_json
+from loglead_lo2.detection.report import settings_text, write_json
 from loglead_lo2.errors import UserError
 from loglead_lo2.schema import read_parquet, read_parquet_schema, write_text_atomic
 
@@ -37,7 +37,9 @@ def build_summary(opts: Any, path: Path, df: pl.DataFrame, split: Any, train: pl
                   hold: pl.DataFrame, views: Mapping[str, Any], nn: Mapping[str, Any],
                   shap: Mapping[str, Any], fp_counts: Mapping[str, int],
                   leak: Mapping[str, Any], comparison: Mapping[str, Any] | None,
-                  warnings: list[str], seconds: float) -> dict[str, Any]:
+                  warnings: list[str], seconds: float,
+                  settings: Mapping[str, Any] | None = None,
+                  labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``summary.json`` content (see the module docstring)."""
     from loglead_lo2.detection.persistence import git_commit, library_versions, utc_now
 
@@ -61,6 +63,8 @@ def build_summary(opts: Any, path: Path, df: pl.DataFrame, split: Any, train: pl
         "created_at": utc_now(),
         "evaluated_on": "held-out runs only: every score, explanation and list in this folder "
                         "is computed on runs no model was trained on",
+        "settings": dict(settings or {}),
+        "labels": dict(labels or {}),
         "input": {"file": path, "sequences": df.height, "runs": df["run"].n_unique()},
         "split": {
             "name": SPLIT_NAME, "note": split.note,
@@ -111,6 +115,13 @@ def compare_predictions(path: Path, scores: np.ndarray,
     return out
 
 
+def _dropped_text(labels: Mapping[str, Any]) -> str:
+    if labels.get("mode") != "target-service":
+        return ""
+    return (f" Target-service labels: {labels.get('dropped_non_target_rows', 0):,} rows of "
+            "error cases in services they do not target were left out.")
+
+
 def _f(value: Any, digits: int = 4) -> str:
     if value is None:
         return "n/a"
@@ -136,6 +147,9 @@ def summary_markdown(s: Mapping[str, Any]) -> str:
         "",
         f"Input: `{s['input']['file']}` ({s['input']['sequences']:,} sequences, "
         f"{s['input']['runs']} runs). Created {s['created_at']}.",
+        "",
+        f"Settings: {settings_text(s.get('settings'))}."
+        + _dropped_text(s.get("labels") or {}),
         "",
         "## Split (whole runs)",
         "",
