@@ -53,7 +53,8 @@ def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
                  "--save-sup-models", "--load-model", "--overwrite-model",
                  "--if-holdout-fraction", "--if-threshold-percentile", "--report-precision-at",
                  "--report-fp-alpha", "--report-psi", "--metrics-dir", "--dump-metadata",
-                 "--disable-memory-guard", "--models", "--list-models"):
+                 "--disable-memory-guard", "--models", "--list-models", "--label-mode",
+                 "--per-service", "--manifest"):
         assert flag in out, flag
 
 
@@ -192,6 +193,8 @@ def test_user_command_e_chars_len(root: Path, capsys: pytest.CaptureFixture[str]
         (("--phase", "enhancers", "--models", "event_lr_words"), "enhancers"),
         (("--sup-holdout-fraction", "1.5"), "--sup-holdout-fraction"),
         (("--load-model", "missing.joblib"), "not found"),
+        (("--phase", "enhancers", "--per-service"), "--per-service"),
+        (("--manifest", "missing.csv"), "no such file"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(root: Path, capsys: pytest.CaptureFixture[str],
