@@ -188,6 +188,20 @@ def detect_windowing(df: pl.DataFrame, root: Path | None = None,
     return WindowInfo(False, None, "window column empty" if has_col else "no window column")
 
 
+def prepare_labels(df: pl.DataFrame, mode: str, root: Path | None,
+                   say: Callable[[str], None], what: str = "labels and metrics"
+                   ) -> tuple[pl.DataFrame, LabelInfo, WindowInfo]:
+    """Apply ``mode`` (before any split) and detect windowing; prints ``[Labels]`` and
+    ``[Window]`` lines. ``what`` names what is per window / sequence in the message."""
+    df, info = apply_label_mode(df, mode)
+    for line in label_lines(info):
+        say(line)
+    window = detect_windowing(df, root)
+    say(f"[Window] {'per-window rows of ' + window.label if window.windowed else 'none'}"
+        f" ({window.source}): {what} are per {'window' if window.windowed else 'sequence'}")
+    return df, info, window
+
+
 # --- settings named by every report ---------------------------------------------------------
 
 
@@ -394,6 +408,7 @@ __all__ = [
     "detect_windowing",
     "ground_truth_input",
     "label_lines",
+    "prepare_labels",
     "read_load_info",
     "report_parts",
     "service_bundle",

@@ -11,6 +11,14 @@ per phase (``<root>`` = ``--root``, ``<metrics>`` = ``--metrics-dir``):
 * ``full``: as ``if`` plus ``<metrics>/<model>.json`` per registry model (and, with
   ``--save-sup-models DIR``, ``DIR/<model>.joblib`` + ``.yml``). ``--skip-if`` drops the IF
   files (predictions, ``if_metrics.*``, bundle).
+* with a generator manifest (``lo2_load_info.json`` or ``--manifest``):
+  ``<metrics>/ground_truth_<model>.csv`` per model.
+
+Before the split, ``--label-mode`` relabels (and in ``target-service`` mode filters) the rows
+(:mod:`loglead_lo2.detection.labels`); windowing is detected and reported. ``--per-service``
+trains every model once per service on the same run split (bundles under
+``<dir>/<service>/``); every record, leaderboard row and ``[Metrics]`` line names the
+settings (label mode, split, window, per-service) and the service.
 """
 
 from __future__ import annotations
@@ -35,11 +43,8 @@ from loglead_lo2.detection.labels import (
     Evaluations,
     RunSettings,
     ServicePart,
-    WindowInfo,
-    apply_label_mode,
-    detect_windowing,
     ground_truth_input,
-    label_lines,
+    prepare_labels,
     report_parts,
     service_bundle,
     service_parts,
@@ -276,30 +281,7 @@ def _split_info(train: pl.DataFrame, hold: pl.DataFrame, split: Any) -> dict[str
     }
 
 
-def _psi(opts: DetectOptions, train_scores: np.ndarray, hold_scores: np.ndarray) -> float | None:
-    if not opts.report_psi:
-        return None
-    from loglead_lo2.metrics_utils import population_stability_index
-
-    return population_stability_index(train_scores, hold_scores)
-
-
 # --- the run --------------------------------------------------------------------------------
-
-
-def prepare_labels(opts: DetectOptions, df: pl.DataFrame, say: Say,
-                   result: DetectResult) -> tuple[pl.DataFrame, WindowInfo]:
-    """Apply ``--label-mode`` and detect windowing; prints and records both."""
-    df, info = apply_label_mode(df, opts.label_mode)
-    for line in label_lines(info):
-        say(line)
-    result.labels = info.as_dict()
-    window = detect_windowing(df, opts.root)
-    say(f"[Window] {'per-window rows of ' + window.label if window.windowed else 'none'}"
-        f" ({window.source}): labels and metrics are per "
-        f"{'window' if window.windowed else 'sequence'}")
-    result.window = window.as_dict()
-    return df, window
 
 
 def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectResult:
@@ -317,7 +299,8 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
     result.rows = df.height
     for note in opts.notes:
         say(note)
-    df, window = prepare_labels(opts, df, say, result)
+    df, labels, window = prepare_labels(df, opts.label_mode, opts.root, say)
+    result.labels, result.window = labels.as_dict(), window.as_dict()
     split = None
     try:
         split = run_grouped_split(df, fraction=opts.sup_holdout_fraction,
@@ -499,7 +482,10 @@ def _run_model(opts: DetectOptions, spec: Any, part: ServicePart, split: Any,
                        alpha=opts.fp_alpha)
     psi = None
     if opts.report_psi:
-        psi = _psi(opts, score_model(fitted, train, batch_size=opts.batch_size), scores)
+        from loglead_lo2.metrics_utils import population_stability_index
+
+        psi = population_stability_index(
+            score_model(fitted, train, batch_size=opts.batch_size), scores)
     record = rep.model_record(
         spec.key, kind=spec.kind, description=spec.description, metrics=metrics,
         split=_split_info(train, hold, split),

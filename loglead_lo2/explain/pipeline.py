@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from loglead_lo2.detection import iforest as ifo
-from loglead_lo2.detection.labels import RunSettings
+from loglead_lo2.detection.labels import RunSettings, prepare_labels
 from loglead_lo2.detection.registry import DEFAULT_MODELS, REGISTRY, available_numeric
 from loglead_lo2.errors import UserError
 from loglead_lo2.explain.shap_report import ShapSettings
@@ -325,7 +325,7 @@ def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainRes
     cols = needed_columns(opts, schema, loaded.vectorizer if loaded is not None else None)
     df = read_parquet(path, "sequences_enhanced", columns=cols).sort("seq_id")
     say(f"[Input] {path}: {df.height:,} sequences, {df['run'].n_unique()} run(s)")
-    df, labels, window = _labels_and_window(opts, df, say)
+    df, labels, window = prepare_labels(df, opts.label_mode, opts.root, say, "explanations")
     split = run_grouped_split(df, fraction=opts.sup_holdout_fraction,
                               min_groups=opts.sup_holdout_min_groups,
                               shuffle=opts.sup_holdout_shuffle, seed=opts.seed)
@@ -376,20 +376,6 @@ def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainRes
             say(f"[Output] removed {len(stale)} stale file(s) of the earlier run: "
                 + ", ".join(p.name for p in stale))
     return result
-
-
-def _labels_and_window(opts: ExplainOptions, df: pl.DataFrame,
-                       say: Say) -> tuple[pl.DataFrame, Any, Any]:
-    """Apply ``--label-mode`` (before the split) and detect windowing; print both."""
-    from loglead_lo2.detection.labels import apply_label_mode, detect_windowing, label_lines
-
-    df, labels = apply_label_mode(df, opts.label_mode)
-    for line in label_lines(labels):
-        say(line)
-    window = detect_windowing(df, opts.root)
-    say(f"[Window] {window.label} ({window.source}): explanations are per "
-        f"{'window' if window.windowed else 'sequence'}")
-    return df, labels, window
 
 
 def _nn_step(opts: ExplainOptions, view: ModelView, hold: pl.DataFrame,
