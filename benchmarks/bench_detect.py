@@ -3,9 +3,10 @@
 
 Each model runs in its own (spawned) child process that reads the data from Parquet, so its
 peak RSS (``ru_maxrss``) is its own: data + vectoriser + model.
-Data: an enhanced-sequence Parquet file (``--parquet``), or synthetic sequences for each of
-``--runs`` (default 5 and 20 runs; built by ``tests/detection_data.py`` until the lead wires the
-real generator + loader in via ``--make-data``).
+Data: for each of ``--runs`` (default 5 and 20) an LO2 sample made by the package's generator at
+``--scale`` (default 1.0: ~1.1 M lines per run) and loaded + enhanced by the loader
+(``--enhancer-run-batch 2``), cached under ``--work``; or an enhanced-sequence Parquet file
+(``--parquet``); or ``--synthetic`` sequences from ``tests/detection_data.py``.
 
     python benchmarks/bench_detect.py --runs 5 20
     python benchmarks/bench_detect.py --parquet demo/result/lo2/lo2_sequences_enhanced.parquet
@@ -40,6 +41,22 @@ def synthetic(n_runs: int, seed: int = 0) -> pl.DataFrame:
 
     return make_enhanced_sequences(n_runs, services=SERVICES, error_cases=error_cases(),
                                    non_target=True, events_per_seq=60, seed=seed)
+
+
+def generated(n_runs: int, scale: float, seed: int, work: Path) -> pl.DataFrame:
+    """Enhanced sequences of ``n_runs`` generated runs (generated and loaded once, cached)."""
+    from loglead_lo2.generator import generate
+    from loglead_lo2.loader import LoadOptions, run_loader
+
+    tree = work / f"runs{n_runs}_scale{scale:g}_seed{seed}"
+    out = work / f"loaded_runs{n_runs}_scale{scale:g}_seed{seed}"
+    enhanced = out / "lo2_sequences_enhanced.parquet"
+    if not enhanced.exists():
+        if not (tree / "lo2_sample.json").exists():
+            generate(tree, runs=n_runs, seed=seed, scale=scale, overwrite=True)
+        run_loader(LoadOptions(root=tree, output_dir=out, save_parquet=True, run_batch=2,
+                               overwrite=True))
+    return pl.read_parquet(enhanced)
 
 
 def _peak_rss_mib() -> float:
@@ -99,7 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parquet", type=Path, default=None,
                    help="enhanced sequences to benchmark on (default: synthetic data)")
     p.add_argument("--runs", type=int, nargs="+", default=[5, 20],
-                   help="synthetic run counts (default 5 20)")
+                   help="run counts (default 5 20)")
+    p.add_argument("--scale", type=float, default=1.0, help="generator scale (default 1.0)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--work", type=Path, default=Path("/tmp/lo2_bench"),
+                   help="cache for generated and loaded samples")
+    p.add_argument("--synthetic", action="store_true",
+                   help="use tests/detection_data.py sequences instead of generated runs")
     p.add_argument("--models", default=",".join(DEFAULT_MODELS),
                    help="comma list of registry keys ('all' for every key); the Isolation "
                         "Forest is always included")
@@ -107,8 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     keys = ["isolation_forest", *resolve_models(args.models)]
     results: list[dict[str, Any]] = []
-    datasets = ([(str(args.parquet), lambda: pl.read_parquet(args.parquet))] if args.parquet
-                else [(f"synthetic {n} runs", lambda n=n: synthetic(n)) for n in args.runs])
+    if args.parquet:
+        datasets = [(str(args.parquet), lambda: pl.read_parquet(args.parquet))]
+    elif args.synthetic:
+        datasets = [(f"synthetic {n} runs", lambda n=n: synthetic(n)) for n in args.runs]
+    else:
+        datasets = [(f"generated {n} runs at scale {args.scale:g}",
+                     lambda n=n: generated(n, args.scale, args.seed, args.work))
+                    for n in args.runs]
     for name, load in datasets:
         t = time.perf_counter()
         df = load()
