@@ -203,17 +203,11 @@ def _pool_ground_truth(parts: list[dict[str, Any]]) -> dict[str, Any]:
             "fp_rate_normal": flagged / normal if normal else None}
 
 
-def _model_json(metrics: Path, model: str, service: str | None = None) -> dict[str, Any]:
-    candidates = [metrics / f"{model}.json"]
-    if model == "isolation_forest":
-        candidates.insert(0, metrics / "if_metrics.json")
-    if service:
-        candidates = [metrics / service / f"{model}.json",
-                      metrics / f"{model}__{service}.json", *candidates]
-    for path in candidates:
-        if path.is_file():
-            return _read_json(path)
-    return {}
+def _model_json(metrics: Path, model: str) -> dict[str, Any]:
+    """``<model>.json`` (``if_metrics.json`` for the Isolation Forest); ``{}`` if absent."""
+    name = "if_metrics.json" if model == "isolation_forest" else f"{model}.json"
+    path = metrics / name
+    return _read_json(path) if path.is_file() else {}
 
 
 def _fp_from_metrics(metrics: dict[str, Any]) -> float | None:
@@ -224,18 +218,21 @@ def _fp_from_metrics(metrics: dict[str, Any]) -> float | None:
 
 
 def collect(metrics: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One row per model from ``leaderboard.csv`` (the macro row in per-service runs)."""
+    """One row per model: metrics from ``leaderboard.csv`` (the ``macro`` row of per-service
+    runs), ground truth and timing from ``<model>.json``.
+
+    Per-service runs: ground-truth recall and FP rate are pooled over the services' reports
+    (units and normal rows belong to one service each, so the counts add up), fit time is
+    the sum over services.
+    """
     board_path = metrics / "leaderboard.csv"
     if not board_path.is_file():
         return [], {"error": f"{board_path} missing"}
     board = pl.read_csv(board_path, infer_schema_length=None)
-    services: dict[str, list[str]] = {}
     if "service" in board.columns:
-        per = board.filter(~pl.col("service").cast(pl.String).is_in([*MACRO_NAMES, "all"]))
-        for model, service in per.select("model", "service").iter_rows():
-            services.setdefault(model, []).append(str(service))
-        macro = board.filter(pl.col("service").cast(pl.String).is_in(MACRO_NAMES))
-        whole = board.filter(pl.col("service").cast(pl.String) == "all")
+        service = pl.col("service").cast(pl.String)
+        macro = board.filter(service.is_in(MACRO_NAMES))
+        whole = board.filter(service == "all")
         board = macro if macro.height else (whole if whole.height else board)
     rows: list[dict[str, Any]] = []
     for rec in board.unique("model", keep="first", maintain_order=True).iter_rows(named=True):
@@ -243,22 +240,22 @@ def collect(metrics: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         record = _model_json(metrics, model)
         gt = _ground_truth(record)
         fit = _num(rec.get("fit_seconds"))
-        per_service = services.get(model, [])
-        if per_service:
-            parts = [_model_json(metrics, model, s) for s in per_service]
-            fits = [_num((p.get("timing") or {}).get("fit_seconds")) for p in parts]
-            if fits and all(f is not None for f in fits):
+        parts = record.get("per_service")
+        services = list(parts.values()) if isinstance(parts, dict) else []
+        if services:
+            pooled = _pool_ground_truth([_ground_truth(p) for p in services])
+            gt = pooled or gt
+            fits = [_num((p.get("timing") or {}).get("fit_seconds")) for p in services]
+            if all(f is not None for f in fits):
                 fit = float(sum(f for f in fits if f is not None))
-            if not gt:
-                gt = _pool_ground_truth([_ground_truth(p) for p in parts])
-        fp = gt.get("fp_rate_normal")
+        fp = _num(gt.get("fp_rate_normal"))
+        if fp is None and not services:
+            fp = _fp_from_metrics(record.get("metrics") or {})
         rows.append({
             "model": model, "roc_auc": _num(rec.get("roc_auc")), "pr_auc": _num(rec.get("pr_auc")),
             "f1": _num(rec.get("f1")), "gt_recall": _num(gt.get("recall")),
             "gt_detected": gt.get("detected"), "gt_with_trace": gt.get("with_trace"),
-            "fp_rate": _num(fp) if fp is not None else _fp_from_metrics(record.get("metrics")
-                                                                         or {}),
-            "fit_seconds": fit, "services": len(per_service),
+            "fp_rate": fp, "fit_seconds": fit, "services": len(services),
         })
     run = _read_json(metrics / "detect_run.json")
     leak = _read_json(metrics / "leakage.json")
@@ -266,10 +263,13 @@ def collect(metrics: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
              "leak_seq_len": _num((leak.get("separability") or {}).get("seq_len")),
              "ground_truth_note": None}
     for rec in (_model_json(metrics, r["model"]) for r in rows):
-        split = rec.get("split") or {}
-        if split.get("holdout_rows") is not None:
-            facts["holdout_rows"] = split.get("holdout_rows")
-            facts["holdout_anomalous"] = split.get("holdout_anomalous")
+        parts = rec.get("per_service")
+        splits = ([p.get("split") or {} for p in parts.values()] if isinstance(parts, dict)
+                  else [rec.get("split") or {}])
+        if splits and all(sp.get("holdout_rows") is not None for sp in splits):
+            facts["holdout_rows"] = sum(int(sp["holdout_rows"]) for sp in splits)
+            facts["holdout_anomalous"] = sum(int(sp.get("holdout_anomalous") or 0)
+                                             for sp in splits)
             break
     for key in GT_KEYS:
         if isinstance(run.get(key), dict) and run[key].get("note"):
@@ -320,7 +320,7 @@ def settings_lines(outcomes: list[Outcome]) -> list[str]:
         dropped = labels.get("dropped_non_target_rows")
         parts = [f"{f.get('holdout_rows') or 'n/a'} hold-out rows "
                  f"({f.get('holdout_anomalous') or 0} anomalous)"]
-        if dropped is not None:
+        if dropped is not None and c.label_mode == "target-service":
             parts.append(f"{dropped} non-target rows left out")
         if f.get("leak_seq_len") is not None:
             parts.append(f"`seq_len` alone separates the classes at {f['leak_seq_len']:.3f} "
@@ -359,9 +359,11 @@ def document(outcomes: list[Outcome], sample: dict[str, Any], loads: dict[str, A
         f"- **window**: {', '.join(windows)} (`none`: one row per (run, test case, service); "
         "otherwise the loader's `--window`, one row per time window, labelled like its "
         "sequence);",
-        "- **services**: `all` (one model on all services) or `per service` (one model per "
-        "service, each sequence scored by its own service's model; figures are the macro "
-        "average over services, fit time is the sum).",
+        "- **services**: `all` (one model on all services) or `per service` (`--per-service`: "
+        "one model per service, each sequence scored by its own service's model; ROC-AUC, "
+        "PR-AUC and F1 are the leaderboard's macro average over services, ground-truth "
+        "recall and FP rate are pooled over all units / normal rows, fit time is the sum; "
+        "a service without both classes on both sides of the split is skipped).",
         "",
         "Columns:",
         "",
