@@ -105,6 +105,25 @@ def test_detect_windowing_from_column_and_load_info(tmp_path: Path) -> None:
     assert info.windowed and info.label == "10s" and "lo2_load_info.json" in info.source
 
 
+def test_macro_row_counts_a_silent_service_as_f1_zero() -> None:
+    from loglead_lo2.detection.report import macro_record
+
+    def rec(service: str, tp: int, fp: int, fn: int, auc: float) -> dict[str, object]:
+        precision = tp / (tp + fp) if tp + fp else None
+        f1 = None if precision is None else 2 * tp / (2 * tp + fp + fn)
+        return {"model": "m", "service": service, "metrics": {
+            "tp": tp, "fp": fp, "fn": fn, "tn": 5, "precision": precision,
+            "recall": tp / (tp + fn), "f1": f1, "roc_auc": auc}}
+
+    macro = macro_record("m", [rec("a", 4, 0, 0, 1.0), rec("b", 0, 0, 4, 0.5)])
+    assert macro["service"] == "macro"
+    assert macro["metrics"]["f1"] == pytest.approx(0.5)  # (1 + 0) / 2, not 1
+    assert macro["metrics"]["precision"] == pytest.approx(1.0)  # defined for one service
+    assert macro["macro_defined"]["per_metric"]["precision"] == 1
+    assert macro["metrics"]["roc_auc"] == pytest.approx(0.75)
+    assert macro["metrics"]["tp"] == 4 and macro["metrics"]["fn"] == 4
+
+
 # --- the detection CLI ------------------------------------------------------------------
 
 

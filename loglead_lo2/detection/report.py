@@ -171,14 +171,26 @@ def _mean(values: Iterable[Any]) -> float | None:
     return sum(nums) / len(nums) if nums else None
 
 
+def _with_count_f1(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics`` with F1 from the confusion counts, ``2TP / (2TP + FP + FN)``: defined (0)
+    also when nothing is flagged, so a silent service model pulls the macro F1 down instead of
+    being left out of it."""
+    out = dict(metrics)
+    tp, fp, fn = (metrics.get(k) for k in ("tp", "fp", "fn"))
+    if all(isinstance(v, int) for v in (tp, fp, fn)) and 2 * tp + fp + fn > 0:
+        out["f1"] = 2 * tp / (2 * tp + fp + fn)
+    return out
+
+
 def macro_record(key: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The ``macro`` row of a model trained per service: the unweighted mean of every metric
     (and of ground-truth recall / FP rate) over its per-service records, summed timings and
     row counts; ``None`` where no service has a value."""
     first = records[0] if records else {"model": key}
-    metric_names = sorted({m for r in records for m in (r.get("metrics") or {})})
-    metrics = {m: _mean((r.get("metrics") or {}).get(m) for r in records)
-               for m in metric_names}
+    per = [_with_count_f1(r.get("metrics") or {}) for r in records]
+    metric_names = sorted({m for m in per for m in m})
+    metrics = {m: _mean(p.get(m) for p in per) for m in metric_names}
+    defined = {m: sum(1 for p in per if _mean([p.get(m)]) is not None) for m in metric_names}
     for name in ("support_pos", "support_neg", "tp", "fp", "tn", "fn"):
         if name in metrics:
             metrics[name] = sum(int((r.get("metrics") or {}).get(name) or 0) for r in records)
@@ -197,6 +209,10 @@ def macro_record(key: str, records: Sequence[Mapping[str, Any]]) -> dict[str, An
         "psi_train_vs_holdout": _mean(r.get("psi_train_vs_holdout") for r in records),
         "threshold": {"value": None, "source": "one threshold per service model"},
         "timing": timing, "services": [r.get("service") for r in records],
+        "macro_defined": {"services": len(records), "per_metric": defined,
+                          "note": "mean over the services where a metric is defined; F1 "
+                                  "per service = 2TP/(2TP+FP+FN) (0 when nothing of a "
+                                  "service with anomalies is flagged)"},
     }
     if any(gts):
         out["ground_truth"] = {"overall": {
@@ -251,7 +267,9 @@ def write_leaderboard(metrics_dir: str | os.PathLike[str],
     header += ("All figures are on held-out runs (no run is on both sides). "
                "`psi` compares train and hold-out score distributions. `service`: `all` = "
                "one model on every service, `<service>` = that service's own model, `macro` "
-               "= mean over the service models. `gt_recall` / `gt_fp_rate`: ground-truth "
+               "= mean over the service models where a metric is defined (F1 per service = "
+               "2TP/(2TP+FP+FN), 0 when nothing is flagged; counts in `macro_defined` of the "
+               "model JSON). `gt_recall` / `gt_fp_rate`: ground-truth "
                "recall and normal FP rate (generated data with a manifest only).\n\n")
     write_text_atomic(md_path, header + markdown_table(table))
     return [csv_path, md_path]
