@@ -137,3 +137,28 @@ def test_windows_split_sequences_by_time(tmp_path: Path) -> None:
     assert plain["window"].null_count() == plain.height
     with pytest.raises(ValueError):
         add_windows(events, -1)
+
+
+def test_unreadable_file_is_skipped_and_counted(tmp_path: Path) -> None:
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads files whatever their mode")
+    write_file(log_path(tmp_path, RUN, "correct", "token"), TOKEN_LINES[:2])
+    locked = write_file(log_path(tmp_path, RUN, "correct", "user"), TOKEN_LINES[:2])
+    locked.chmod(0)
+    try:
+        events, stats = _parse(tmp_path)
+    finally:
+        locked.chmod(0o644)
+    assert len(stats.unreadable_files) == 1 and events.height == 2
+
+
+def test_file_vanishing_between_listing_and_reading(tmp_path: Path) -> None:
+    write_file(log_path(tmp_path, RUN, "correct", "token"), TOKEN_LINES[:2])
+    gone = write_file(log_path(tmp_path, RUN, "correct", "user"), TOKEN_LINES[:2])
+    sel = select(tmp_path, SelectOptions())
+    gone.unlink()
+    events, stats = parse_files(sel.files, skip=0)
+    assert [Path(p.split(" (")[0]).name for p in stats.unreadable_files] == [gone.name]
+    assert events.height == 2 and not stats.empty_files

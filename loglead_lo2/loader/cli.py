@@ -149,6 +149,11 @@ def format_summary(opts: LoadOptions, report: LoadReport, seconds: float) -> str
             f"invalid UTF-8: {len(st.invalid_utf8_files)} file(s), {st.invalid_utf8_lines} "
             f"line(s) read with replacement characters (first: {st.invalid_utf8_files[0]})"
         )
+    if st.unreadable_files:
+        lines.append(
+            f"unreadable: {len(st.unreadable_files)} file(s) skipped "
+            f"(first: {st.unreadable_files[0]})"
+        )
     if report.metrics_rows or opts.load_metrics:
         lines.append(f"metrics: {report.metrics_rows:,} samples")
     if sel.skipped:

@@ -62,6 +62,7 @@ class ParseStats:
     orphan_lines: int = 0
     continuation_lines: int = 0
     invalid_utf8_files: list[str] = field(default_factory=list)
+    unreadable_files: list[str] = field(default_factory=list)
     invalid_utf8_lines: int = 0
     events: int = 0
 
@@ -72,7 +73,13 @@ class ParseStats:
 
 
 def _read_text(path_str: str, stats: ParseStats) -> str:
-    data = open(path_str, "rb").read()  # noqa: SIM115 - read whole file
+    try:
+        with open(path_str, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:  # permission denied, vanished file, I/O error: skip, never crash
+        log.warning("cannot read %s: %s", path_str, exc)
+        stats.unreadable_files.append(f"{path_str} ({exc.strerror or exc})")
+        return ""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -121,8 +128,9 @@ def _parse_group(
     stats = ParseStats(files=len(files))
     texts = []
     for f in files:
+        unreadable = len(stats.unreadable_files)
         text = _read_text(str(f.path), stats)
-        if not text.strip():
+        if not text.strip() and len(stats.unreadable_files) == unreadable:
             stats.empty_files.append(str(f.path))
         texts.append(text)
     meta = pl.DataFrame(
