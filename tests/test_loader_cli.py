@@ -164,3 +164,12 @@ def test_entry_script_help_and_summary(lo2_sample: Path, tmp_path: Path) -> None
     for part in ("runs: 1 loaded of 3 available", "events:", "sequences:", "anomalous",
                  "services:", "test cases:", "skipped:", "downsampled:", "time:"):
         assert part in res.stdout
+
+
+def test_unwritable_output_dir_exits_1_with_one_line(lo2_sample: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert _load(lo2_sample, blocker / "out", "--runs", "1", "--save-base-sequences") == 1
+    err = capsys.readouterr().err.strip()
+    assert "cannot access" in err and "Traceback" not in err and len(err.splitlines()) == 1

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from loglead_lo2 import SERVICES
+from loglead_lo2.cli_common import guarded
 from loglead_lo2.errors import UserError
 from loglead_lo2.loader.pipeline import LoadOptions, LoadReport, run_loader
 
@@ -185,16 +186,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
-    try:
+    progress = None if args.quiet else (lambda msg: print(msg, flush=True))
+
+    def load() -> tuple[LoadOptions, LoadReport]:
         opts = options_from_args(args)
-        progress = None if args.quiet else (lambda msg: print(msg, flush=True))
-        report = run_loader(opts, progress=progress)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; no output was replaced", file=sys.stderr)
-        return 130
+        return opts, run_loader(opts, progress=progress)
+
+    outcome, code = guarded(parser.prog, load)
+    if outcome is None:
+        return code
+    opts, report = outcome
     print(format_summary(opts, report, time.perf_counter() - start))
     return 0
 

@@ -1,0 +1,35 @@
+"""What every command-line phase does with errors: one line, the right exit code.
+
+* :class:`~loglead_lo2.errors.UserError` (bad input or options): ``error: ...``, exit 2.
+* ``OSError`` (permission denied, disk full, a file vanishing): ``error: cannot ...``, exit 1;
+  atomic writes mean no half-written artifact is left in place.
+* ``KeyboardInterrupt``: exit 130, nothing replaced.
+
+Programming errors still raise with a traceback: they are bugs to report, not user errors.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from loglead_lo2.errors import UserError
+
+T = TypeVar("T")
+
+
+def guarded(prog: str, action: Callable[[], T]) -> tuple[T | None, int]:
+    """Run ``action``; return ``(result, 0)`` or ``(None, exit_code)`` after printing one line."""
+    try:
+        return action(), 0
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return None, exc.exit_code
+    except OSError as exc:
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"{prog}: error: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
+        return None, 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; no output was replaced", file=sys.stderr)
+        return None, 130
