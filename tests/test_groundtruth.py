@@ -45,6 +45,7 @@ SEQUENCES = [
     ("r1", TOKEN_CASE, "client", 0.0, 15.0, True),  # non-target service, flagged
     # token case, run r2: one window, flagged, holds a surviving event.
     ("r2", TOKEN_CASE, "token", 0.0, 8.0, True),
+    ("r2", TOKEN_CASE, "user", 0.0, 8.0, False),  # non-target service, not flagged
     # client case, run r1: the target is not flagged, the non-target token row is.
     ("r1", CLIENT_CASE, "client", 20.0, 30.0, False),
     ("r1", CLIENT_CASE, "token", 20.0, 30.0, True),
@@ -132,6 +133,10 @@ def test_recall_per_case_and_overall(manifest: pl.DataFrame) -> None:
     assert (o["injected_events"], o["surviving_events"]) == (5, 3)
     assert (o["trimmed_events"], o["unplaced_events"]) == (1, 1)
     assert o["cases_without_trace"] == [NO_TRACE_CASE]
+    # Error rows without a surviving event: r1 token w0 (trimmed event only), the two
+    # non-target rows of the token case, the client case's token row, the no-trace case.
+    assert (o["n_no_trace"], o["flagged_no_trace"]) == (5, 4)
+    assert o["flag_rate_no_trace"] == pytest.approx(0.8)
     assert report.per_case.schema["recall"] == pl.Float64
 
 
@@ -154,6 +159,7 @@ def test_no_trimming_counts_early_event(manifest: pl.DataFrame) -> None:
     report = ground_truth_recall(manifest, seqs, flags, skip_lines=0)
     # Line 50 now survives and sits in r1's flagged first window: r1 is detected too.
     assert case_rows(report)[TOKEN_CASE]["detected"] == 2
+    assert (report.overall["n_no_trace"], report.overall["flagged_no_trace"]) == (4, 3)
     assert report.overall["recall"] == pytest.approx(2 / 3)
 
 
@@ -161,10 +167,11 @@ def test_flag_one_target_window_is_enough(manifest: pl.DataFrame) -> None:
     seqs, flags = sequences()
     flags = flags.copy()
     flags[1] = True  # r1 token case, second window
-    flags[4] = True  # client case target row
+    flags[5] = True  # client case target row
     report = ground_truth_recall(manifest, seqs, flags)
     assert report.overall["detected"] == 3
     assert report.overall["recall"] == 1.0
+    assert report.overall["flagged_no_trace"] == 4  # unchanged: the new flags hold events
 
 
 def test_timezone_aware_sequences(manifest: pl.DataFrame) -> None:
@@ -320,6 +327,7 @@ def test_generated_sample_end_to_end(tmp_path: Path) -> None:
     assert o["surviving_events"] + o["trimmed_events"] == o["injected_events"] > 0
     assert o["with_trace"] > 0 and o["recall"] == 1.0 and o["fp_rate_normal"] == 1.0
     assert NO_TRACE_CASE in o["cases_without_trace"]
+    assert o["flag_rate_no_trace"] == 1.0 and o["n_no_trace"] > o["with_trace"]
     nothing = ground_truth_recall(man, seqs, np.zeros(seqs.height, dtype=bool),
                                   skip_lines=skip, head=head)
     assert nothing.overall["recall"] == 0.0 and nothing.overall["fp_rate_normal"] == 0.0

@@ -16,7 +16,10 @@ timestamp. A unit *has a trace* when at least one of its injected events survive
 threshold. Ground-truth recall = detected / units with a trace; units of cases whose
 mechanism leaves no trace (or whose traces were all trimmed) are counted and listed but are
 not in the denominator. The false-positive rate is the flagged share of the ``correct``
-(normal) sequences among the evaluated rows.
+(normal) sequences among the evaluated rows. ``flag_rate_no_trace`` is the flagged share of
+the error-case rows that hold no surviving injected event (other services, windows without
+the error, cases without a trace): near 0 for a model that finds the error events, near 1
+for one that only learnt "this is not a ``correct`` recording".
 
 Everything is polars joins over the manifest and the sequence table; nothing loops over
 rows.
@@ -82,7 +85,9 @@ NO_MANIFEST = ("no ground truth (no manifest): the input did not come from lo2-s
 NOTE = ("ground-truth recall: share of (run, error case, target service) units with >= 1 "
         "injected event that survived trimming/windowing whose holding sequence is flagged at "
         "the model's threshold; units without a surviving trace are counted but not in the "
-        "denominator; fp_rate_normal: flagged share of normal (correct) sequences")
+        "denominator; fp_rate_normal: flagged share of normal (correct) sequences; "
+        "flag_rate_no_trace: flagged share of error-case sequences holding no surviving "
+        "injected event")
 
 
 @dataclass
@@ -325,6 +330,10 @@ def ground_truth_recall(manifest: pl.DataFrame, sequences: pl.DataFrame, flagged
                               .then(pl.col("detected") / pl.col("units_with_trace")))
                 .select(list(PER_CASE_SCHEMA)).cast(PER_CASE_SCHEMA).sort("test_case"))
     normal = seqs.filter(pl.col("test_case") == NORMAL_CASE)
+    # Error-case rows holding no surviving injected event: a model that finds the errors
+    # leaves them alone; one that learnt "not correct" (length, start-up) flags them too.
+    no_trace = (seqs.filter(pl.col("test_case") != NORMAL_CASE)
+                .join(placed.select("row").unique(), on="row", how="anti"))
     with_trace = int(per_case["units_with_trace"].sum())
     detected = int(per_case["detected"].sum())
     case_recalls = per_case["recall"].drop_nulls()
@@ -338,6 +347,9 @@ def ground_truth_recall(manifest: pl.DataFrame, sequences: pl.DataFrame, flagged
         "fp_rate_normal": float(normal["flagged"].mean()) if normal.height else None,
         "n_normal": normal.height,
         "flagged_normal": int(normal["flagged"].sum()),
+        "flag_rate_no_trace": float(no_trace["flagged"].mean()) if no_trace.height else None,
+        "n_no_trace": no_trace.height,
+        "flagged_no_trace": int(no_trace["flagged"].sum()),
         "injected_events": int(per_case["injected_events"].sum()),
         "surviving_events": int(per_case["surviving_events"].sum()),
         "trimmed_events": int((~injected["kept"]).sum()),
