@@ -202,11 +202,14 @@ def test_evaluate_hand_values() -> None:
 def test_evaluate_edge_cases_never_raise() -> None:
     single = evaluate([0, 0, 0], [0.1, 0.9, 0.3], threshold=0.5, k=2, alpha=0.1)
     assert single["roc_auc"] is None and single["pr_auc"] is None
-    assert single["recall"] is None and single["f1"] is None
+    assert single["recall"] is None and single["f1"] == 0.0  # one false positive
     assert single["precision"] == 0.0 and single["accuracy"] == pytest.approx(2 / 3)
     assert single["precision_at_k"] == 0.0 and single["fp_rate_at_alpha"] == pytest.approx(1 / 3)
     positives = evaluate([1, 1], [0.1, 0.2], threshold=0.5, alpha=0.5)
     assert positives["precision"] is None and positives["recall"] == 0.0
+    assert positives["f1"] == 0.0  # anomalies exist and none is found
+    quiet = evaluate([0, 0], [0.1, 0.2], threshold=0.5)
+    assert quiet["f1"] is None and quiet["recall"] is None  # nothing to find, nothing flagged
     assert positives["roc_auc"] is None and positives["fp_rate_at_alpha"] is None
     empty = evaluate([], [], threshold=0.5, k=5, alpha=0.1)
     assert empty["accuracy"] is None and empty["precision_at_k"] is None
@@ -251,3 +254,15 @@ def test_split_dataclass_frames_roundtrip() -> None:
     train, hold = Split(["r1", "r3"], ["r2"], "").frames(df)
     assert train.get_column("x").to_list() == [1, 3]
     assert hold.get_column("x").to_list() == [2]
+
+
+def test_leakage_advice_depends_on_windowing() -> None:
+    import polars as pl
+
+    from loglead_lo2.detection.evaluate import leakage_report
+
+    df = pl.DataFrame({"anomaly": [False, False, True, True], "seq_len": [60, 50, 10, 9],
+                       "duration_sec": [60.0, 59.0, 10.0, 9.5]})
+    assert "--window" in leakage_report(df)["warning"]
+    windowed = df.with_columns(window=pl.Series([0, 1, 0, 0], dtype=pl.Int32))
+    assert "already time windows" in leakage_report(windowed)["warning"]

@@ -157,8 +157,9 @@ def evaluate(
     Keys: ``accuracy``, ``precision``, ``recall``, ``f1``, ``roc_auc``, ``pr_auc``,
     ``precision_at_k``, ``fp_rate_at_alpha``, ``support_pos``, ``support_neg``, ``tp``,
     ``fp``, ``tn``, ``fn``, ``threshold``, ``k``, ``alpha``. Undefined values are ``None``:
-    precision without predicted positives, recall without positives, F1 when either is
-    undefined, ROC-AUC / PR-AUC with a single class, everything on empty input.
+    precision without predicted positives, recall without positives, F1 when there are
+    neither positives nor flagged rows, ROC-AUC / PR-AUC with a single class, everything on
+    empty input.
     """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -170,10 +171,9 @@ def evaluate(
     tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
     fn, tn = int((~pred & y).sum()), int((~pred & ~y).sum())
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    if precision is None or recall is None:
-        f1 = None
-    else:
-        f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    # F1 = 2TP / (2TP + FP + FN): 0 when anomalies exist and none is found (also when nothing
+    # is flagged, where precision is undefined); undefined only without positives and flags.
+    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
     both = 0 < int(y.sum()) < y.size and bool(np.all(np.isfinite(s)))
     return {
         "accuracy": _ratio(tp + tn, y.size),
@@ -242,14 +242,23 @@ def leakage_report(df_holdout: pl.DataFrame) -> dict[str, Any]:
         aucs[col] = auc
         sep[col] = None if auc is None else max(auc, 1 - auc)
     leaky = [c for c, v in sep.items() if v is not None and v > LEAKAGE_LIMIT]
+    windowed = "window" in df_holdout.columns and df_holdout["window"].null_count() < len(
+        df_holdout
+    )
     warning = None
     if leaky:
+        advice = (
+            "The sequences are already time windows: check the window size (each sequence's "
+            "last window is partial) or compare with --label-mode target-service."
+            if windowed
+            else "Re-load with the loader's --window option to cut sequences into equal time "
+            "windows."
+        )
         warning = (
             f"{' and '.join(leaky)} alone separate normal from anomalous hold-out sequences "
             f"(separability {', '.join(f'{sep[c]:.3f}' for c in leaky)} > {LEAKAGE_LIMIT}): "
             "the split is separable by recording length, so high scores may measure length, "
-            "not anomalies. Re-load with the loader's --window option to cut sequences into "
-            "equal time windows."
+            f"not anomalies. {advice}"
         )
     return {"roc_auc": aucs, "separability": sep, "limit": LEAKAGE_LIMIT, "warning": warning,
             "rows": df_holdout.height}
