@@ -8,9 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+from loglead_lo2.cli_common import guarded
 from loglead_lo2.detection.iforest import IF_ITEMS, IFConfig
 from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, LABEL_MODES
-from loglead_lo2.detection.pipeline import DetectOptions, run_detection
+from loglead_lo2.detection.pipeline import DetectOptions, DetectResult, run_detection
 from loglead_lo2.errors import UserError
 
 DESCRIPTION = """\
@@ -279,12 +280,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(format_model_list())
         return 0
     started = time.perf_counter()
-    try:
+
+    def detect() -> tuple[DetectOptions, DetectResult]:
         opts = options_from_args(args)
-        result = run_detection(opts, progress=_say)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return opts, run_detection(opts, progress=_say)
+
+    outcome, code = guarded(prog or "LO2_samples.py", detect)
+    if outcome is None:
+        return code
+    opts, result = outcome
     print(f"[Done] phase {opts.phase}: {result.rows:,} sequences, "
           f"{len(result.records)} model(s) in {time.perf_counter() - started:.1f}s; wrote:")
     for path in dict.fromkeys(result.artifacts):

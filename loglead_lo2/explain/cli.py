@@ -7,7 +7,9 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+from loglead_lo2.cli_common import guarded
 from loglead_lo2.errors import UserError
 
 DESCRIPTION = """\
@@ -200,14 +202,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser(prog).parse_args(argv)
     started = time.perf_counter()
-    try:
+
+    def explain() -> Any:
         from loglead_lo2.explain.pipeline import run_explain
 
-        opts = options_from_args(args)
-        result = run_explain(opts, progress=_say)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return run_explain(options_from_args(args), progress=_say)
+
+    result, code = guarded(prog or "lo2_phase_f_explainability.py", explain)
+    if result is None:
+        return code
     n_warn = len(result.warnings)
     print(f"[Done] explanations of {len(result.summary.get('models', {}))} model(s) on "
           f"{len(result.summary['split']['holdout_runs'])} HELD-OUT run(s) in "

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from loglead_lo2.errors import UserError
+from loglead_lo2.cli_common import guarded
 from loglead_lo2.generator.generate import MANIFEST_NAME, generate
 from loglead_lo2.generator.schedule import NAMINGS
 
@@ -41,15 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = None if args.quiet else (lambda msg: print(msg, flush=True))
-    try:
-        summary = generate(
-            args.out, runs=args.runs, seed=args.seed, scale=args.scale,
-            with_metrics=args.with_metrics, naming=args.naming, overwrite=args.overwrite,
-            start_epoch=args.start_epoch, progress=progress,
-        )
-    except UserError as exc:
-        print(f"lo2-sample: error: {exc}", file=sys.stderr)
-        return UserError.exit_code
+    summary, code = guarded("lo2-sample", lambda: generate(
+        args.out, runs=args.runs, seed=args.seed, scale=args.scale,
+        with_metrics=args.with_metrics, naming=args.naming, overwrite=args.overwrite,
+        start_epoch=args.start_epoch, progress=progress,
+    ))
+    if summary is None:
+        return code
     print(
         f"wrote {len(summary.runs)} run(s), {summary.files} files, {summary.lines:,} lines "
         f"({summary.injected} injected + {summary.background} background error events) to "
