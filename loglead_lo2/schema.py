@@ -38,7 +38,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -207,6 +208,24 @@ def _tmp_path(path: Path) -> Path:
     return Path(tmp)
 
 
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp file beside ``path``; move it onto ``path`` only if the block succeeds.
+
+    The one way this project writes files: readers never see a half-written artifact and an
+    interrupted write leaves the previous file in place.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def check_overwrite(path: str | os.PathLike[str], overwrite: bool, flag: str) -> None:
     """Refuse to replace an existing ``path`` unless ``overwrite`` (name the ``flag``)."""
     if Path(path).exists() and not overwrite:
@@ -222,15 +241,9 @@ def write_parquet(
     """
     path = Path(path)
     validate_schema(df.schema, _check_kind(kind), f"table for {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         df.write_parquet(tmp, compression="zstd", statistics=True)
         verify_rows(tmp, df.height, display=path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return df.height
 
 
@@ -303,12 +316,5 @@ class ParquetStreamWriter:
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write a text file atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

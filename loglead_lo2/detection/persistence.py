@@ -18,7 +18,6 @@ import logging
 import os
 import platform
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import yaml
 
 from loglead_lo2.errors import UserError
+from loglead_lo2.schema import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +62,8 @@ def save_bundle(
         raise UserError(f"{path} exists; pass {flag} to replace it.")
     if path.exists() and path.is_dir():
         raise UserError(f"{path} is a directory; give a file name such as models/lo2_if.joblib.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path) as tmp:
         joblib.dump((model, vectorizer), tmp, compress=3)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return sha256_file(path)
 
 

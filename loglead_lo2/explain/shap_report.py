@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +35,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from loglead_lo2.schema import write_text_atomic
+from loglead_lo2.schema import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -307,15 +305,8 @@ def explain_model(fitted: Any, hold: pl.DataFrame, train: pl.DataFrame,
 
 
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def plot_summary(outcome: ShapOutcome, path: Path, held_out_runs: int) -> None:
