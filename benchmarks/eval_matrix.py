@@ -203,7 +203,8 @@ def _pool_ground_truth(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return {"detected": detected, "with_trace": with_trace,
             "recall": detected / with_trace if with_trace else None,
             "fp_rate_normal": flagged / normal if normal else None,
-            "flag_rate_no_trace": flagged_clean / clean if clean else None}
+            "flag_rate_no_trace": flagged_clean / clean if clean else None,
+            "flagged_no_trace": flagged_clean, "n_no_trace": clean}
 
 
 def _model_json(metrics: Path, model: str) -> dict[str, Any]:
@@ -259,13 +260,13 @@ def collect(metrics: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             "f1": _num(rec.get("f1")), "gt_recall": _num(gt.get("recall")),
             "gt_detected": gt.get("detected"), "gt_with_trace": gt.get("with_trace"),
             "fp_rate": fp, "no_trace": _num(gt.get("flag_rate_no_trace")),
+            "no_trace_counts": (gt.get("flagged_no_trace"), gt.get("n_no_trace")),
             "fit_seconds": fit, "services": len(services),
         })
     run = _read_json(metrics / "detect_run.json")
     leak = _read_json(metrics / "leakage.json")
     facts = {"holdout_rows": None, "holdout_anomalous": None, "labels": run.get("labels"),
-             "leak_seq_len": _num((leak.get("separability") or {}).get("seq_len")),
-             "ground_truth_note": None}
+             "leak_seq_len": _num((leak.get("separability") or {}).get("seq_len"))}
     for rec in (_model_json(metrics, r["model"]) for r in rows):
         parts = rec.get("per_service")
         splits = ([p.get("split") or {} for p in parts.values()] if isinstance(parts, dict)
@@ -275,9 +276,6 @@ def collect(metrics: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             facts["holdout_anomalous"] = sum(int(sp.get("holdout_anomalous") or 0)
                                              for sp in splits)
             break
-    for key in GT_KEYS:
-        if isinstance(run.get(key), dict) and run[key].get("note"):
-            facts["ground_truth_note"] = run[key]["note"]
     return sorted(rows, key=lambda r: r["model"]), facts
 
 
@@ -292,6 +290,13 @@ def _gt_cell(row: dict[str, Any]) -> str:
     if row["gt_recall"] is None:
         return "n/a"
     return f"{row['gt_recall']:.3f} ({row['gt_detected']}/{row['gt_with_trace']})"
+
+
+def _no_trace_cell(row: dict[str, Any]) -> str:
+    flagged, total = row["no_trace_counts"]
+    if row["no_trace"] is None or flagged is None or total is None:
+        return _f(row["no_trace"])
+    return f"{row['no_trace']:.3f} ({flagged}/{total})"
 
 
 HEADER = ("label mode", "window", "services", "model", "ROC-AUC", "PR-AUC", "F1",
@@ -309,7 +314,7 @@ def markdown_table(outcomes: list[Outcome]) -> str:
             continue
         for r in o.rows:
             cells = (*lead, f"`{r['model']}`", _f(r["roc_auc"]), _f(r["pr_auc"]), _f(r["f1"]),
-                     _gt_cell(r), _f(r["fp_rate"]), _f(r["no_trace"]),
+                     _gt_cell(r), _f(r["fp_rate"]), _no_trace_cell(r),
                      _f(r["fit_seconds"], 2))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -388,7 +393,9 @@ def document(outcomes: list[Outcome], sample: dict[str, Any], loads: dict[str, A
         "surviving injected event (other services of the case, windows without the error, "
         "cases without a trace). A model that finds the error events keeps this near the FP "
         "rate; one that learnt \"this is not a `correct` recording\" (length, traffic mix) "
-        "flags them all, and then its GT recall says nothing about the errors;",
+        "flags them all, and then its GT recall says nothing about the errors. In "
+        "`target-service` mode only the target service's rows remain, so the count is small "
+        "(mostly the cases that leave no trace);",
         "- **fit s**: training time in seconds (on the machine below).",
         "",
         sample_line(sample, loads, models),
