@@ -477,3 +477,21 @@ def test_scan_script_runs_without_install(result: tuple[Path, Path], tmp_path: P
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "sha256 verified against model.yml" in proc.stdout
+
+
+def test_scan_checks_per_service_bundles(result: tuple[Path, Path],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    root, models = result
+    service = models / "token"
+    service.mkdir()
+    for name in ("lo2_if.joblib", "model.yml"):
+        (service / name).write_bytes((models / name).read_bytes())
+    code, out, _ = scan_main(root, models, capsys, "--json")
+    assert code == 0
+    paths = {f["path"] for f in json.loads(out)["findings"]}
+    assert str(service / "lo2_if.joblib") in paths
+    with open(service / "lo2_if.joblib", "ab") as handle:
+        handle.write(b"\0")
+    code, out, _ = scan_main(root, models, capsys, "--json")
+    bad = [f for f in json.loads(out)["findings"] if f["path"] == str(service / "lo2_if.joblib")]
+    assert code == 1 and bad[0]["status"] == "inconsistent"

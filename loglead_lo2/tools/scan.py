@@ -250,12 +250,18 @@ def scan_folder(folder: Path, group: str, known: dict[str, tuple[str, ...]],
 
 
 def scan_models(models_dir: Path) -> list[Finding]:
-    """Every ``*.joblib`` bundle checked against the sha256 its metadata YAML records."""
-    from loglead_lo2.detection.persistence import find_metadata, read_metadata, sha256_file
-
+    """Every ``*.joblib`` bundle checked against the sha256 its metadata YAML records, in
+    ``models_dir`` and its per-service subfolders (``models/<service>/``, ``--per-service``)."""
     if not models_dir.is_dir():
         return [_missing("models", models_dir, n, f"{models_dir} not found")
                 for n in (IF_BUNDLE, IF_METADATA)]
+    folders = [models_dir, *sorted(d for d in models_dir.iterdir() if d.is_dir())]
+    return [finding for folder in folders for finding in _scan_model_folder(folder)]
+
+
+def _scan_model_folder(models_dir: Path) -> list[Finding]:
+    from loglead_lo2.detection.persistence import find_metadata, read_metadata, sha256_file
+
     out: list[Finding] = []
     described: set[str] = set()
     for meta_path in sorted(models_dir.glob("*.y*ml")):
