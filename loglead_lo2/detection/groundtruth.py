@@ -24,16 +24,10 @@ for one that only learnt "this is not a ``correct`` recording".
 Everything is polars joins over the manifest and the sequence table; nothing loops over
 rows.
 
-Use in the detection phase::
-
-    gt = prepare_ground_truth(opts.root, opts.manifest)   # once per run
-    if gt.available:
-        report = ground_truth_recall(gt.manifest, hold, scores >= threshold,
-                                     skip_lines=gt.skip_lines, head=gt.head)
-        record["ground_truth"] = report.to_dict()        # read by benchmarks/eval_matrix.py
-        say(report.summary_line(key))
-    else:
-        say(f"[GroundTruth] {gt.note}")
+The detection phase calls it through
+:func:`loglead_lo2.detection.labels.ground_truth_input` (manifest + the loader's trimming)
+and stores :meth:`GroundTruthReport.to_dict` under ``"ground_truth"`` in every model record,
+which ``benchmarks/eval_matrix.py`` reads.
 """
 
 from __future__ import annotations
@@ -172,41 +166,6 @@ def find_manifest(result_root: Path, explicit: Path | None = None) -> Path | Non
     if candidates and info.get("manifest"):
         log.warning("%s names manifest %s, which no longer exists", INFO_FILE, candidates[0])
     return None
-
-
-@dataclass(frozen=True)
-class GroundTruthInput:
-    """The manifest of a loader output and the trimming it was loaded with."""
-
-    manifest: pl.DataFrame | None
-    path: Path | None
-    skip_lines: int = 100
-    head: int | None = None
-
-    @property
-    def available(self) -> bool:
-        return self.manifest is not None
-
-    @property
-    def note(self) -> str:
-        if self.manifest is None:
-            return NO_MANIFEST
-        head = f", head {self.head}" if self.head else ""
-        return (f"ground truth from {self.path} ({self.manifest.height} manifest rows; "
-                f"loader skipped {self.skip_lines} lines per log{head})")
-
-
-def prepare_ground_truth(result_root: Path, explicit: Path | None = None) -> GroundTruthInput:
-    """Find and load the manifest of the loader output in ``result_root`` (see
-    :func:`find_manifest`) with the loader's trimming from ``lo2_load_info.json``.
-
-    Without a manifest (real data) ``available`` is False and ``note`` says so.
-    """
-    skip, head = trim_settings(read_load_info(Path(result_root)))
-    path = find_manifest(Path(result_root), explicit)
-    if path is None:
-        return GroundTruthInput(None, None, skip, head)
-    return GroundTruthInput(load_manifest(path), path, skip, head)
 
 
 def no_ground_truth_message() -> str:

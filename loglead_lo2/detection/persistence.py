@@ -347,7 +347,7 @@ def model_metadata(spec: Any, fitted: Any, record: Mapping[str, Any], bundle: Pa
 def load_service_bundles(opts: Any, parts: Any, columns: Any, say: Any) -> dict[str, Any]:
     """``--load-model`` bundles by service (per service: ``<dir>/<service>/<name>``), loaded
     and checked before anything is written."""
-    from loglead_lo2.detection.iforest import load_if_bundle
+    from loglead_lo2.detection.if_phase import load_if_bundle
     from loglead_lo2.detection.labels import service_bundle
 
     loaded: dict[str, Any] = {}
