@@ -17,7 +17,6 @@ from loglead_lo2.detection.groundtruth import (
     ground_truth_recall,
     load_manifest,
     no_ground_truth_message,
-    prepare_ground_truth,
     read_load_info,
     trim_settings,
 )
@@ -252,20 +251,6 @@ def test_find_manifest_without_info_and_explicit(tmp_path: Path) -> None:
     assert find_manifest(tmp_path, explicit) == explicit
     with pytest.raises(UserError, match="missing.csv"):
         find_manifest(tmp_path, tmp_path / "missing.csv")
-
-
-def test_prepare_ground_truth(tmp_path: Path) -> None:
-    missing = prepare_ground_truth(tmp_path)
-    assert not missing.available and missing.note == no_ground_truth_message()
-    path = tmp_path / "tree" / "lo2_manifest.csv"
-    path.parent.mkdir()
-    path.write_text(manifest_csv())
-    write_info(tmp_path / "result", manifest=str(path), options={"init_lines_to_skip": 0})
-    found = prepare_ground_truth(tmp_path / "result")
-    assert found.available and found.path == path
-    assert (found.skip_lines, found.head) == (0, None)
-    assert found.manifest.height == len(MANIFEST)
-    assert str(path) in found.note and "skipped 0 lines" in found.note
 
 
 def test_unreadable_load_info(tmp_path: Path) -> None:
