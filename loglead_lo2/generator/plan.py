@@ -202,23 +202,29 @@ def plan_file(service: str, case: TestCase, slot: CaseSlot, scale: float,
     lo = min(lo, late)
     hi = t1 - 200
     busy = RATES[service] > 0
-    special: list[tuple[str, int]] = []
+    # Injected events: after the trimmed head (see TRIM_GUARD). Background errors of the normal
+    # workload: Poisson counts at the same per-second rate (times ``scale``, like all traffic)
+    # in every case, spread uniformly over the whole case, so that they carry no label signal
+    # (no "at least one per file" floor, no late placement in short error cases).
+    injected: list[tuple[str, int]] = []
+    background: list[tuple[str, int]] = []
     if "inject" in ft.special and busy:
         k = rng.integers(INJECT_PER_10S[0], INJECT_PER_10S[1] + 1) * scale * seconds / 10
-        special.append(("inject", max(1, int(round(k)))))
+        injected.append(("inject", max(1, int(round(k)))))
     if "npe" in ft.special:
-        special.append(("npe", max(1, int(rng.poisson(NPE_RATE * seconds * scale)))))
+        background.append(("npe", int(rng.poisson(NPE_RATE * seconds * scale))))
     if case.is_normal and service == "token":
-        n_exc = max(1, int(rng.poisson(TOKEN_EXC_RATE * seconds * scale)))
+        n_exc = int(rng.poisson(TOKEN_EXC_RATE * seconds * scale))
         split = rng.integers(0, n_exc + 1)
-        special += [("token_exc0", int(split)), ("token_exc1", int(n_exc - split))]
+        background += [("token_exc0", int(split)), ("token_exc1", int(n_exc - split))]
     if busy:
-        special.append(("mapstore", int(rng.poisson(MAPSTORE_RATE * seconds * scale))))
-    ev_flows = [np.full(n, ft.special[key], dtype=np.int64) for key, n in special if n]
-    if ev_flows:
-        ev = np.concatenate(ev_flows)
-        flows = np.concatenate([flows, ev])
-        starts = np.concatenate([starts, _event_starts(rng, len(ev), lo, hi)])
+        background.append(("mapstore", int(rng.poisson(MAPSTORE_RATE * seconds * scale))))
+    for special, (ev_lo, ev_hi) in ((injected, (lo, hi)), (background, (t0, hi))):
+        ev_flows = [np.full(n, ft.special[key], dtype=np.int64) for key, n in special if n]
+        if ev_flows:
+            ev = np.concatenate(ev_flows)
+            flows = np.concatenate([flows, ev])
+            starts = np.concatenate([starts, _event_starts(rng, len(ev), ev_lo, ev_hi)])
     is_hz = np.isin(flows, ft.hz) | (flows == ft.special.get("mapstore", -1))
     threads = np.where(
         is_hz, HZ0 + rng.integers(0, 16, size=len(flows)),
