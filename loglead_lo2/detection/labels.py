@@ -30,6 +30,7 @@ import numpy as np
 import polars as pl
 
 from loglead_lo2.cases import NORMAL_CASE, target_service_map
+from loglead_lo2.detection.groundtruth import NO_MANIFEST
 from loglead_lo2.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -275,7 +276,7 @@ def service_parts(df: pl.DataFrame, train_runs: list[str], test_runs: list[str],
 
 # --- ground truth (generated data with a manifest) ------------------------------------------
 
-GT_ABSENT = "no ground truth: real data without a manifest, test-case tables only"
+GT_ABSENT = NO_MANIFEST  # one wording for every report (see groundtruth.py)
 
 
 @dataclass
