@@ -235,3 +235,15 @@ def test_no_honest_split_reports_nothing(tmp_path: Path,
     record = json.loads((tmp_path / "metrics/if_metrics.json").read_text())
     assert record["metrics"] is None
     assert not any(f"metrics/{k}.json" in files(tmp_path) for k in DEFAULT_MODELS)
+
+
+def test_load_model_with_numeric_columns_as_users_chain_it(root: Path) -> None:
+    """The set-up guide saves an IF with --if-numeric; `--phase if --load-model` must then
+    read those columns although the command line does not name them."""
+    bundle = root / "models/numeric_if.joblib"
+    assert run(root, "--phase", "if", "--if-numeric", "seq_len,duration_sec,e_words_len",
+               "--save-model", str(bundle), "--dump-metadata") == 0
+    first = pl.read_parquet(root / "lo2_if_predictions.parquet")
+    assert run(root, "--phase", "if", "--load-model", str(bundle)) == 0
+    second = pl.read_parquet(root / "lo2_if_predictions.parquet")
+    assert second["score_if"].to_list() == first["score_if"].to_list()

@@ -91,7 +91,8 @@ def needed_columns(opts: DetectOptions, specs: list[Any], schema: dict[str, Any]
     if opts.phase in ("if", "full") and not opts.skip_if:
         wanted += [c for c in (opts.if_config.item, *opts.if_config.numeric) if c]
         if opts.load_model:
-            wanted += [c for c in ifo.IF_ITEMS if c in schema]  # the bundle may use any
+            # the bundle may use any token column and any numeric column
+            wanted += [c for c in ifo.IF_ITEMS if c in schema] + ifo.numeric_candidates(schema)
     from loglead_lo2.detection.registry import available_numeric
 
     for spec in specs:
