@@ -10,6 +10,7 @@ Programming errors still raise with a traceback: they are bugs to report, not us
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -33,3 +34,13 @@ def guarded(prog: str, action: Callable[[], T]) -> tuple[T | None, int]:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; no output was replaced", file=sys.stderr)
         return None, 130
+
+
+def quiet_broken_pipe() -> None:
+    """Let ``lo2-detect --list-models | head`` end quietly, as shell tools do, instead of
+    raising ``BrokenPipeError`` (no-op where SIGPIPE does not exist)."""
+    if hasattr(signal, "SIGPIPE"):
+        try:
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        except ValueError:  # not the main thread (main() called from a worker thread)
+            pass

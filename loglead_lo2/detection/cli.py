@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from loglead_lo2.cli_common import guarded
+from loglead_lo2.cli_common import guarded, quiet_broken_pipe
 from loglead_lo2.detection.iforest import IF_ITEMS, IFConfig
 from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, LABEL_MODES
 from loglead_lo2.detection.pipeline import DetectOptions, DetectResult, run_detection
@@ -272,6 +272,7 @@ def _say(message: str) -> None:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, run the phase, print a summary; 2 on user errors."""
+    quiet_broken_pipe()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser(prog).parse_args(argv)
     if args.list_models:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loglead_lo2.cli_common import guarded
+from loglead_lo2.cli_common import guarded, quiet_broken_pipe
 from loglead_lo2.errors import UserError
 
 DESCRIPTION = """\
@@ -199,6 +199,7 @@ def _say(message: str) -> None:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, run the phase, print where the artifacts are; 2 on user errors."""
+    quiet_broken_pipe()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser(prog).parse_args(argv)
     started = time.perf_counter()

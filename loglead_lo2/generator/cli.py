@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from loglead_lo2.cli_common import guarded
+from loglead_lo2.cli_common import guarded, quiet_broken_pipe
 from loglead_lo2.generator.generate import MANIFEST_NAME, generate
 from loglead_lo2.generator.schedule import NAMINGS
 
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_broken_pipe()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = None if args.quiet else (lambda msg: print(msg, flush=True))

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from loglead_lo2 import SERVICES
-from loglead_lo2.cli_common import guarded
+from loglead_lo2.cli_common import guarded, quiet_broken_pipe
 from loglead_lo2.errors import UserError
 from loglead_lo2.loader.pipeline import LoadOptions, LoadReport, run_loader
 
@@ -182,6 +182,7 @@ def format_summary(opts: LoadOptions, report: LoadReport, seconds: float) -> str
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    quiet_broken_pipe()
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
