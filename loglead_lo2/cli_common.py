@@ -10,6 +10,7 @@ Programming errors still raise with a traceback: they are bugs to report, not us
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 from collections.abc import Callable
@@ -44,3 +45,35 @@ def quiet_broken_pipe() -> None:
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         except ValueError:  # not the main thread (main() called from a worker thread)
             pass
+
+
+# --- argparse value types shared by the phases -------------------------------------------
+
+
+def number(text: str) -> float:
+    """``type=`` for a float flag, with a readable message."""
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from exc
+
+
+def contamination(text: str) -> float | str:
+    """``type=`` for ``--if-contamination``: ``auto`` or a share in (0, 0.5]."""
+    if text == "auto":
+        return text
+    value = number(text)
+    if not 0 < value <= 0.5:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or in (0, 0.5], got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """``type=`` for a count flag (>= 1)."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value

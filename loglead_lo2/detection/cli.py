@@ -8,7 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from loglead_lo2.cli_common import guarded, quiet_broken_pipe
+from loglead_lo2.cli_common import (
+    contamination,
+    guarded,
+    number,
+    positive_int,
+    quiet_broken_pipe,
+)
 from loglead_lo2.detection.iforest import IF_ITEMS, IFConfig
 from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, LABEL_MODES
 from loglead_lo2.detection.pipeline import DetectOptions, DetectResult, run_detection
@@ -41,21 +47,6 @@ examples:
       --models event_lr_words,event_dt_trigrams"""
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from exc
-    return value
-
-
-def _contamination(text: str) -> float | str:
-    if text == "auto":
-        return text
-    value = _fraction(text)
-    if not 0 < value <= 0.5:
-        raise argparse.ArgumentTypeError(f"must be 'auto' or in (0, 0.5], got {text}")
-    return value
 
 
 def _max_samples(text: str) -> int | float | str:
@@ -64,7 +55,7 @@ def _max_samples(text: str) -> int | float | str:
     try:
         value = int(text)
     except ValueError:
-        value_f = _fraction(text)
+        value_f = number(text)
         if not 0 < value_f <= 1:
             raise argparse.ArgumentTypeError(  # noqa: B904 - argparse shows the message
                 f"must be 'auto', an integer >= 1 or a fraction in (0, 1], got {text}"
@@ -74,15 +65,6 @@ def _max_samples(text: str) -> int | float | str:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -99,7 +81,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "Forest only; full: Isolation Forest + --models (default)")
     g.add_argument("--sample-seed", type=int, default=42,
                    help="seed for shuffled splits and every model (default 42)")
-    g.add_argument("--predict-batch-size", type=_positive_int, default=50_000,
+    g.add_argument("--predict-batch-size", type=positive_int, default=50_000,
                    help="sequences scored per batch (default 50000)")
     g.add_argument("--disable-memory-guard", action="store_true",
                    help="keep the default hyper-parameter limits even when RAM is low")
@@ -124,9 +106,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                      help="generator manifest (lo2_manifest.csv) for ground-truth recall "
                           "(default: the one named in <root>/lo2_load_info.json, if any)")
     s = p.add_argument_group("hold-out split (whole runs)")
-    s.add_argument("--sup-holdout-fraction", type=_fraction, default=0.2,
+    s.add_argument("--sup-holdout-fraction", type=number, default=0.2,
                    help="share of runs held out for evaluation (default 0.2, newest runs)")
-    s.add_argument("--sup-holdout-min-groups", type=_positive_int, default=1,
+    s.add_argument("--sup-holdout-min-groups", type=positive_int, default=1,
                    help="hold out at least this many runs (default 1)")
     s.add_argument("--sup-holdout-shuffle", action="store_true",
                    help="pick hold-out runs at random (seeded) instead of the newest")
@@ -138,14 +120,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     f.add_argument("--if-numeric", default=None, metavar="COLS",
                    help="comma list of numeric sequence columns added to the tokens, e.g. "
                         "seq_len,duration_sec,e_words_len,e_trigrams_len")
-    f.add_argument("--if-contamination", type=_contamination, default="auto",
+    f.add_argument("--if-contamination", type=contamination, default="auto",
                    help="expected anomaly share, 'auto' or (0, 0.5]; sets the forest's own "
                         "cut-off used when no --if-threshold-percentile is given")
-    f.add_argument("--if-n-estimators", type=_positive_int, default=100,
+    f.add_argument("--if-n-estimators", type=positive_int, default=100,
                    help="trees (default 100; clamped to <= 300)")
     f.add_argument("--if-max-samples", type=_max_samples, default="auto",
                    help="rows per tree: integer, fraction or 'auto' (default)")
-    f.add_argument("--if-holdout-fraction", type=_fraction, default=0.2,
+    f.add_argument("--if-holdout-fraction", type=number, default=0.2,
                    help="share of normal training runs (newest) held out to set the "
                         "threshold (default 0.2; 0 = use training scores)")
     f.add_argument("--if-threshold-percentile", type=float, default=None, metavar="P",
@@ -175,9 +157,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     r = p.add_argument_group("reports")
     r.add_argument("--metrics-dir", type=Path, default=None,
                    help="where metric files go (default <root>/metrics)")
-    r.add_argument("--report-precision-at", type=_positive_int, default=None, metavar="K",
+    r.add_argument("--report-precision-at", type=positive_int, default=None, metavar="K",
                    help="report precision among the K highest scores")
-    r.add_argument("--report-fp-alpha", type=_fraction, default=None, metavar="A",
+    r.add_argument("--report-fp-alpha", type=number, default=None, metavar="A",
                    help="report the false-positive rate when the top A share is flagged")
     r.add_argument("--report-psi", action="store_true",
                    help="report the PSI of train vs hold-out scores per model")
@@ -242,7 +224,7 @@ def options_from_args(args: argparse.Namespace) -> DetectOptions:
     check_flags(args)
     models = resolve_models(args.models) if args.models else list(DEFAULT_MODELS)
     config = IFConfig(
-        item=args.if_item or "e_words", contamination=args.if_contamination,
+        item=args.if_item or "e_words", contamination=args.ifcontamination,
         n_estimators=args.if_n_estimators, max_samples=args.if_max_samples,
         holdout_fraction=args.if_holdout_fraction,
         threshold_percentile=args.if_threshold_percentile, seed=args.sample_seed,

@@ -9,7 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loglead_lo2.cli_common import guarded, quiet_broken_pipe
+from loglead_lo2.cli_common import (
+    contamination,
+    guarded,
+    number,
+    positive_int,
+    quiet_broken_pipe,
+)
 from loglead_lo2.errors import UserError
 
 DESCRIPTION = """\
@@ -40,30 +46,7 @@ examples:
 DEFAULT_BUNDLE = Path("models/lo2_if.joblib")
 
 
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from exc
 
-
-def _contamination(text: str) -> float | str:
-    if text == "auto":
-        return text
-    value = _number(text)
-    if not 0 < value <= 0.5:
-        raise argparse.ArgumentTypeError(f"must be 'auto' or in (0, 0.5], got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -91,19 +74,19 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "sequence's service (other services' sequences of error cases are "
                         "left out of training and explanations, and counted)")
     s = p.add_argument_group("hold-out split (whole runs; explanations use held-out runs)")
-    s.add_argument("--sup-holdout-fraction", type=_number, default=0.2,
+    s.add_argument("--sup-holdout-fraction", type=number, default=0.2,
                    help="share of runs held out (default 0.2, newest runs)")
-    s.add_argument("--sup-holdout-min-groups", type=_positive_int, default=1,
+    s.add_argument("--sup-holdout-min-groups", type=positive_int, default=1,
                    help="hold out at least this many runs (default 1)")
     s.add_argument("--sup-holdout-shuffle", action="store_true",
                    help="pick the held-out runs at random (seeded) instead of the newest")
     f = p.add_argument_group("Isolation Forest")
     f.add_argument("--skip-if", action="store_true",
                    help="do not train or explain the Isolation Forest")
-    f.add_argument("--if-contamination", type=_contamination, default=None,
+    f.add_argument("--if-contamination", type=contamination, default=None,
                    help="expected anomaly share, 'auto' or (0, 0.5]; sets the forest's "
                         "threshold (default auto)")
-    f.add_argument("--if-n-estimators", type=_positive_int, default=None,
+    f.add_argument("--if-n-estimators", type=positive_int, default=None,
                    help="trees (default 100)")
     f.add_argument("--if-item", choices=IF_ITEMS, default=None,
                    help="token list the forest uses (default e_words)")
@@ -124,24 +107,24 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="'if' or one of --sup-models: whose scores pick the top anomalies and "
                         "whose feature space measures similarity (default if; with --skip-if "
                         "the first --sup-models key)")
-    n.add_argument("--nn-top-k", type=_positive_int, default=50,
+    n.add_argument("--nn-top-k", type=positive_int, default=50,
                    help="held-out sequences with the highest scores to map (default 50)")
     h = p.add_argument_group("SHAP")
     h.add_argument("--skip-shap", action="store_true", help="compute no SHAP values")
-    h.add_argument("--shap-sample", type=_positive_int, default=200,
+    h.add_argument("--shap-sample", type=positive_int, default=200,
                    help="held-out rows explained per model (seeded sample; default 200)")
-    h.add_argument("--shap-background", type=_positive_int, default=256,
+    h.add_argument("--shap-background", type=positive_int, default=256,
                    help="background rows from the model's training rows (default 256)")
-    h.add_argument("--shap-feature-threshold", type=_positive_int, default=2000,
+    h.add_argument("--shap-feature-threshold", type=positive_int, default=2000,
                    help="explain at most this many features: above it, the top features by "
                         "model weight/importance (default 2000)")
-    h.add_argument("--shap-cell-threshold", type=_positive_int, default=2_000_000,
+    h.add_argument("--shap-cell-threshold", type=positive_int, default=2_000_000,
                    help="rows x features limit; above it fewer rows are explained "
                         "(default 2000000)")
     return p
 
 
-_IF_FLAGS = (("if_contamination", "--if-contamination"), ("if_n_estimators", "--if-n-estimators"),
+_IF_FLAGS = (("ifcontamination", "--if-contamination"), ("if_n_estimators", "--if-n-estimators"),
              ("if_item", "--if-item"), ("if_numeric", "--if-numeric"),
              ("load_model", "--load-model"))
 
@@ -158,7 +141,7 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - ExplainOption
     if args.skip_if and given:
         raise UserError(f"--skip-if contradicts {', '.join(given)} (Isolation Forest options); "
                         "drop one of them.")
-    if args.load_model and (args.if_contamination is not None
+    if args.load_model and (args.ifcontamination is not None
                             or args.if_n_estimators is not None):
         raise UserError("--load-model reuses a trained forest; --if-contamination / "
                         "--if-n-estimators only apply when training. Drop one of them.")
@@ -173,7 +156,7 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - ExplainOption
                 print(note, flush=True)
     config = IFConfig(
         item=args.if_item or "e_words", numeric=numeric,
-        contamination=args.if_contamination if args.if_contamination is not None else "auto",
+        contamination=args.ifcontamination if args.ifcontamination is not None else "auto",
         n_estimators=args.if_n_estimators or 100, holdout_fraction=0.0,
         seed=args.sample_seed,
     )
