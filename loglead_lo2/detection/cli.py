@@ -224,7 +224,7 @@ def options_from_args(args: argparse.Namespace) -> DetectOptions:
     check_flags(args)
     models = resolve_models(args.models) if args.models else list(DEFAULT_MODELS)
     config = IFConfig(
-        item=args.if_item or "e_words", contamination=args.ifcontamination,
+        item=args.if_item or "e_words", contamination=args.if_contamination,
         n_estimators=args.if_n_estimators, max_samples=args.if_max_samples,
         holdout_fraction=args.if_holdout_fraction,
         threshold_percentile=args.if_threshold_percentile, seed=args.sample_seed,

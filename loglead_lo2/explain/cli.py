@@ -124,7 +124,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
-_IF_FLAGS = (("ifcontamination", "--if-contamination"), ("if_n_estimators", "--if-n-estimators"),
+_IF_FLAGS = (("if_contamination", "--if-contamination"), ("if_n_estimators", "--if-n-estimators"),
              ("if_item", "--if-item"), ("if_numeric", "--if-numeric"),
              ("load_model", "--load-model"))
 
@@ -141,7 +141,7 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - ExplainOption
     if args.skip_if and given:
         raise UserError(f"--skip-if contradicts {', '.join(given)} (Isolation Forest options); "
                         "drop one of them.")
-    if args.load_model and (args.ifcontamination is not None
+    if args.load_model and (args.if_contamination is not None
                             or args.if_n_estimators is not None):
         raise UserError("--load-model reuses a trained forest; --if-contamination / "
                         "--if-n-estimators only apply when training. Drop one of them.")
@@ -156,7 +156,7 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - ExplainOption
                 print(note, flush=True)
     config = IFConfig(
         item=args.if_item or "e_words", numeric=numeric,
-        contamination=args.ifcontamination if args.ifcontamination is not None else "auto",
+        contamination=args.if_contamination if args.if_contamination is not None else "auto",
         n_estimators=args.if_n_estimators or 100, holdout_fraction=0.0,
         seed=args.sample_seed,
     )
