@@ -158,7 +158,7 @@ def _parse_group(
     keep = pl.col("line_no") > skip
     if head is not None and head > 0:
         keep = keep & (pl.col("line_no") <= skip + head)
-    blank = pl.col("line").str.strip_chars() == ""
+    blank = pl.col("line").str.contains(r"^\s*$")  # no string copies, unlike strip_chars
     lines = lines.with_columns(keep=keep, blank=blank).with_columns(
         is_lb=pl.col("line").str.contains(LOGBACK_START_RE),
     ).with_columns(
