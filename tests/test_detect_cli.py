@@ -93,7 +93,9 @@ def test_phase_full_artifacts_and_reports(root: Path) -> None:
     assert run(root, "--phase", "full", "--report-precision-at", "5",
                "--report-fp-alpha", "0.1") == 0
     model_files = {f"metrics/{k}.json" for k in DEFAULT_MODELS}
-    assert files(root) == {ENHANCED} | IF_FILES | REPORTS | model_files
+    shap_files = {f"metrics/shap_sequence_shap_lr_words_{n}"
+                  for n in ("top_features.csv", "summary.png")}  # SHAP in this phase
+    assert files(root) == {ENHANCED} | IF_FILES | REPORTS | model_files | shap_files
     board = pl.read_csv(root / "metrics/leaderboard.csv")
     assert sorted(board["model"]) == sorted([*DEFAULT_MODELS, "isolation_forest"])
     assert set(board["split"]) == {"holdout"}
@@ -110,6 +112,10 @@ def test_phase_full_artifacts_and_reports(root: Path) -> None:
     recall = pl.read_csv(root / "metrics/per_test_case_recall.csv")
     assert recall.height == 53 and sorted(recall["test_case"]) == error_cases()
     assert "event_lr_words@target" in recall.columns
+    shap = json.loads((root / "metrics/sequence_shap_lr_words.json").read_text())["shap"]
+    assert shap["split"] == "holdout" and shap["explainer"] == "linear" and shap["top"]
+    table = pl.read_csv(root / "metrics/shap_sequence_shap_lr_words_top_features.csv")
+    assert table["mean_abs_shap"].to_list() == sorted(table["mean_abs_shap"], reverse=True)
 
 
 def test_skip_if_artifacts(root: Path) -> None:

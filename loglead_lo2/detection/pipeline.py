@@ -318,6 +318,30 @@ def _write_summaries(opts: DetectOptions, split: Any, result: DetectResult,
     say(f"[Report] metrics in {mdir} ({rep.settings_text(result.settings).replace('`', '')})")
 
 
+def _detection_shap(opts: DetectOptions, fitted: Any, part: ServicePart, split: Any,
+                    say: Say, result: DetectResult) -> dict[str, Any]:
+    """SHAP top features of ``fitted`` on held-out rows (the registry's ``shap_in_detection``
+    models), written beside the metrics; a SHAP failure is reported, never fatal."""
+    from loglead_lo2.explain.shap_report import ShapSettings, explain_model, write_shap
+
+    out_dir = opts.metrics_path if part.service == ALL_SERVICES else (
+        opts.metrics_path / part.service)
+    try:
+        outcome = explain_model(fitted, part.hold, part.train, ShapSettings(seed=opts.seed))
+        files = write_shap(outcome, out_dir, len(split.test_runs))
+    except (UserError, ValueError) as exc:
+        msg = f"[SHAP] {fitted.spec.key}: not computed ({exc})"
+        say(msg)
+        result.notes.append(msg)
+        return {"error": str(exc)}
+    result.artifacts += files
+    top = outcome.table.head(10)
+    say(f"[SHAP] {fitted.spec.key} ({outcome.explainer}, {outcome.rows} held-out rows): top "
+        + ", ".join(top[top.columns[0]].cast(str).to_list()[:5]))
+    return {"split": "holdout", "explainer": outcome.explainer, "rows": outcome.rows,
+            "files": [str(f) for f in files], "top": top.to_dicts()}
+
+
 def _run_model(opts: DetectOptions, spec: Any, part: ServicePart, split: Any,
                limits: GuardLimits, say: Say, result: DetectResult, evaluated: Evaluations,
                settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -377,6 +401,8 @@ def _run_model(opts: DetectOptions, spec: Any, part: ServicePart, split: Any,
     evaluated(spec.key, service, hold, scores, threshold, record)
     say(rep.metric_line(spec.key, metrics, settings,
                         None if service == ALL_SERVICES else service))
+    if spec.shap_in_detection:
+        record["shap"] = _detection_shap(opts, fitted, part, split, say, result)
     if opts.save_sup_models:
         bundle = _sup_bundle(opts, spec.key, service)
         sha = save_bundle(bundle, fitted.estimator, fitted.vectorizer,

@@ -124,6 +124,8 @@ class ModelSpec:
     """Decision threshold on the score scale: a number, a function of the fitted estimator,
     or ``None`` = the 99th percentile of the training normal rows' scores."""
     numeric_len_columns: bool = False  # also use every ``*_len`` column present in the data
+    shap_in_detection: bool = False
+    """Also write SHAP top features (``<metrics>/shap_<key>_*``) in the detection phase."""
     adapt: Callable[[dict[str, Any], int], dict[str, Any]] | None = field(
         default=None, repr=False
     )
@@ -297,9 +299,11 @@ _SPECS: tuple[ModelSpec, ...] = (
         key="sequence_shap_lr_words",
         kind="supervised",
         description="As sequence_lr_words with the 2,000 most frequent words, sized for"
-        " SHAP (linear explainer) in the explainability phase.",
+        " SHAP (linear explainer): its SHAP top features are written by the detection phase"
+        " itself (held-out rows) and by the explainability phase.",
         item="e_words", numeric=(), vectorizer={**_WORDS, "norm": "l2", "max_features": 2000},
         train_on="all", factory=LogisticRegression, params={**_LR, "C": 10.0}, shap="linear",
+        shap_in_detection=True,
     ),
 )
 
