@@ -11,6 +11,7 @@ Programming errors still raise with a traceback: they are bugs to report, not us
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -35,6 +36,30 @@ def guarded(prog: str, action: Callable[[], T]) -> tuple[T | None, int]:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; no output was replaced", file=sys.stderr)
         return None, 130
+
+
+def start_cli() -> None:
+    """What every phase's ``main`` does first: quiet exit on a closed pipe, and library
+    ``logging`` warnings on stderr (the library never prints)."""
+    quiet_broken_pipe()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def say(message: str) -> None:
+    """Progress line of a phase, flushed at once (phases run for minutes)."""
+    print(message, flush=True)
+
+
+def human_bytes(n: int | None, empty: str = "?") -> str:
+    """``1536`` -> ``1.5 KiB`` (binary units); ``None`` -> ``empty``."""
+    if n is None:
+        return empty
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{value:,.1f} GiB"
 
 
 def quiet_broken_pipe() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,8 @@ from loglead_lo2.cli_common import (
     guarded,
     number,
     positive_int,
-    quiet_broken_pipe,
+    say,
+    start_cli,
 )
 from loglead_lo2.detection.iforest import IF_ITEMS, IFConfig
 from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, LABEL_MODES
@@ -248,14 +248,9 @@ def options_from_args(args: argparse.Namespace) -> DetectOptions:
     )
 
 
-def _say(message: str) -> None:
-    print(message, flush=True)
-
-
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, run the phase, print a summary; 2 on user errors."""
-    quiet_broken_pipe()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    start_cli()
     args = build_parser(prog).parse_args(argv)
     if args.list_models:
         from loglead_lo2.detection.registry import format_model_list
@@ -266,7 +261,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     def detect() -> tuple[DetectOptions, DetectResult]:
         opts = options_from_args(args)
-        return opts, run_detection(opts, progress=_say)
+        return opts, run_detection(opts, progress=say)
 
     outcome, code = guarded(prog or "LO2_samples.py", detect)
     if outcome is None:

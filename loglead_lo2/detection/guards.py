@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from loglead_lo2.cli_common import human_bytes
+
 log = logging.getLogger(__name__)
 
 GIB = 1024**3
@@ -236,15 +238,6 @@ def resource_stats(
     }
 
 
-def _human_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
 
 
 def format_resource(key: str, stats: Mapping[str, Any]) -> str:
@@ -253,7 +246,7 @@ def format_resource(key: str, stats: Mapping[str, Any]) -> str:
         f"fit {stats.get('fit_seconds', 0.0):.2f}s",
         f"features {stats.get('features', '?')}",
         f"vocabulary {stats.get('vocabulary', '?')}",
-        f"model {_human_bytes(stats.get('model_bytes'))}",
+        f"model {human_bytes(stats.get('model_bytes'))}",
     ]
     if "trees" in stats:
         tree = f"trees {stats['trees']}, nodes {stats.get('nodes', '?')}"

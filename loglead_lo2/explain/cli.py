@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,8 @@ from loglead_lo2.cli_common import (
     guarded,
     number,
     positive_int,
-    quiet_broken_pipe,
+    say,
+    start_cli,
 )
 from loglead_lo2.errors import UserError
 
@@ -176,21 +176,16 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - ExplainOption
     )
 
 
-def _say(message: str) -> None:
-    print(message, flush=True)
-
-
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, run the phase, print where the artifacts are; 2 on user errors."""
-    quiet_broken_pipe()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    start_cli()
     args = build_parser(prog).parse_args(argv)
     started = time.perf_counter()
 
     def explain() -> Any:
         from loglead_lo2.explain.pipeline import run_explain
 
-        return run_explain(options_from_args(args), progress=_say)
+        return run_explain(options_from_args(args), progress=say)
 
     result, code = guarded(prog or "lo2_phase_f_explainability.py", explain)
     if result is None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from loglead_lo2.cli_common import guarded, quiet_broken_pipe
+from loglead_lo2.cli_common import guarded, start_cli
 from loglead_lo2.generator.generate import MANIFEST_NAME, generate
 from loglead_lo2.generator.schedule import NAMINGS
 
@@ -38,9 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet_broken_pipe()
+    start_cli()
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = None if args.quiet else (lambda msg: print(msg, flush=True))
     summary, code = guarded("lo2-sample", lambda: generate(
         args.out, runs=args.runs, seed=args.seed, scale=args.scale,

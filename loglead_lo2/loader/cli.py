@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
 
 from loglead_lo2 import SERVICES
-from loglead_lo2.cli_common import guarded, quiet_broken_pipe
+from loglead_lo2.cli_common import guarded, start_cli
 from loglead_lo2.errors import UserError
 from loglead_lo2.loader.pipeline import LoadOptions, LoadReport, run_loader
 
@@ -182,10 +181,9 @@ def format_summary(opts: LoadOptions, report: LoadReport, seconds: float) -> str
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    quiet_broken_pipe()
+    start_cli()
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
     progress = None if args.quiet else (lambda msg: print(msg, flush=True))
 

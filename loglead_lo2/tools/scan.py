@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loglead_lo2.cli_common import human_bytes
 from loglead_lo2.errors import UserError
 
 OK, MISSING, CORRUPT = "ok", "missing", "corrupt"
@@ -408,15 +409,6 @@ def scan(root: Path, models_dir: Path, metrics_dir: Path | None = None,
 # --- output and command line ----------------------------------------------------------------
 
 
-def human(n: int | None) -> str:
-    if n is None:
-        return ""
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1000
-    return f"{size:,.1f} GB"
 
 
 def render(report: ScanReport) -> str:
@@ -431,14 +423,16 @@ def render(report: ScanReport) -> str:
         for f in rows:
             status = f.status if f.status in (OK, MISSING, UNVERIFIED) else f.status.upper()
             count = "" if f.rows is None else f"{f.rows:,} row{'' if f.rows == 1 else 's'}"
-            lines.append(f"  {status:<13} {f.name:<{width}}  {human(f.bytes):>10}  "
+            size = human_bytes(f.bytes, empty="")
+            lines.append(f"  {status:<13} {f.name:<{width}}  {size:>10}  "
                          f"{count:>14}  {f.detail}".rstrip())
     if report.leftovers:
         lines.append(f"leftover temp files from interrupted writes: {len(report.leftovers)}"
                      + ("" if any(t.action != "kept" for t in report.leftovers)
                         else " (pass --clean-temp without --dry-run to remove them)"))
         for t in report.leftovers:
-            lines.append(f"  {t.path}  {human(t.bytes)}  {t.age_seconds:,.0f}s old  {t.action}")
+            size = human_bytes(t.bytes, empty="")
+            lines.append(f"  {t.path}  {size}  {t.age_seconds:,.0f}s old  {t.action}")
     counts = ", ".join(f"{n} {s}" for s, n in report.counts.items())
     lines.append(f"[Scan] {counts} -> exit {report.exit_code}")
     return "\n".join(lines)
