@@ -16,8 +16,7 @@ Every score is "higher = more anomalous"; predictions are ``score >= threshold``
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from loglead_lo2._lazy import lazy_getattr
 
 _EXPORTS: dict[str, str] = {
     "ListVectorizer": "features",
@@ -41,11 +40,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

@@ -15,8 +15,7 @@ Submodules are imported lazily so ``--help`` stays fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from loglead_lo2._lazy import lazy_getattr
 
 _EXPORTS: dict[str, str] = {
     "ExplainOptions": "pipeline",
@@ -34,11 +33,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)
