@@ -149,3 +149,23 @@ def test_save_sup_models_round_trip(tmp_path: Path, data: pl.DataFrame) -> None:
         m = evaluate(y, scores, threshold=record["threshold"]["value"])
         assert m["roc_auc"] == pytest.approx(record["metrics"]["roc_auc"])
         assert m["f1"] == pytest.approx(record["metrics"]["f1"])
+
+
+def test_bundle_from_another_version(tmp_path: Path, forest: IFResult) -> None:
+    from loglead_lo2.detection.persistence import FORMAT_VERSION, library_versions, read_metadata
+
+    path = _with_meta(tmp_path, forest)
+    meta = read_metadata(tmp_path / "model.yml")
+    meta["versions"] = {**library_versions(), "scikit-learn": "0.24.2", "loglead-lo2": "0.0.1"}
+    write_metadata(tmp_path / "model.yml", meta)
+    loaded = load_bundle(path)
+    drift = [n for n in loaded.notes if "other library versions" in n]
+    assert drift and "scikit-learn 0.24.2 ->" in drift[0] and "loglead-lo2 0.0.1 ->" in drift[0]
+    meta["bundle"]["format_version"] = FORMAT_VERSION + 1
+    write_metadata(tmp_path / "model.yml", meta)
+    with pytest.raises(UserError, match="format version"):
+        load_bundle(path)
+    meta["bundle"]["format_version"] = FORMAT_VERSION
+    meta["versions"] = library_versions()
+    write_metadata(tmp_path / "model.yml", meta)
+    assert not [n for n in load_bundle(path).notes if "WARNING" in n]

@@ -232,6 +232,7 @@ def load_bundle(
                 "saved. Re-save it with --save-model --dump-metadata --overwrite-model."
             )
         notes.append(f"[Model] {path}: sha256 verified against {meta_file}")
+        notes.extend(_version_notes(path, meta_file, metadata))
         key = (metadata.get("model") or {}).get("key")
         if expected_key and key and key != expected_key:
             raise UserError(f"{path}: is a '{key}' bundle, expected '{expected_key}'.")
@@ -269,6 +270,29 @@ def load_bundle(
             raise UserError(f"{path}: {problem}")
     return LoadedBundle(path=path, model=model, vectorizer=vectorizer, sha256=digest,
                         metadata=metadata, metadata_path=meta_file, notes=notes)
+
+
+VERSION_CHECKED = ("loglead-lo2", "scikit-learn", "xgboost", "numpy")
+"""Libraries whose version change can change a loaded bundle's scores (or break loading)."""
+
+
+def _version_notes(path: Path, meta_file: Path, metadata: Mapping[str, Any]) -> list[str]:
+    """Refuse a bundle of another format version; warn when the libraries that shape its
+    scores differ from the ones it was saved with (PyOD-style envelope checks)."""
+    fmt = (metadata.get("bundle") or {}).get("format_version")
+    if fmt is not None and fmt != FORMAT_VERSION:
+        raise UserError(
+            f"{path}: bundle format version {fmt}, this loglead-lo2 reads version "
+            f"{FORMAT_VERSION}. Re-train and save it with this version (--save-model)."
+        )
+    saved = metadata.get("versions") or {}
+    now = library_versions()
+    drift = [f"{lib} {saved[lib]} -> {now[lib]}" for lib in VERSION_CHECKED
+             if lib in saved and lib in now and str(saved[lib]) != now[lib]]
+    if not drift:
+        return []
+    return [f"[Model] WARNING: {path} was saved with other library versions "
+            f"({'; '.join(drift)}, per {meta_file.name}): scores may differ; re-train to be sure"]
 
 
 def _unpickle(path: Path) -> Any:
