@@ -9,9 +9,9 @@ Loader columns (events, one row per log event; a stack trace is part of its even
 ==================  ===================  ====================================================
 column              dtype                meaning
 ==================  ===================  ====================================================
-``m_message``       str                  event text after the correlation id: level, logger,
-                                         method, ``-``, message; continuation lines (stack
-                                         traces) joined with ``\\n``
+``m_message``       str                  raw event text from the level on (level padding
+                                         kept: ``INFO  logger method - message``);
+                                         continuation lines (stack traces) joined with ``\\n``
 ``m_timestamp``     datetime[ms]         full timestamp (date from the run folder's epoch)
 ``m_level``         str                  ``DEBUG``/``INFO``/``WARN``/``ERROR``/``TRACE``/null
 ``m_thread``        str                  thread name
