@@ -99,6 +99,13 @@ def test_run_batches_give_the_same_tables(lo2_sample: Path, lo2_result: Path,
     ev2 = read_parquet(tmp_path / "lo2_events.parquet")
     assert ev1["e_message_normalized"].equals(ev2["e_message_normalized"])
     assert ev2["e_event_drain_id"].null_count() == 0
+    # 0 = every run in one batch (the fixture used the default, 2 runs per batch)
+    assert _load(lo2_sample, tmp_path / "all", "--enhancer-run-batch", "0",
+                 "--save-parquet") == 0
+    whole = read_parquet(tmp_path / "all" / "lo2_sequences_enhanced.parquet")
+    assert whole.drop("e_event_drain_id").equals(one.drop("e_event_drain_id"))
+    info = json.loads((tmp_path / "all" / "lo2_load_info.json").read_text())
+    assert info["options"]["run_batch"] == 0
 
 
 def test_same_seed_same_artifacts(lo2_sample: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from loglead_lo2 import SERVICES
 from loglead_lo2.cli_common import guarded, start_cli
 from loglead_lo2.errors import UserError
-from loglead_lo2.loader.pipeline import LoadOptions, LoadReport, run_loader
+from loglead_lo2.loader.pipeline import DEFAULT_RUN_BATCH, LoadOptions, LoadReport, run_loader
 
 DESCRIPTION = """\
 Load an LO2 tree (runs of Light-OAuth2 logs) into Parquet: events, sequences (one per run,
@@ -73,9 +73,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="write the events table to lo2_events.parquet")
     p.add_argument("--save-base-sequences", action="store_true",
                    help="write the sequences table without token lists to lo2_sequences.parquet")
-    p.add_argument("--enhancer-run-batch", type=int, default=0, metavar="N",
-                   help="load and enhance N runs at a time, streaming into one Parquet file "
-                        "(bounded memory); default 0 = all runs in one batch")
+    p.add_argument("--enhancer-run-batch", type=int, default=DEFAULT_RUN_BATCH, metavar="N",
+                   help="load and enhance N runs at a time, streaming into one Parquet file: "
+                        f"memory stays bounded (~1.1 GB per full-size run) and progress is "
+                        f"printed per batch (default {DEFAULT_RUN_BATCH}; 0 = all runs in one "
+                        "batch). Drain template ids depend on the batch layout: keep N fixed "
+                        "to compare runs of the tool")
     p.add_argument("--output-dir", type=Path, default=Path("demo/result/lo2"),
                    help="where the Parquet files go (default demo/result/lo2)")
     p.add_argument("--seed", type=int, default=42, help="seed for every random choice")

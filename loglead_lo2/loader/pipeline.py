@@ -39,6 +39,8 @@ ENHANCED_FILE = "lo2_sequences_enhanced.parquet"
 METRICS_FILE = "lo2_metrics.parquet"
 TEMPLATES_FILE = "lo2_drain_templates.parquet"
 INFO_FILE = "lo2_load_info.json"
+DEFAULT_RUN_BATCH = 2
+"""Runs per batch by default: ~2 GB peak at full scale, whatever the size of the data set."""
 MANIFEST_FILE = "lo2_manifest.csv"
 
 
@@ -60,7 +62,7 @@ class LoadOptions:
     save_parquet: bool = False
     save_events: bool = False
     save_base_sequences: bool = False
-    run_batch: int = 0
+    run_batch: int = DEFAULT_RUN_BATCH
     seed: int = 42
     overwrite: bool = False
 
