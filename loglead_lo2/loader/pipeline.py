@@ -207,6 +207,7 @@ def _load_batch(
     services.update(events["service"].unique().to_list())
     cases.update(events["test_case"].unique().to_list())
     from loglead_lo2.enhancers import aggregate_sequences, enhance_events
+    from loglead_lo2.enhancers.tokens import TOKEN_COLUMNS
 
     if drain is not None:
         t = time.perf_counter()
@@ -214,7 +215,7 @@ def _load_batch(
         report.tick("enhance", time.perf_counter() - t)
     t = time.perf_counter()
     # Token bags come straight from distinct messages: no per-event token lists are built.
-    bags = ("e_words", "e_trigrams") if ENHANCED_FILE in writers else ()
+    bags = TOKEN_COLUMNS if ENHANCED_FILE in writers else ()
     seqs = aggregate_sequences(events, tokens=bags)
     report.tick("aggregate", time.perf_counter() - t)
     report.sequences += seqs.height
