@@ -69,6 +69,14 @@ def _id_long(min_len: int = 40) -> str:
 # A token boundary that is not a '.', so dotted class names and file names are left alone.
 _LEFT = rf"(^|[^{_B64URL}.])"
 _RIGHT = rf"($|[^{_B64URL}.]|\.$|\.[^{_B64URL}])"
+_HEXC = "[0-9a-fA-F]"
+# A UUID cut anywhere after its first group (``str(uuid4())[:k]``, k >= 9, e.g. the harness's
+# 32-character names ``8-4-4-4-7``): the first group, then up to four dash-separated groups
+# that may each be cut short, ending at a character that cannot continue an id.
+_UUID_CUT = (
+    rf"\b{_HEXC}{{8}}-(?:{_HEXC}{{1,4}}(?:-(?:{_HEXC}{{1,4}}(?:-(?:{_HEXC}{{1,4}}"
+    rf"(?:-{_HEXC}{{0,12}})?)?)?)?)?)?($|[^{_B64URL}])"
+)
 _MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
 
 RULES: tuple[tuple[str, str, str], ...] = (
@@ -78,6 +86,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b", "<EMAIL>"),
     ("uuid", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
      "<UUID>"),
+    ("uuid_cut", _UUID_CUT, "<UUID>${1}"),
     ("iso_time",
      r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\b",
      "<TIME>"),

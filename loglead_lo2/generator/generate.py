@@ -21,7 +21,13 @@ import polars as pl
 from loglead_lo2 import SERVICES, __version__
 from loglead_lo2.cases import test_cases
 from loglead_lo2.errors import UserError
-from loglead_lo2.generator.plan import FilePlan, plan_file
+from loglead_lo2.generator.plan import (
+    ENTITY_KINDS,
+    EntitySlice,
+    FilePlan,
+    entity_quota,
+    plan_file,
+)
 from loglead_lo2.generator.render import Pools, render_batch
 from loglead_lo2.generator.schedule import (
     NAMINGS,
@@ -32,7 +38,7 @@ from loglead_lo2.generator.schedule import (
     plan_runs,
     rng_for,
 )
-from loglead_lo2.generator.values import client_pool, hex_ids
+from loglead_lo2.generator.values import client_pool, service_pool, user_pool
 from loglead_lo2.schema import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -42,7 +48,6 @@ SUMMARY_NAME = "lo2_sample.json"
 KNOWN_FILES = (MANIFEST_NAME, SUMMARY_NAME)
 MANIFEST_COLUMNS = ("run", "test_case", "service", "line_no", "n_lines", "timestamp", "kind",
                     "mechanism", "code")
-POOL_SIZES = (12, 10, 8)  # clients, users, services per run
 BATCH_LINES = 150_000
 
 
@@ -69,11 +74,19 @@ class GenerationSummary:
         return self.lines / self.seconds if self.seconds > 0 else 0.0
 
 
-def _pools(seed: int, run: int) -> Pools:
-    rng = rng_for(seed, NS_POOLS, run)
-    clients = client_pool(rng, POOL_SIZES[0])
-    return Pools(clients["client_id"], clients["basic"],
-                 hex_ids(rng, POOL_SIZES[1], "user_id"), hex_ids(rng, POOL_SIZES[2], "svc_id"))
+def _pools(seed: int, plan: RunPlan, scale: float) -> tuple[Pools, dict[int, EntitySlice]]:
+    """The run's entity pools and each case's slice of them (cases never share entities)."""
+    slices: dict[int, EntitySlice] = {}
+    total = dict.fromkeys(ENTITY_KINDS, 0)
+    for slot in plan.slots:
+        size = {k: entity_quota(k, slot.seconds, scale) for k in ENTITY_KINDS}
+        slices[slot.index] = EntitySlice(dict(total), size)
+        for k in ENTITY_KINDS:
+            total[k] += size[k]
+    rng = rng_for(seed, NS_POOLS, plan.index)
+    pools = Pools(client_pool(rng, total["client"]), user_pool(rng, total["user"]),
+                  service_pool(rng, total["svc"]))
+    return pools, slices
 
 
 def _prepare_out(out: Path, overwrite: bool, plans: list[RunPlan]) -> None:
@@ -107,7 +120,7 @@ def _write_run(out: Path, plan: RunPlan, seed: int, scale: float, with_metrics: 
     larger polars operations); files are written by a background thread meanwhile.
     """
     cases = test_cases()
-    pools = _pools(seed, plan.index)
+    pools, slices = _pools(seed, plan, scale)
     run_dir = out / plan.name
     files = lines = 0
     manifests: list[pl.DataFrame] = []
@@ -141,7 +154,8 @@ def _write_run(out: Path, plan: RunPlan, seed: int, scale: float, with_metrics: 
         startup = plan.startup_ms if case.is_normal else None
         plans = [
             plan_file(service, case, slot, scale,
-                      rng_for(seed, NS_FILE, plan.index, slot.index, s), POOL_SIZES, startup)
+                      rng_for(seed, NS_FILE, plan.index, slot.index, s), slices[slot.index],
+                      startup)
             for s, service in enumerate(SERVICES)
         ]
         pending.append((slot, plans))

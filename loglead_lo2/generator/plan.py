@@ -26,11 +26,33 @@ from loglead_lo2.generator.templates import (
 from loglead_lo2.generator.values import b64_chars, cid_chars, uuid_chars
 
 RATES: dict[str, float] = {
-    "token": 367.0, "code": 300.0, "user": 300.0, "client": 290.0, "service": 280.0,
-    "refresh-token": 260.0, "key": 0.0,
+    "token": 380.0, "code": 310.0, "user": 305.0, "client": 290.0, "service": 285.0,
+    "refresh-token": 270.0, "key": 0.0,
 }
-"""Lines per second at scale 1.0: token ~22k per 60 s ``correct`` case, the others 15-18k,
-key silent; about 1.06 million lines per ``light-oauth2-data`` run."""
+"""Lines per second at full load and scale 1.0 (all of a service's simulated users running):
+token ~22k per 60 s ``correct`` case, the others 15-18k, key silent; about 1.06 million lines
+per ``light-oauth2-data`` run."""
+
+SPAWN_S: dict[str, tuple[float, ...]] = {
+    "client": (0.0,), "user": (0.3,), "service": (0.6,), "refresh-token": (1.5,),
+    "token": (1.0, 1.5, 2.0), "code": (1.0, 1.5, 2.0), "key": (0.0,),
+}
+"""Seconds after a case starts at which each of the service's simulated users starts sending.
+
+Locust starts the single registration users (client, user, service, refresh-token CRUD)
+first, then the three OAuth users, and a new locust process records every case with empty
+client/user/service sets: the first seconds of every case are registration-heavy and the token
+and code services start late. The harness spawns one user per second, but the real data
+(~1.1 M lines per run, error cases about as busy per second as ``correct``) shows no ramp of
+7 s, so the ramp here is compressed into the first 2 s."""
+
+OWN_ENTITY: dict[str, str] = {"client": "client", "user": "user", "service": "svc"}
+"""The entity kind each registration service creates (and its other requests refer to)."""
+ENTITY_KINDS: tuple[str, ...] = ("client", "user", "svc")
+EARLY_REGISTER_S = 2.0
+EARLY_REGISTER_P = 0.6
+"""In its first seconds a registration user mostly registers (its other tasks find no entity
+and are rescheduled): a request then is a registration with this probability."""
 
 THREADS: list[str] = (
     ["main"]
@@ -42,13 +64,13 @@ _XNIO_P = np.array([0.30, 0.36, 0.02, 0.29, 0.01, 0.01, 0.005, 0.005])
 _XNIO_P = _XNIO_P / _XNIO_P.sum()
 
 INJECT_PER_10S = (2, 8)
-"""Injected events per 10 s at scale 1.0 (at least one per error case)."""
+"""Injected events per 10 s at scale 1.0 (at least one per error case); they fall anywhere in
+the service's traffic, the first second included (error-case files have no start-up block to
+protect them: a loader that drops each file's first lines drops them)."""
 NPE_RATE = 0.1  # client update NPEs per second at scale 1.0, every case
 TOKEN_EXC_RATE = 0.2  # token ApiExceptions per second at scale 1.0, correct only
 MAPSTORE_RATE = 0.02  # ClientMapStore delete errors per second and busy service
-TRIM_GUARD = 130
-"""Events go after the first ~130 lines of a file (as in real runs, where line 100 is reached
-within the first second), so trimming a log's first 100 lines never removes them."""
+
 
 
 @dataclass
@@ -63,6 +85,19 @@ class FlowTable:
     hz_p: np.ndarray
     special: dict[str, int]  # "inject", "npe", "token_exc0", "token_exc1", "mapstore"
     needs: frozenset[str]  # placeholders used by the flows' templates
+    register: int = -1  # row of the flow that registers the service's own entity
+
+    @property
+    def mean_len(self) -> float:
+        """Mean lines of a normal request."""
+        if not len(self.normal):
+            return 1.0
+        return float((self.lens[self.normal] * self.normal_p).sum())
+
+    @property
+    def register_share(self) -> float:
+        """Share of normal requests that are registrations (0 without a register flow)."""
+        return float(self.normal_p[self.register]) if self.register >= 0 else 0.0
 
 
 @dataclass
@@ -96,8 +131,10 @@ def flow_table(service: str, case: TestCase) -> FlowTable:
 @cache
 def _flow_table(service: str, case: TestCase | None) -> FlowTable:
     rows: list[list[int]] = []
-    normal = [(w, _ids(f)) for w, f in SERVICE_FLOWS_BY_NAME[service]]
-    hz = [(w, _ids(f)) for w, f in HZ_FLOWS]
+    flows = SERVICE_FLOWS_BY_NAME[service]
+    normal = [(f.weight, _ids(f.templates)) for f in flows]
+    register = next((i for i, f in enumerate(flows) if f.registers), -1)
+    hz = [(f.weight, _ids(f.templates)) for f in HZ_FLOWS]
     rows += [r for _, r in normal] + [r for _, r in hz]
     special: dict[str, int] = {}
     err = sig.error_flow(case) if case is not None else None
@@ -124,6 +161,7 @@ def _flow_table(service: str, case: TestCase | None) -> FlowTable:
         table, lens,
         np.arange(len(normal)), nw / nw.sum() if len(nw) else nw,
         np.arange(len(normal), len(normal) + len(hz)), hw / hw.sum(), special, needs,
+        register,
     )
 
 
@@ -152,8 +190,78 @@ WIDTHS = {"cid": 22, "code": 22, "uuid": 36, "pkce": 43}
 """Fixed-width random strings per request, kept as ASCII matrices until rendering."""
 
 
+@dataclass(frozen=True)
+class EntitySlice:
+    """Where a test case's registered entities lie in its run's pools (``offset``, ``size``
+    per kind). Each case is recorded by a new locust process, so its requests only use the
+    clients, users and services registered during that case."""
+
+    offset: dict[str, int]
+    size: dict[str, int]
+
+
+def active_seconds(service: str, seconds: float) -> float:
+    """Full-load seconds of ``service`` in a case of ``seconds`` (users start one by one)."""
+    spawns = SPAWN_S[service]
+    return sum(max(0.0, seconds - s) for s in spawns) / len(spawns)
+
+
+def entity_quota(kind: str, seconds: float, scale: float) -> int:
+    """Pool entries to reserve for ``kind`` in a case: 1.5x the expected registrations + 4."""
+    owner = next(s for s, k in OWN_ENTITY.items() if k == kind)
+    ft = _flow_table(owner, None)
+    requests = RATES[owner] * (1 - HZ_SHARE) / ft.mean_len * active_seconds(owner, seconds)
+    expected = requests * scale * ft.register_share
+    return int(np.ceil(1.5 * expected + EARLY_REGISTER_S * 2 + 4))
+
+
+def _spawned_starts(rng: np.random.Generator, n: int, t0: int, t1: int,
+                    spawns: tuple[float, ...]) -> np.ndarray:
+    """Start times of ``n`` requests spread over the users' active windows."""
+    begin = np.minimum(t0 + (np.asarray(spawns) * 1000).astype(np.int64), t1 - 31)
+    widths = (t1 - 30 - begin).astype(np.float64)
+    user = rng.choice(len(spawns), size=n, p=widths / widths.sum())
+    return (begin[user] + rng.random(n) * widths[user]).astype(np.int64)
+
+
+def _entity_indices(rng: np.random.Generator, service: str, ft: FlowTable,
+                    flows: np.ndarray, starts: np.ndarray, t0: int, t1: int,
+                    entities: EntitySlice) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Run-pool index of the client, user and service each request refers to, and which
+    normal requests to drop (they need an entity of the service's own kind before any was
+    registered: locust reschedules them, they never reach the server).
+
+    A registration takes the next entry of the case's slice; another request of the owning
+    service picks one of the entities registered before it; any other service's request picks
+    among the entries registered by then (the slice fills up in time).
+    """
+    n = len(flows)
+    u = rng.random((n, len(ENTITY_KINDS)))
+    frac = np.clip((starts - t0) / max(1, t1 - t0), 0.0, 1.0)
+    out: dict[str, np.ndarray] = {}
+    drop = np.zeros(n, dtype=bool)
+    for j, kind in enumerate(ENTITY_KINDS):
+        off, size = entities.offset[kind], entities.size[kind]
+        if OWN_ENTITY.get(service) == kind and ft.register >= 0:
+            reg = flows == ft.register
+            reg_starts = starts[reg]
+            order = np.argsort(reg_starts, kind="stable")
+            ordinal = np.empty(len(order), dtype=np.int64)
+            ordinal[order] = np.arange(len(order))
+            before = np.searchsorted(np.sort(reg_starts), starts, side="left")
+            pick = np.floor(u[:, j] * before).astype(np.int64)
+            pick[reg] = ordinal
+            drop = ~reg & (before == 0) & np.isin(flows, ft.normal)
+        else:
+            expected = max(1.0, (size - EARLY_REGISTER_S * 2 - 4) / 1.5)
+            m = np.clip(np.ceil(expected * frac), 1, size)
+            pick = np.floor(u[:, j] * m).astype(np.int64)
+        out[kind] = (off + pick % max(1, size)).astype(np.int32)
+    return out, drop
+
+
 def _request_values(rng: np.random.Generator, threads: np.ndarray, hz: np.ndarray,
-                    pool_sizes: tuple[int, int, int],
+                    entity: dict[str, np.ndarray],
                     needs: frozenset[str]) -> dict[str, np.ndarray]:
     """Per-request values; strings a file's templates never use stay zero bytes."""
     n = len(threads)
@@ -166,46 +274,41 @@ def _request_values(rng: np.random.Generator, threads: np.ndarray, hz: np.ndarra
         "thread": threads.astype(np.int32), "hz": hz.astype(bool), "cid": cid_chars(rng, n)}
     for name, make in makers.items():
         out[name] = make() if name in needs else np.zeros((n, WIDTHS[name]), np.uint8)
-    for name, size in zip(("client", "user", "svc"), pool_sizes, strict=True):
-        out[name] = rng.integers(0, size, n).astype(np.int32)
+    out.update(entity)
     return out
 
 
 def plan_file(service: str, case: TestCase, slot: CaseSlot, scale: float,
-              rng: np.random.Generator, pool_sizes: tuple[int, int, int],
+              rng: np.random.Generator, entities: EntitySlice,
               startup_ms: int | None = None) -> FilePlan:
     """Plan the lines of ``service``'s log during ``slot`` (``startup_ms``: correct only)."""
     ft = flow_table(service, case)
     t0, t1 = slot.start_ms, slot.end_ms
-    span = t1 - t0
     seconds = slot.seconds
-    target = RATES[service] * seconds * scale * rng.uniform(0.92, 1.08)
-    if RATES[service] > 0:
-        target = max(target, 8.0)
-        mean_len = float((ft.lens[ft.normal] * ft.normal_p).sum())
-        n_req = int(round(target * (1 - HZ_SHARE) / mean_len))
-        n_hz = int(round(target * HZ_SHARE))
+    busy = RATES[service] > 0
+    spawns = SPAWN_S[service]
+    first_ms = min(t0 + int(spawns[0] * 1000), t1 - 1000)  # the service's first request
+    if busy:
+        target = RATES[service] * active_seconds(service, seconds) * scale
+        target = max(target * rng.uniform(0.92, 1.08), 8.0)
+        n_req = int(round(target * (1 - HZ_SHARE) / ft.mean_len))
+        n_hz = int(round(RATES[service] * seconds * scale * HZ_SHARE))
     else:
         n_req, n_hz = 0, int(rng.integers(0, 4))
-    flows = np.concatenate([
-        rng.choice(ft.normal, size=n_req, p=ft.normal_p) if n_req else np.zeros(0, np.int64),
-        rng.choice(ft.hz, size=n_hz, p=ft.hz_p),
-    ]).astype(np.int64)
-    starts = np.sort(rng.integers(t0, t1 - 30, size=len(flows))).astype(np.int64)
-    order = rng.permutation(len(flows))  # normal and hz requests interleaved in time
-    flows = flows[order]
-    # Events go after the trimmed head and at least one second into the case.
-    mean_req = float(ft.lens[flows].mean()) if len(flows) else 1.0
-    approx_line = int(np.searchsorted(np.arange(len(flows)) * mean_req, TRIM_GUARD))
-    late = t0 + int(0.9 * span)  # small files: as late as possible
-    lo = max(t0 + 1000, int(starts[approx_line])) if approx_line < len(starts) else late
-    lo = min(lo, late)
+    normal = rng.choice(ft.normal, size=n_req, p=ft.normal_p) if n_req else np.zeros(0, np.int64)
+    normal_starts = _spawned_starts(rng, n_req, t0, t1, spawns)
+    if ft.register >= 0 and n_req:
+        early = normal_starts < first_ms + int(EARLY_REGISTER_S * 1000)
+        normal = np.where(early & (rng.random(n_req) < EARLY_REGISTER_P), ft.register, normal)
+        normal[np.argmin(normal_starts)] = ft.register  # the first task to succeed
+    flows = np.concatenate([normal, rng.choice(ft.hz, size=n_hz, p=ft.hz_p)]).astype(np.int64)
+    starts = np.concatenate([normal_starts, rng.integers(t0, t1 - 30, size=n_hz)])
     hi = t1 - 200
-    busy = RATES[service] > 0
-    # Injected events: after the trimmed head (see TRIM_GUARD). Background errors of the normal
-    # workload: Poisson counts at the same per-second rate (times ``scale``, like all traffic)
-    # in every case, spread uniformly over the whole case, so that they carry no label signal
-    # (no "at least one per file" floor, no late placement in short error cases).
+    lo = min(first_ms + 200, hi - 1)
+    # Injected events anywhere in the service's traffic (see INJECT_PER_10S). Background errors
+    # of the normal workload: Poisson counts at the same per-second rate (times ``scale``, like
+    # all traffic) in every case, spread uniformly over the whole case, so that they carry no
+    # label signal.
     injected: list[tuple[str, int]] = []
     background: list[tuple[str, int]] = []
     if "inject" in ft.special and busy:
@@ -219,12 +322,21 @@ def plan_file(service: str, case: TestCase, slot: CaseSlot, scale: float,
         background += [("token_exc0", int(split)), ("token_exc1", int(n_exc - split))]
     if busy:
         background.append(("mapstore", int(rng.poisson(MAPSTORE_RATE * seconds * scale))))
-    for special, (ev_lo, ev_hi) in ((injected, (lo, hi)), (background, (t0, hi))):
+    for special, (ev_lo, ev_hi) in ((injected, (lo, hi)), (background, (lo, hi))):
         ev_flows = [np.full(n, ft.special[key], dtype=np.int64) for key, n in special if n]
         if ev_flows:
             ev = np.concatenate(ev_flows)
             flows = np.concatenate([flows, ev])
             starts = np.concatenate([starts, _event_starts(rng, len(ev), ev_lo, ev_hi)])
+    entity, drop = _entity_indices(rng, service, ft, flows, starts.astype(np.int64), t0, t1,
+                                   entities)
+    if drop.any():
+        keep = ~drop
+        flows, starts = flows[keep], starts[keep]
+        entity = {k: v[keep] for k, v in entity.items()}
+    order = np.argsort(starts, kind="stable")  # requests in time order
+    flows, starts = flows[order], starts[order].astype(np.int64)
+    entity = {k: v[order] for k, v in entity.items()}
     is_hz = np.isin(flows, ft.hz) | (flows == ft.special.get("mapstore", -1))
     threads = np.where(
         is_hz, HZ0 + rng.integers(0, 16, size=len(flows)),
@@ -241,7 +353,8 @@ def plan_file(service: str, case: TestCase, slot: CaseSlot, scale: float,
         t = np.concatenate([t_s, t])
         threads = np.append(threads, MAIN)
         is_hz = np.append(is_hz, True)  # start-up lines carry no correlation id
-    requests = _request_values(rng, threads, is_hz, pool_sizes, ft.needs)
+        entity = {k: np.append(v, entities.offset[k]) for k, v in entity.items()}
+    requests = _request_values(rng, threads, is_hz, entity, ft.needs)
     return FilePlan(t.astype(np.int64), req.astype(np.int64), pos.astype(np.int32),
                     tid.astype(np.int32), requests)
 

@@ -21,12 +21,21 @@ _THREAD_NAMES = pl.Series("thread_name", THREADS, dtype=pl.String)
 
 @dataclass
 class Pools:
-    """Per-run registered clients, users and services (small, repeated across requests)."""
+    """A run's registered clients, users and services, one table per entity kind (columns are
+    placeholder names, see :mod:`loglead_lo2.generator.values`); each request holds a row
+    index per kind (request columns ``client``, ``user``, ``svc``)."""
 
-    client_id: pl.Series
-    basic: pl.Series
-    user_id: pl.Series
-    svc_id: pl.Series
+    client: pl.DataFrame
+    user: pl.DataFrame
+    svc: pl.DataFrame
+
+    def column_of(self, name: str) -> tuple[str, pl.Series] | None:
+        """``(request column, values)`` of placeholder ``name``, if an entity field."""
+        for kind in ("client", "user", "svc"):
+            table: pl.DataFrame = getattr(self, kind)
+            if name in table.columns:
+                return kind, table.get_column(name)
+        return None
 
 
 @dataclass
@@ -64,10 +73,9 @@ def _requests_frame(plans: list[FilePlan]) -> pl.DataFrame:
 
 
 def _value_expr(name: str, pools: Pools) -> pl.Expr:
-    pool_of = {"client_id": ("client", pools.client_id), "basic": ("client", pools.basic),
-               "user_id": ("user", pools.user_id), "svc_id": ("svc", pools.svc_id)}
-    if name in pool_of:
-        key, series = pool_of[name]
+    field = pools.column_of(name)
+    if field is not None:
+        key, series = field
         return pl.lit(series).gather(pl.col(key))
     if name == "jul":
         return pl.from_epoch("t", time_unit="ms").dt.strftime("%b %-d, %Y %-I:%M:%S %p")

@@ -12,6 +12,14 @@ from __future__ import annotations
 import json
 
 from loglead_lo2.cases import TestCase
+from loglead_lo2.generator.bodies import (
+    CLIENT_FIELDS,
+    PASSWORD_FIELDS,
+    SERVICE_FIELDS,
+    USER_FIELDS,
+    replace_field,
+    validate_body,
+)
 from loglead_lo2.generator.templates import (
     _CLI,
     _CODE,
@@ -152,8 +160,53 @@ def _prefix(service: str, case: str) -> list[str]:
         return _path(_CODE)
     if service == "refresh-token":
         return _norm(_RT + "/AAAAAA") if "404" in case else _path(_RT)
-    paths = {"client": _CLI, "service": _SVC, "user": _USR}
-    return _norm(paths.get(service, "/"))
+    return _crud_prefix(service, case)
+
+
+_BAD_ITEM = {"get_user_404_no_user": "none", "delete_user_404_no_user": "none",
+             "get_client_404_no_client": "none", "delete_client_404_no_client": "not_a_client_id",
+             "get_service_404_no_service": "none", "delete_service_404_no_service":
+             "not_service_id"}
+"""Ids the harness asks for in its 'not found' cases."""
+
+
+def _crud_prefix(service: str, case: str) -> list[str]:
+    """Request lines of a client/service/user error case before its error: the path, and the
+    JSON body the harness sends (with the value that makes the case fail)."""
+    path, fields, param = {
+        "client": (_CLI, CLIENT_FIELDS, "clientId"),
+        "service": (_SVC, SERVICE_FIELDS, "serviceId"),
+        "user": (_USR, USER_FIELDS, "userId"),
+    }.get(service, ("/", [], ""))
+    if case in _BAD_ITEM:
+        return _norm(f"{path}/{_BAD_ITEM[case]}") + [_validate(_BAD_ITEM[case], param)]
+    if "_page_" in case:
+        return _path(path)
+    if case.startswith("update_password"):
+        bad_user = "404" in case
+        user = "@{uuid}" if bad_user else "@{user_id}"
+        pw = PASSWORD_FIELDS
+        if "wrong" in case:
+            pw = replace_field(pw, "password", "@{uuid}")
+        if "not_match" in case:
+            pw = replace_field(pw, "newPasswordConfirm", "@{uuid}")
+        return _norm(f"/oauth2/password/{user}") + [_validate(user, "userId")] + \
+            validate_body(pw)
+    stop = None
+    for key in ("clientType", "clientProfile", "service_type"):
+        if case.endswith(key):
+            name = "serviceType" if key == "service_type" else key
+            fields, stop = replace_field(fields, name, "none"), name
+    edits = {"no_password": ("passwordConfirm", None),
+             "password_no_match": ("passwordConfirm", "@{uuid}"),
+             "update_user_404_no_user": ("userId", "@{uuid}"),
+             "ownerId": ("ownerId", "nouser"), "no_user": ("ownerId", "nouser"),
+             "user_id": ("ownerId", "nouser"), "update_service_404_service_id": ("serviceId", ""),
+             "update_client_404_clientId": ("clientName", "@{client_name}")}
+    for marker, (key, value) in edits.items():
+        if marker in case:
+            fields = replace_field(fields, key, value)
+    return _norm(path) + validate_body(fields, stop_at=stop)
 
 
 def signature(case: TestCase) -> str | None:

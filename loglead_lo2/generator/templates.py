@@ -16,24 +16,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from loglead_lo2.generator.bodies import (
+    CLIENT_FIELDS,
+    PASSWORD_FIELDS,
+    SERVICE_FIELDS,
+    USER_FIELDS,
+    Field,
+    replace_field,
+    validate_body,
+)
+from loglead_lo2.generator.layout import body
 
 PLACEHOLDER = re.compile(r"@\{(\w+)\}")
 REDIRECT = "http://localhost:8080/authorization"
-
-
-def abbreviate(logger: str, width: int = 36) -> str:
-    """Logback's ``%logger{36}``: shorten leading package names to one letter until it fits."""
-    parts = logger.split(".")
-    for i in range(len(parts) - 1):
-        if len(".".join(parts)) <= width:
-            break
-        parts[i] = parts[i][0]
-    return ".".join(parts)
-
-
-def body(level: str, logger: str, method: str, msg: str) -> str:
-    """Pattern text after the correlation id: ``%-5level %logger{36} %M - %msg``."""
-    return f"{level:<5} {abbreviate(logger)} {method} - {msg}"
 
 
 @dataclass(frozen=True)
@@ -114,11 +111,20 @@ def _mapstore(store: str, method: str, value: str) -> str:
     return body("DEBUG", logger, method, f"{verb}:{value}")
 
 
-# (weight, templates) per service; hz flows are single lines on partition threads.
-Flow = tuple[float, list[str]]
+class Flow(NamedTuple):
+    """A request: its relative weight among the service's requests, its line templates, and
+    the entity kind it registers (``user``/``client``/``svc``; ``None`` for the others)."""
+
+    weight: float
+    templates: list[str]
+    registers: str | None = None
+
+
+def _flows(rows: list[tuple[float, list[str]]]) -> list[Flow]:
+    return [Flow(w, t) for w, t in rows]
 
 _TOK = "/oauth2/token"
-TOKEN_FLOWS: list[Flow] = [
+TOKEN_FLOWS: list[Flow] = _flows([
     (30.0, _path(_TOK) + [BASIC, JWT_KEY]),
     (19.0, _norm(_TOK) + [body("DEBUG", TOKEN_H, "handleClientCredentials", "scope = null"),
                           CONFIG_JKS]),
@@ -142,19 +148,18 @@ TOKEN_FLOWS: list[Flow] = [
                               f"variable from codeMap cache userId = admin redirectUri = "
                               f"{REDIRECT} scope = null userType = null roles = admin user "
                               "remember = null"), CONFIG_JKS]),
-]
+])
 
 _CODE = "/oauth2/code"
 CODE_H = _h("code", "Oauth2CodeGetHandler")
 CODE_P = _h("code", "Oauth2CodePostHandler")
-CODE_FLOWS: list[Flow] = [
-    (20.0, _path(_CODE) + [
-        _validate("code", "response_type"), _validate("@{client_id}", "client_id"),
-        _validate(REDIRECT, "redirect_uri"),
+_CODE_QUERY = [_validate("code", "response_type"), _validate("@{client_id}", "client_id"),
+               _validate(REDIRECT, "redirect_uri")]
+CODE_FLOWS: list[Flow] = _flows([
+    (20.0, _path(_CODE) + _CODE_QUERY + [
         body("DEBUG", CODE_H, "handleRequest", "client_id = @{client_id} userId = admin"),
         body("DEBUG", CODE_H, "handleRequest", f"code = @{{code}} redirectUri = {REDIRECT}")]),
-    (8.0, _path(_CODE) + [
-        _validate("code", "response_type"), _validate("@{client_id}", "client_id"),
+    (8.0, _path(_CODE) + _CODE_QUERY + [
         _validate("@{pkce}", "code_challenge"), _validate("S256", "code_challenge_method"),
         body("DEBUG", CODE_H, "handleRequest", "client_id = @{client_id} userId = admin"),
         body("DEBUG", CODE_H, "handleRequest",
@@ -163,98 +168,81 @@ CODE_FLOWS: list[Flow] = [
     (6.0, _norm(_CODE) + [
         body("DEBUG", CODE_P, "handleRequest", "client_id = @{client_id} j_username = admin"),
         body("DEBUG", CODE_P, "handleRequest", f"code = @{{code}} redirectUri = {REDIRECT}")]),
-]
+])
+
+
+def _crud(service: str, kind: str, path: str, param: str, value: str, fields: list[Field],
+          update_fields: list[Field], handler_msg: str) -> list[Flow]:
+    """The six ``correct`` tasks of a registration user of the harness, equal weights:
+    register, update, get one, get a page, delete (and, for users, a password change)."""
+    name = {"client": "Client", "service": "Service", "user": "User"}[service]
+    item = f"{path}/{value}"
+    by_id = f"Oauth2{name}{param[0].upper()}{param[1:]}GetHandler"
+    return [
+        Flow(1.0, _norm(path) + validate_body(fields) + [
+            body("DEBUG", _h(service, f"Oauth2{name}PostHandler"), "handleRequest",
+                 handler_msg)], registers=kind),
+        Flow(1.0, _norm(path) + validate_body(update_fields)),
+        Flow(1.0, _norm(item) + [
+            _validate(value, param),
+            body("DEBUG", _h(service, by_id), "handleRequest", f"{param} = {value}")]),
+        Flow(1.0, _path(path) + [_validate("1", "page"),
+                                 body("DEBUG", _h(service, f"Oauth2{name}GetHandler"),
+                                      "handleRequest", "page = 1 pageSize = 10")]),
+        Flow(1.0, _norm(item) + [
+            _validate(value, param),
+            body("DEBUG", _h(service, by_id.replace("GetHandler", "DeleteHandler")),
+                 "handleRequest", f"{param} = {value}")]),
+    ]
+
 
 _CLI = "/oauth2/client"
-CLIENT_FLOWS: list[Flow] = [
-    (10.0, _path(_CLI) + [_validate("1", "page"), _validate("10", "pageSize"),
-                          body("DEBUG", _h("client", "Oauth2ClientGetHandler"), "handleRequest",
-                               "page = 1 pageSize = 10 clientName = null")]),
-    (8.0, _norm(_CLI + "/@{client_id}") + [
-        body("DEBUG", _h("client", "Oauth2ClientClientIdGetHandler"), "handleRequest",
-             "clientId = @{client_id}")]),
-    (6.0, _norm(_CLI) + [
-        _validate("public", "clientType"), _validate("mobile", "clientProfile"),
-        body("DEBUG", _h("client", "Oauth2ClientPostHandler"), "handleRequest",
-             "ownerId = @{user_id} clientId = @{uuid}")]),
-    (5.0, _norm(_CLI) + [
-        _validate("confidential", "clientType"), _validate("server", "clientProfile"),
-        body("DEBUG", _h("client", "Oauth2ClientPutHandler"), "handleRequest",
-             "clientId = @{client_id} ownerId = @{user_id}")]),
-    (3.0, _norm(_CLI + "/@{uuid}") + [
-        body("DEBUG", _h("client", "Oauth2ClientClientIdDeleteHandler"), "handleRequest",
-             "clientId = @{uuid}")]),
-]
+CLIENT_FLOWS: list[Flow] = _crud(
+    "client", "client", _CLI, "clientId", "@{client_id}", CLIENT_FIELDS,
+    replace_field(CLIENT_FIELDS, "clientType", "confidential"), "clientId = @{client_id}")
 
 _SVC = "/oauth2/service"
-SERVICE_FLOWS: list[Flow] = [
-    (10.0, _path(_SVC) + [_validate("1", "page"), _validate("10", "pageSize"),
-                          body("DEBUG", _h("service", "Oauth2ServiceGetHandler"),
-                               "handleRequest", "page = 1 pageSize = 10 serviceId = null")]),
-    (8.0, _norm(_SVC + "/@{svc_id}") + [
-        body("DEBUG", _h("service", "Oauth2ServiceServiceIdGetHandler"), "handleRequest",
-             "serviceId = @{svc_id}")]),
-    (6.0, _norm(_SVC) + [
-        _validate("openapi", "serviceType"),
-        body("DEBUG", _h("service", "Oauth2ServicePostHandler"), "handleRequest",
-             "serviceId = @{svc_id} ownerId = @{user_id} serviceType = openapi")]),
-    (5.0, _norm(_SVC) + [
-        _validate("swagger", "serviceType"),
-        body("DEBUG", _h("service", "Oauth2ServicePutHandler"), "handleRequest",
-             "serviceId = @{svc_id} ownerId = @{user_id}")]),
-    (3.0, _norm(_SVC + "/@{svc_id}") + [
-        body("DEBUG", _h("service", "Oauth2ServiceServiceIdDeleteHandler"), "handleRequest",
-             "serviceId = @{svc_id}")]),
-]
+SERVICE_FLOWS: list[Flow] = _crud(
+    "service", "svc", _SVC, "serviceId", "@{svc_id}", SERVICE_FIELDS,
+    replace_field(SERVICE_FIELDS, "serviceType", "swagger"), "serviceId = @{svc_id}")
 
 _USR = "/oauth2/user"
-USER_FLOWS: list[Flow] = [
-    (10.0, _path(_USR) + [_validate("1", "page"), _validate("10", "pageSize"),
-                          body("DEBUG", _h("user", "Oauth2UserGetHandler"), "handleRequest",
-                               "page = 1 pageSize = 10 userId = null")]),
-    (8.0, _norm(_USR + "/@{user_id}") + [
-        body("DEBUG", _h("user", "Oauth2UserUserIdGetHandler"), "handleRequest",
-             "userId = @{user_id}")]),
-    (6.0, _norm(_USR) + [
-        _validate("@{user_id}@example.com", "email"), _validate("customer", "userType"),
-        body("DEBUG", _h("user", "Oauth2UserPostHandler"), "handleRequest",
-             "userId = @{user_id} email = @{user_id}@example.com"),
-        body("DEBUG", _h("user", "Oauth2UserPostHandler"), "handleRequest",
-             "password hashed with PBKDF2WithHmacSHA1 iterations = 1000")]),
-    (5.0, _norm(_USR) + [
-        body("DEBUG", _h("user", "Oauth2UserPutHandler"), "handleRequest",
-             "userId = @{user_id} firstName = Steve lastName = Hu")]),
-    (3.0, _norm("/oauth2/password/@{user_id}") + [
+USER_FLOWS: list[Flow] = _crud(
+    "user", "user", _USR, "userId", "@{user_id}", USER_FIELDS, USER_FIELDS,
+    "userId = @{user_id} password hashed with PBKDF2WithHmacSHA1") + [
+    Flow(1.0, _norm("/oauth2/password/@{user_id}") + [_validate("@{user_id}", "userId")]
+         + validate_body(PASSWORD_FIELDS) + [
         body("DEBUG", _h("user", "Oauth2PasswordUserIdPostHandler"), "handleRequest",
              "userId = @{user_id} password matched, updating")]),
-    (2.0, _norm(_USR + "/@{user_id}") + [
-        body("DEBUG", _h("user", "Oauth2UserUserIdDeleteHandler"), "handleRequest",
-             "userId = @{user_id}")]),
 ]
 
 _RT = "/oauth2/refresh_token"
 RT_GET = _h("refresh-token", "Oauth2RefreshTokenRefreshTokenGetHandler")
 RT_DEL = _h("refresh-token", "Oauth2RefreshTokenRefreshTokenDeleteHandler")
-REFRESH_FLOWS: list[Flow] = [
+REFRESH_FLOWS: list[Flow] = _flows([
     (10.0, _path(_RT) + [_validate("1", "page"), _validate("10", "pageSize"),
                          body("DEBUG", _h("refresh-token", "Oauth2RefreshTokenGetHandler"),
                               "handleRequest", "page = 1 pageSize = 10 userId = null")]),
-    (8.0, _norm(_RT + "/@{uuid}") + [body("DEBUG", RT_GET, "handleRequest",
+    (8.0, _norm(_RT + "/@{uuid}") + [_validate("@{uuid}", "refreshToken"),
+                                     body("DEBUG", RT_GET, "handleRequest",
                                           "refreshToken = @{uuid}")]),
-    (4.0, _norm(_RT + "/@{uuid}") + [body("DEBUG", RT_DEL, "handleRequest",
+    (4.0, _norm(_RT + "/@{uuid}") + [_validate("@{uuid}", "refreshToken"),
+                                     body("DEBUG", RT_DEL, "handleRequest",
                                           "refreshToken = @{uuid}")]),
-]
+])
 
-HZ_FLOWS: list[Flow] = [
+HZ_FLOWS: list[Flow] = _flows([
     (5.0, [_mapstore("UserMapStore", "load", "@{user_id}")]),
-    (1.0, [_mapstore("UserMapStore", "store", "@{user_id}")]),
+    (2.0, [_mapstore("UserMapStore", "store", "@{user_id}")]),
+    (0.8, [_mapstore("UserMapStore", "delete", "@{user_id}")]),
     (4.0, [_mapstore("RefreshTokenMapStore", "load", "@{uuid}")]),
     (2.0, [_mapstore("RefreshTokenMapStore", "delete", "@{uuid}")]),
     (2.5, [_mapstore("ClientMapStore", "store", "@{client_id}")]),
     (1.0, [_mapstore("ClientMapStore", "load", "@{client_id}")]),
     (1.0, [_mapstore("ServiceMapStore", "load", "@{svc_id}")]),
+    (1.0, [_mapstore("ServiceMapStore", "store", "@{svc_id}")]),
     (0.8, [_mapstore("ServiceMapStore", "delete", "@{svc_id}")]),
-]
+])
 
 SERVICE_FLOWS_BY_NAME: dict[str, list[Flow]] = {
     "client": CLIENT_FLOWS,

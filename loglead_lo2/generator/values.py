@@ -6,8 +6,6 @@ polars String Series built from a fixed-width byte array, so no Python loop runs
 
 from __future__ import annotations
 
-import base64
-
 import numpy as np
 import polars as pl
 
@@ -88,20 +86,87 @@ def uuid_chars(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def hex_chars(rng: np.random.Generator, n: int, width: int = 8) -> np.ndarray:
+    """Random lower-case hex words as an ``(n, width)`` ASCII matrix."""
+    return _HEX[rng.integers(0, 16, size=(n, width))]
+
+
 def hex_ids(rng: np.random.Generator, n: int, name: str, width: int = 8) -> pl.Series:
     """Random lower-case hex ids (user and service ids look like ``66c2c2bd``)."""
-    return _to_series(_HEX[rng.integers(0, 16, size=(n, width))], name)
+    return _to_series(hex_chars(rng, n, width), name)
+
+
+def uuid_prefix_chars(rng: np.random.Generator, n: int, width: int) -> np.ndarray:
+    """``str(uuid4())[:width]`` as an ``(n, width)`` ASCII matrix.
+
+    The recording harness makes ``userId``/``serviceId`` with ``[:8]`` (8 hex digits) and
+    names with ``[:32]`` (a UUID cut inside its last group: ``8-4-4-4-7``).
+    """
+    return np.ascontiguousarray(uuid_chars(rng, n)[:, :width])
+
+
+_B64STD = np.frombuffer(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", dtype=np.uint8
+)
+
+
+def b64std_padded_chars(raw: np.ndarray) -> np.ndarray:
+    """Standard, ``=``-padded base64 of each row of ``raw`` (``(n, k)`` uint8), as HTTP
+    ``Basic`` credentials are encoded."""
+    n, k = raw.shape
+    pad = (-k) % 3
+    padded = np.concatenate([raw, np.zeros((n, pad), dtype=np.uint8)], axis=1)
+    a, b, c = (padded.reshape(n, (k + pad) // 3, 3)[:, :, i].astype(np.uint16) for i in range(3))
+    sextets = np.stack(
+        [a >> 2, ((a & 3) << 4) | (b >> 4), ((b & 15) << 2) | (c >> 6), c & 63], axis=2
+    ).reshape(n, 4 * ((k + pad) // 3))
+    out = _B64STD[sextets]
+    if pad:
+        out[:, -pad:] = ord("=")
+    return out
+
+
+def basic_chars(ids: np.ndarray, secrets: np.ndarray) -> np.ndarray:
+    """``Basic base64(id:secret)`` for each row of two ASCII matrices."""
+    n = len(ids)
+    colon = np.full((n, 1), ord(":"), dtype=np.uint8)
+    creds = b64std_padded_chars(np.concatenate([ids, colon, secrets], axis=1))
+    head = np.tile(np.frombuffer(b"Basic ", dtype=np.uint8), (n, 1))
+    return np.concatenate([head, creds], axis=1)
 
 
 def client_pool(rng: np.random.Generator, n: int) -> pl.DataFrame:
-    """Registered clients of one run: id, secret and the ``Basic`` header built from them.
+    """Registered clients: server-made id (UUID) and secret (22 base64url characters), the
+    ``Basic`` header built from them, and the harness's ``clientName`` (``uuid4()[:32]``) and
+    ``clientDesc`` (a full UUID)."""
+    ids, secrets = uuid_chars(rng, n), cid_chars(rng, n)
+    return pl.DataFrame([
+        _to_series(ids, "client_id"), _to_series(secrets, "secret"),
+        _to_series(basic_chars(ids, secrets), "basic"),
+        _to_series(uuid_prefix_chars(rng, n, 32), "client_name"),
+        _to_series(uuid_chars(rng, n), "client_desc"),
+    ])
 
-    A handful of values per run, so a plain loop over them is fine.
-    """
-    ids = uuids(rng, n, "client_id")
-    secrets = correlation_ids(rng, n, "secret")
-    basic = [
-        "Basic " + base64.b64encode(f"{i}:{s}".encode()).decode()
-        for i, s in zip(ids.to_list(), secrets.to_list(), strict=True)
-    ]
-    return pl.DataFrame([ids, pl.Series("basic", basic, dtype=pl.String)])
+
+def user_pool(rng: np.random.Generator, n: int) -> pl.DataFrame:
+    """Registered users as the harness makes them (``locust_user.User``): ``userId``
+    ``uuid4()[:8]``, ``firstName``/``lastName`` ``uuid4()[:32]``, ``email`` and ``password``
+    full UUIDs, plus the ``newPassword`` of a password change (a full UUID)."""
+    return pl.DataFrame([
+        _to_series(uuid_prefix_chars(rng, n, 8), "user_id"),
+        _to_series(uuid_prefix_chars(rng, n, 32), "first_name"),
+        _to_series(uuid_prefix_chars(rng, n, 32), "last_name"),
+        _to_series(uuid_chars(rng, n), "email"),
+        _to_series(uuid_chars(rng, n), "password"),
+        _to_series(uuid_chars(rng, n), "new_password"),
+    ])
+
+
+def service_pool(rng: np.random.Generator, n: int) -> pl.DataFrame:
+    """Registered services (``locust_service.Service``): ``serviceId`` ``uuid4()[:8]``,
+    ``serviceName`` ``uuid4()[:32]``, ``serviceDesc`` a full UUID."""
+    return pl.DataFrame([
+        _to_series(uuid_prefix_chars(rng, n, 8), "svc_id"),
+        _to_series(uuid_prefix_chars(rng, n, 32), "svc_name"),
+        _to_series(uuid_chars(rng, n), "svc_desc"),
+    ])
