@@ -11,7 +11,8 @@ padded ``INFO `` level reads ``INFO``); the rules below are applied, in this ord
  2    ``<JWT>``    JSON web tokens ``eyJ...``
  3    ``<URL>``    ``scheme://...`` up to whitespace, quote, comma or closing bracket
  4    ``<EMAIL>``  e-mail addresses
- 5    ``<UUID>``   8-4-4-4-12 hexadecimal UUIDs
+ 5    ``<UUID>``   8-4-4-4-12 hexadecimal UUIDs, and UUIDs cut anywhere after their first
+                   group (``str(uuid4())[:32]`` = ``8-4-4-4-7``, ``1c9a93c6-75``)
  6    ``<TIME>``   ISO dates/times, ``HH:MM:SS(.mmm)``, ``Nov 20, 2024``
  7    ``<IP>``     dotted IPv4 addresses
  8    ``<ID>``     22-character base64url ids (codes, correlation ids) that contain a lower-case
@@ -23,8 +24,9 @@ padded ``INFO `` level reads ``INFO``); the rules below are applied, in this ord
 10    ``<NUM>``    line numbers of stack frames ``(Foo.java:123)`` and the counts of
                    ``... 12 common frames omitted`` / ``... 12 more``
 11    ``<HEX>``    ``0x..``, ``@1b6d3586`` object hashes, 8-character and 12+-character
-                   hexadecimal words (``Load:66c2c2bd``); digit-only words of 9+ digits are
-                   ``<NUM>``
+                   hexadecimal words (``Load:66c2c2bd``), and shorter lower-case hex words that
+                   mix digits and letters (``4e3a``: pieces of ids; not glued to a ``.``);
+                   digit-only words of 9+ digits are ``<NUM>``
 12    ``<NUM>``    other stand-alone numbers and versions, EXCEPT 3-digit values 100-599 (HTTP
                    statuses such as ``"statusCode":404`` and ``404`` stay); digits glued to
                    letters stay, so ``ERR12014`` and ``oauth2`` survive intact
@@ -102,6 +104,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("long_int", r"\b\d{9,}\b", "<NUM>"),
     ("object_hash", r"@[0-9a-fA-F]{1,8}\b", "@<HEX>"),
     ("hex", r"\b(?:0[xX][0-9a-fA-F]+|[0-9a-fA-F]{8}|[0-9a-fA-F]{12,})\b", "<HEX>"),
+    ("hex_piece", _LEFT + r"(?:[0-9]+[a-f]|[a-f]+[0-9])[0-9a-f]+" + _RIGHT, "${1}<HEX>${2}"),
     ("num", r"\b(?:\d+(?:\.\d+)+|\d{1,2}|[06-9]\d\d|\d{4,})\b", "<NUM>"),
 )
 """(name, regex, replacement) applied in order to the message body (Rust regex syntax)."""
