@@ -79,6 +79,7 @@ _UUID_CUT = (
     rf"\b{_HEXC}{{8}}-(?:{_HEXC}{{1,4}}(?:-(?:{_HEXC}{{1,4}}(?:-(?:{_HEXC}{{1,4}}"
     rf"(?:-{_HEXC}{{0,12}})?)?)?)?)?)?($|[^{_B64URL}])"
 )
+_HEX_PIECE = _LEFT + r"[0-9a-f]*(?:[0-9][a-f]|[a-f][0-9])[0-9a-f]*" + _RIGHT
 _MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
 
 RULES: tuple[tuple[str, str, str], ...] = (
@@ -104,7 +105,8 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("long_int", r"\b\d{9,}\b", "<NUM>"),
     ("object_hash", r"@[0-9a-fA-F]{1,8}\b", "@<HEX>"),
     ("hex", r"\b(?:0[xX][0-9a-fA-F]+|[0-9a-fA-F]{8}|[0-9a-fA-F]{12,})\b", "<HEX>"),
-    ("hex_piece", _LEFT + r"(?:[0-9]+[a-f]|[a-f]+[0-9])[0-9a-f]+" + _RIGHT, "${1}<HEX>${2}"),
+    ("hex_piece", _HEX_PIECE, "${1}<HEX>${2}"),
+    ("hex_piece_again", _HEX_PIECE, "${1}<HEX>${2}"),  # neighbours sharing a delimiter
     ("num", r"\b(?:\d+(?:\.\d+)+|\d{1,2}|[06-9]\d\d|\d{4,})\b", "<NUM>"),
 )
 """(name, regex, replacement) applied in order to the message body (Rust regex syntax)."""
