@@ -319,3 +319,58 @@ def test_help_and_module_entry_point(capsys: pytest.CaptureFixture[str]) -> None
     proc = subprocess.run([sys.executable, "-m", "loglead_lo2.generator", "--help"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "lo2-sample" in proc.stdout
+
+
+UUID32 = re.compile(
+    r'"firstName":"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{8}"')
+USER_ID = re.compile(r'"userId":"([0-9a-f]{8})"')
+
+
+def test_values_have_the_recording_harness_shapes(sample: Path) -> None:
+    """Register bodies as ``locust_user.User`` makes them, logged by the schema validator; ids
+    reused by later requests of the same case only; MapStore keys of every shape."""
+    run = _runs(sample)[0]
+    user = (run / "correct" / log_name("user")).read_text("utf-8")
+    bodies = [ln for ln in user.split("\n")
+              if "PropertiesValidator" in ln and '"userType"' in ln]
+    assert bodies and all(ln.count('"userId":"') == 2 for ln in bodies[:20])
+    assert UUID32.search(user) and re.search(r'"email":"[0-9a-f-]{36}"', user)
+    registered = set(USER_ID.findall(user))
+    assert len(registered) > 10  # fresh values per registration (scale 0.03: ~15)
+    other = (run / "get_user_404_no_user" / log_name("user")).read_text("utf-8")
+    assert not registered & set(USER_ID.findall(other))  # a new locust process per case
+    token = (run / "correct" / log_name("token")).read_text("utf-8")
+    assert re.search(r"Load:[0-9a-f]{8}\n", token)
+    assert re.search(r"Load:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n",
+                     token)
+    assert re.search(r'validate\( "Basic [A-Za-z0-9+/]{79}="', token)
+
+
+def test_raw_token_variety_is_of_the_real_order(tmp_path: Path) -> None:
+    """The real token log of one ``correct`` case: 22,660 lines, 17,329 distinct tokens."""
+    root = tmp_path / "full"
+    generate(root, runs=1, seed=2, scale=1.0)
+    path = _runs(root)[0] / "correct" / log_name("token")
+    text = path.read_text("utf-8")
+    lines = text.count("\n")
+    distinct = len(set(text.split()))
+    assert 18000 < lines < 26000
+    assert 0.5 < distinct / 17329 < 2.0, distinct
+
+
+def test_cases_start_with_registrations_and_errors_can_be_early(sample: Path) -> None:
+    """Each case is a new locust process: the registration users start first, so the
+    first request lines of the user log belong to a registration, and the token service
+    starts later than the client service. Error-case files start mid-traffic: injected
+    events may fall in their first lines (the old 100-line trim removed them)."""
+    for run in _runs(sample):
+        for case in ("correct", "get_user_404_no_user", "access_token_client_secret_wrong_401"):
+            lines = _lines(run / case / log_name("user"))
+            first = next(ln for ln in lines if "[XNIO" in ln and "Validator" in ln)
+            assert '"userId":"' in first and "PropertiesValidator" in first, first
+            client = next(ln for ln in _lines(run / case / log_name("client")) if "[XNIO" in ln)
+            token = next(ln for ln in _lines(run / case / log_name("token")) if "[XNIO" in ln)
+            assert client[:12] < token[:12]
+    early = [r for r in _manifest(sample)
+             if r["kind"] == "injected" and int(r["line_no"]) <= 100]
+    assert early, "no injected event in the first 100 lines of any error-case file"

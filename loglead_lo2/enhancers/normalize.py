@@ -12,7 +12,7 @@ padded ``INFO `` level reads ``INFO``); the rules below are applied, in this ord
  3    ``<URL>``    ``scheme://...`` up to whitespace, quote, comma or closing bracket
  4    ``<EMAIL>``  e-mail addresses
  5    ``<UUID>``   8-4-4-4-12 hexadecimal UUIDs, and UUIDs cut anywhere after their first
-                   group (``str(uuid4())[:32]`` = ``8-4-4-4-7``, ``1c9a93c6-75``)
+                   group (``str(uuid4())[:32]`` = ``8-4-4-4-8``, ``1c9a93c6-75``)
  6    ``<TIME>``   ISO dates/times, ``HH:MM:SS(.mmm)``, ``Nov 20, 2024``
  7    ``<IP>``     dotted IPv4 addresses
  8    ``<ID>``     22-character base64url ids (codes, correlation ids) that contain a lower-case
@@ -73,7 +73,7 @@ _LEFT = rf"(^|[^{_B64URL}.])"
 _RIGHT = rf"($|[^{_B64URL}.]|\.$|\.[^{_B64URL}])"
 _HEXC = "[0-9a-fA-F]"
 # A UUID cut anywhere after its first group (``str(uuid4())[:k]``, k >= 9, e.g. the harness's
-# 32-character names ``8-4-4-4-7``): the first group, then up to four dash-separated groups
+# 32-character names ``8-4-4-4-8``): the first group, then up to four dash-separated groups
 # that may each be cut short, ending at a character that cannot continue an id.
 _UUID_CUT = (
     rf"\b{_HEXC}{{8}}-(?:{_HEXC}{{1,4}}(?:-(?:{_HEXC}{{1,4}}(?:-(?:{_HEXC}{{1,4}}"

@@ -100,7 +100,7 @@ def uuid_prefix_chars(rng: np.random.Generator, n: int, width: int) -> np.ndarra
     """``str(uuid4())[:width]`` as an ``(n, width)`` ASCII matrix.
 
     The recording harness makes ``userId``/``serviceId`` with ``[:8]`` (8 hex digits) and
-    names with ``[:32]`` (a UUID cut inside its last group: ``8-4-4-4-7``).
+    names with ``[:32]`` (a UUID cut inside its last group: ``8-4-4-4-8``).
     """
     return np.ascontiguousarray(uuid_chars(rng, n)[:, :width])
 
