@@ -9,6 +9,12 @@ subprocesses, so that peak RSS is that of one step alone:
   load     discovery + parsing into the events table (no enhancement, nothing written)
   enhance  the full loader with --save-parquet (parse + enhancers + aggregation + write);
            the enhancement share is reported from the loader's own step timings.
+  vocab    from the written sequences: distinct normalised words (``e_words``), Drain
+           templates, and how many of each service's 50 most frequent words look like id
+           fragments (must be 0: a vocabulary that grows with the runs means ids leak).
+
+The sample is the default (realistic) generator output; --batch defaults to the loader's own
+default (``--enhancer-run-batch``).
 """
 
 from __future__ import annotations
@@ -57,18 +63,51 @@ def _measure(mode: str, tree: Path, out: Path, batch: int) -> dict:
     return result
 
 
+def _id_like(word: str) -> bool:
+    """Same test as tests/test_normalize.py: a hex piece, or a long mixed base64-like run."""
+    import re
+
+    if re.fullmatch(r"[0-9a-f]*(?:[0-9][a-f]|[a-f][0-9])[0-9a-f]*", word):
+        return True
+    return (len(word) >= 16 and sum(c.isdigit() for c in word) >= 3
+            and any(c.islower() for c in word) and any(c.isupper() for c in word))
+
+
+def _vocab(out: Path) -> dict:
+    import polars as pl
+
+    seqs = pl.scan_parquet(out / "lo2_sequences_enhanced.parquet").select(
+        "service", "e_words", "e_words_counts")
+    pairs = (seqs.explode(["e_words", "e_words_counts"])
+             .group_by("service", "e_words").agg(pl.col("e_words_counts").sum().alias("n"))
+             .collect())
+    leaks = 0
+    for service in sorted(pairs["service"].unique().to_list()):
+        top = (pairs.filter(pl.col("service") == service)
+               .sort(["n", "e_words"], descending=[True, False]).head(50)["e_words"].to_list())
+        leaks += sum(_id_like(w) for w in top if w is not None)
+    templates = pl.scan_parquet(out / "lo2_drain_templates.parquet").select(pl.len()).collect()
+    return {"words": pairs["e_words"].n_unique(), "templates": int(templates.item()),
+            "top50_id_fragments": leaks}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, nargs="+", default=[1, 5])
+    p.add_argument("--runs", type=int, nargs="+", default=[1, 5, 20])
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--batch", type=int, default=0, help="--enhancer-run-batch for 'enhance'")
+    p.add_argument("--batch", type=int, default=None,
+                   help="--enhancer-run-batch for 'enhance' (default: the loader's; 0 = all)")
     p.add_argument("--work", type=Path, default=Path("/tmp/lo2_bench"))
     p.add_argument("--skip-load", action="store_true", help="only measure 'enhance'")
     p.add_argument("--worker", choices=["load", "enhance"], help=argparse.SUPPRESS)
     p.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.batch is None:
+        from loglead_lo2.loader.pipeline import DEFAULT_RUN_BATCH
+
+        args.batch = DEFAULT_RUN_BATCH
     if args.worker:
         _worker(args.worker, args.tree, args.out, args.batch)
         return 0
@@ -94,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
               f"peak RSS {r['peak_rss_gb']:.2f} GB")
         print(f"[{n} run(s)] enhancement alone: {enh:.2f}s = {r['lines'] / max(enh, 1e-9):,.0f} "
               f"lines/s; steps: " + ", ".join(f"{k} {v:.2f}s" for k, v in tm.items()))
+        v = _vocab(args.work / "out")
+        print(f"[{n} run(s)] vocabulary: {v['words']:,} distinct normalised words, "
+              f"{v['templates']:,} Drain templates, {v['top50_id_fragments']} id fragment(s) "
+              "among the 50 most frequent words of each service")
     return 0
 
 
