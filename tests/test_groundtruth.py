@@ -10,14 +10,17 @@ import numpy as np
 import polars as pl
 import pytest
 
+from loglead_lo2.cases import target_service_map
 from loglead_lo2.detection.groundtruth import (
     MANIFEST_SCHEMA,
     empty_report,
     find_manifest,
     ground_truth_recall,
     load_manifest,
+    load_trim_record,
     no_ground_truth_message,
     read_load_info,
+    trim_record_path,
     trim_settings,
 )
 from loglead_lo2.errors import UserError
@@ -25,6 +28,8 @@ from loglead_lo2.errors import UserError
 TOKEN_CASE = "access_token_client_secret_wrong_401"  # target: token
 CLIENT_CASE = "get_client_404_no_client"  # target: client
 NO_TRACE_CASE = "code_challenge_too_short_pkce_400"  # target: code, leaves no trace
+USER_CASE = "get_user_404_no_user"  # target: user
+REFRESH_CASE = "get_token_404"  # target: refresh-token (a service not evaluated here)
 T0 = datetime(2024, 6, 28, 16, 0, 0)
 
 
@@ -112,16 +117,17 @@ def test_recall_per_case_and_overall(manifest: pl.DataFrame) -> None:
     assert rows[TOKEN_CASE] == {
         "test_case": TOKEN_CASE, "target_service": "token", "units": 2, "units_with_trace": 2,
         "detected": 1, "recall": 0.5, "injected_events": 4, "surviving_events": 2,
+        "trimmed_events": 1,
     }
     assert rows[CLIENT_CASE] == {
         "test_case": CLIENT_CASE, "target_service": "client", "units": 1,
         "units_with_trace": 1, "detected": 0, "recall": 0.0, "injected_events": 1,
-        "surviving_events": 1,
+        "surviving_events": 1, "trimmed_events": 0,
     }
     assert rows[NO_TRACE_CASE] == {
         "test_case": NO_TRACE_CASE, "target_service": "code", "units": 1,
         "units_with_trace": 0, "detected": 0, "recall": None, "injected_events": 0,
-        "surviving_events": 0,
+        "surviving_events": 0, "trimmed_events": 0,
     }
     o = report.overall
     assert (o["units"], o["with_trace"], o["detected"]) == (4, 3, 1)
@@ -130,8 +136,9 @@ def test_recall_per_case_and_overall(manifest: pl.DataFrame) -> None:
     assert o["fp_rate_normal"] == pytest.approx(0.4)
     assert (o["n_normal"], o["flagged_normal"]) == (5, 2)
     assert (o["injected_events"], o["surviving_events"]) == (5, 3)
-    assert (o["trimmed_events"], o["unplaced_events"]) == (1, 1)
+    assert (o["trimmed_events"], o["unplaced_events"], o["beyond_head_events"]) == (1, 1, 0)
     assert o["cases_without_trace"] == [NO_TRACE_CASE]
+    assert (o["trim"], o["per_file_record"], o["skip_lines"]) == ("first 100 lines", False, 100)
     # Error rows without a surviving event: r1 token w0 (trimmed event only), the two
     # non-target rows of the token case, the client case's token row, the no-trace case.
     assert (o["n_no_trace"], o["flagged_no_trace"]) == (5, 4)
@@ -139,18 +146,82 @@ def test_recall_per_case_and_overall(manifest: pl.DataFrame) -> None:
     assert report.per_case.schema["recall"] == pl.Float64
 
 
-def test_head_trims_late_events(manifest: pl.DataFrame) -> None:
+def test_head_leaves_late_events_out(manifest: pl.DataFrame) -> None:
     seqs, flags = sequences()
     report = ground_truth_recall(manifest, seqs, flags, skip_lines=100, head=60)
     rows = case_rows(report)
-    # Only lines 101..160 survive: r1 token line 150 (unflagged window), client line 120.
+    # Lines 101..160 are loaded: r1 token line 150 (unflagged window), client line 120; the
+    # trimmed line 50 still counts (a miss); r2's lines 200 and 300 lie past --head: the
+    # loader never looked there, so r2 has no trace in what was loaded.
     assert rows[TOKEN_CASE]["units_with_trace"] == 1
     assert rows[TOKEN_CASE]["detected"] == 0
+    assert rows[TOKEN_CASE]["injected_events"] == 2
     assert rows[CLIENT_CASE]["units_with_trace"] == 1
     o = report.overall
     assert (o["with_trace"], o["detected"], o["recall"]) == (2, 0, 0.0)
-    assert o["trimmed_events"] == 3
+    assert (o["trimmed_events"], o["beyond_head_events"]) == (1, 2)
     assert o["head"] == 60
+
+
+def test_trimmed_events_are_misses_and_stay_in_the_denominator(
+        manifest: pl.DataFrame) -> None:
+    seqs, flags = sequences()
+    # Lines 1..160 trimmed: both r1 token events are gone; r1 still counts, as a miss, even
+    # though its first window (where line 50's timestamp lies) is flagged.
+    report = ground_truth_recall(manifest, seqs, flags, skip_lines=160)
+    row = case_rows(report)[TOKEN_CASE]
+    assert (row["units"], row["units_with_trace"], row["detected"]) == (2, 2, 1)
+    assert (row["injected_events"], row["trimmed_events"], row["surviving_events"]) == (4, 2, 1)
+    o = report.overall
+    assert (o["with_trace"], o["detected"]) == (3, 1)
+    # Everything trimmed: every unit with an injected event is a miss, none leaves the
+    # denominator.
+    everything = ground_truth_recall(manifest, seqs, np.ones(len(flags), dtype=bool),
+                                     skip_lines=10_000)
+    o = everything.overall
+    assert (o["with_trace"], o["detected"], o["recall"]) == (3, 0, 0.0)
+    assert (o["trimmed_events"], o["surviving_events"]) == (5, 0)
+
+
+def files_record(rows: list[tuple[str, str, str, int]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema={"run": pl.String, "test_case": pl.String,
+                                      "service": pl.String, "trimmed_lines": pl.Int64},
+                        orient="row")
+
+
+def test_per_file_record_says_what_was_trimmed(tmp_path: Path) -> None:
+    rows = [*MANIFEST,
+            ("r1", USER_CASE, "user", 20, 60.0, "injected"),  # its log was trimmed whole
+            ("r1", REFRESH_CASE, "refresh-token", 20, 60.0, "injected"),  # not evaluated
+            ("r3", USER_CASE, "user", 20, 60.0, "injected")]  # run not evaluated
+    path = tmp_path / "lo2_manifest.csv"
+    path.write_text(manifest_csv(rows))
+    manifest = load_manifest(path)
+    seqs, flags = sequences()
+    files = files_record([
+        ("r1", TOKEN_CASE, "token", 0),  # the start-up block rule found nothing here
+        ("r2", TOKEN_CASE, "token", 350),  # ... and a block of 350 lines here
+        ("r1", CLIENT_CASE, "client", 0),
+        ("r1", NO_TRACE_CASE, "code", 0),
+        ("r1", USER_CASE, "user", 80),  # every line trimmed: no sequence, still a unit
+        ("r1", REFRESH_CASE, "refresh-token", 0),  # refresh-token rows are not evaluated
+        ("r3", USER_CASE, "user", 0),
+        ("r1", "correct", "token", 70),
+    ])
+    report = ground_truth_recall(manifest, seqs, flags, skip_lines=None, files=files)
+    rows_ = case_rows(report)
+    assert list(rows_) == sorted([CLIENT_CASE, NO_TRACE_CASE, TOKEN_CASE, USER_CASE])
+    # r1: line 50 is kept and sits in the flagged first window; r2: both events trimmed.
+    token = rows_[TOKEN_CASE]
+    assert (token["units_with_trace"], token["detected"], token["trimmed_events"]) == (2, 1, 2)
+    user = rows_[USER_CASE]
+    assert (user["units"], user["units_with_trace"], user["detected"],
+            user["trimmed_events"]) == (1, 1, 0, 1)
+    o = report.overall
+    assert (o["units"], o["with_trace"], o["detected"]) == (5, 4, 1)
+    assert (o["trim"], o["per_file_record"]) == ("start-up block", True)
+    with pytest.raises(ValueError, match="lo2_files.parquet"):
+        ground_truth_recall(manifest, seqs, flags, skip_lines=None)
 
 
 def test_no_trimming_counts_early_event(manifest: pl.DataFrame) -> None:
@@ -167,7 +238,7 @@ def test_flag_one_target_window_is_enough(manifest: pl.DataFrame) -> None:
     flags = flags.copy()
     flags[1] = True  # r1 token case, second window
     flags[5] = True  # client case target row
-    report = ground_truth_recall(manifest, seqs, flags)
+    report = ground_truth_recall(manifest, seqs, flags, skip_lines=100)
     assert report.overall["detected"] == 3
     assert report.overall["recall"] == 1.0
     assert report.overall["flagged_no_trace"] == 4  # unchanged: the new flags hold events
@@ -177,14 +248,14 @@ def test_timezone_aware_sequences(manifest: pl.DataFrame) -> None:
     seqs, flags = sequences()
     aware = seqs.with_columns(pl.col("start_time", "end_time").dt.replace_time_zone("UTC")
                               .dt.convert_time_zone("Europe/Helsinki"))
-    assert (ground_truth_recall(manifest, aware, flags).overall
-            == ground_truth_recall(manifest, seqs, flags).overall)
+    assert (ground_truth_recall(manifest, aware, flags, skip_lines=100).overall
+            == ground_truth_recall(manifest, seqs, flags, skip_lines=100).overall)
 
 
 def test_evaluated_rows_only(manifest: pl.DataFrame) -> None:
     seqs, flags = sequences()
     keep = (seqs["run"] == "r2").to_numpy()
-    report = ground_truth_recall(manifest, seqs.filter(keep), flags[keep])
+    report = ground_truth_recall(manifest, seqs.filter(keep), flags[keep], skip_lines=100)
     assert case_rows(report)[TOKEN_CASE]["units"] == 1
     assert report.overall["cases"] == 1
     assert (report.overall["detected"], report.overall["n_normal"]) == (1, 2)
@@ -192,7 +263,7 @@ def test_evaluated_rows_only(manifest: pl.DataFrame) -> None:
 
 def test_report_json_and_line(manifest: pl.DataFrame) -> None:
     seqs, flags = sequences()
-    report = ground_truth_recall(manifest, seqs, flags)
+    report = ground_truth_recall(manifest, seqs, flags, skip_lines=100)
     data = json.loads(json.dumps(report.to_dict()))
     assert data["overall"]["with_trace"] == 3
     assert len(data["per_case"]) == 3
@@ -235,6 +306,16 @@ def test_find_manifest_via_load_info(tmp_path: Path) -> None:
                options={"init_lines_to_skip": 50, "head": 1000})
     assert find_manifest(result) == path
     assert trim_settings(read_load_info(result)) == (50, 1000)
+    assert trim_record_path(result, read_load_info(result)) is None
+    # The start-up block rule: no line count, a per-file record beside the info.
+    write_info(result, manifest=str(path), root=str(tree),
+               options={"init_lines_to_skip": None, "head": None},
+               trim={"per_file": "lo2_files.parquet"})
+    assert trim_settings(read_load_info(result)) == (None, None)
+    assert trim_record_path(result, read_load_info(result)) == result / "lo2_files.parquet"
+    # An info from before the rule, without the option: the old default of 100 lines.
+    write_info(result, manifest=str(path), root=str(tree), options={})
+    assert trim_settings(read_load_info(result)) == (100, None)
     # The manifest entry is null (older load info) but the tree has one: found via root.
     write_info(result, manifest=None, root=str(tree))
     assert find_manifest(result) == path
@@ -245,7 +326,7 @@ def test_find_manifest_via_load_info(tmp_path: Path) -> None:
 
 def test_find_manifest_without_info_and_explicit(tmp_path: Path) -> None:
     assert find_manifest(tmp_path) is None
-    assert trim_settings(read_load_info(tmp_path)) == (100, None)
+    assert trim_settings(read_load_info(tmp_path)) == (0, None)
     explicit = tmp_path / "elsewhere.csv"
     explicit.write_text(manifest_csv())
     assert find_manifest(tmp_path, explicit) == explicit
@@ -257,6 +338,13 @@ def test_unreadable_load_info(tmp_path: Path) -> None:
     (tmp_path / "lo2_load_info.json").write_text("{not json")
     with pytest.raises(UserError, match="lo2_load_info.json"):
         find_manifest(tmp_path)
+
+
+def test_unreadable_trim_record_names_file(tmp_path: Path) -> None:
+    bad = tmp_path / "lo2_files.parquet"
+    bad.write_text("not parquet")
+    with pytest.raises(UserError, match="lo2_files.parquet.*re-run the loader"):
+        load_trim_record(bad)
 
 
 def test_load_manifest_types(tmp_path: Path) -> None:
@@ -289,30 +377,54 @@ def test_malformed_manifest_names_file(tmp_path: Path, text: str, reason: str) -
 
 
 def test_generated_sample_end_to_end(tmp_path: Path) -> None:
-    """Generator timestamps and line numbers agree with the loader's sequences."""
+    """Generator timestamps and line numbers agree with the loader's sequences and record."""
+    from loglead_lo2.detection.labels import ground_truth_input
     from loglead_lo2.generator import generate
     from loglead_lo2.loader import LoadOptions, run_loader
 
     tree = tmp_path / "tree"
     generate(tree, runs=1, scale=0.02, seed=7)
     result = tmp_path / "result"
-    run_loader(LoadOptions(root=tree, output_dir=result, window=2.0, init_lines_to_skip=20,
+    run_loader(LoadOptions(root=tree, output_dir=result, window=2.0,
                            save_base_sequences=True))
     path = find_manifest(result)
     assert path == (tree / "lo2_manifest.csv").resolve()
-    skip, head = trim_settings(read_load_info(result))
-    assert (skip, head) == (20, None)
+    assert trim_settings(read_load_info(result)) == (None, None)  # the start-up block rule
+    truth = ground_truth_input(result)
+    assert truth is not None and truth.files is not None
+    assert truth.files_path == result / "lo2_files.parquet"
+    assert "start-up block" in truth.line and "misses" in truth.line
     seqs = pl.read_parquet(result / "lo2_sequences.parquet")
     assert seqs["window"].max() > 0  # really windowed
-    man = load_manifest(path)
-    everything = ground_truth_recall(man, seqs, np.ones(seqs.height, dtype=bool),
-                                     skip_lines=skip, head=head)
+    everything = truth.report(seqs, np.ones(seqs.height, dtype=bool))
     o = everything.overall
-    assert o["unplaced_events"] == 0
-    assert o["surviving_events"] + o["trimmed_events"] == o["injected_events"] > 0
+    # Error-case logs start mid-traffic: the start-up block rule trims none of their events.
+    assert o["unplaced_events"] == 0 and o["trimmed_events"] == 0
+    assert o["surviving_events"] == o["injected_events"] > 0
     assert o["with_trace"] > 0 and o["recall"] == 1.0 and o["fp_rate_normal"] == 1.0
     assert NO_TRACE_CASE in o["cases_without_trace"]
     assert o["flag_rate_no_trace"] == 1.0 and o["n_no_trace"] > o["with_trace"]
-    nothing = ground_truth_recall(man, seqs, np.zeros(seqs.height, dtype=bool),
-                                  skip_lines=skip, head=head)
+    nothing = truth.report(seqs, np.zeros(seqs.height, dtype=bool))
     assert nothing.overall["recall"] == 0.0 and nothing.overall["fp_rate_normal"] == 0.0
+
+    # The old rule: the first 20 lines of every log go, and with them some injected events.
+    old = tmp_path / "old"
+    run_loader(LoadOptions(root=tree, output_dir=old, window=2.0, init_lines_to_skip=20,
+                           save_base_sequences=True))
+    truth20 = ground_truth_input(old)
+    assert truth20 is not None and (truth20.skip_lines, truth20.head) == (20, None)
+    seqs20 = pl.read_parquet(old / "lo2_sequences.parquet")
+    o20 = truth20.report(seqs20, np.ones(seqs20.height, dtype=bool)).overall
+    # Same denominator as without trimming: trimmed events are misses, not left out.
+    assert (o20["with_trace"], o20["injected_events"]) == (o["with_trace"], o["injected_events"])
+    assert o20["surviving_events"] + o20["trimmed_events"] == o20["injected_events"]
+    man = load_manifest(path)
+    targets = pl.DataFrame(list(target_service_map().items()), schema=["test_case", "service"],
+                           orient="row")
+    survivors = (man.filter(pl.col("kind") == "injected")
+                 .join(targets, on=["test_case", "service"], how="semi")
+                 .group_by("run", "test_case").agg((pl.col("line_no") > 20).any().alias("hit")))
+    assert o20["trimmed_events"] == int(
+        man.filter(pl.col("kind") == "injected", pl.col("line_no") <= 20)
+        .join(targets, on=["test_case", "service"], how="semi").height)
+    assert o20["detected"] == int(survivors["hit"].sum())

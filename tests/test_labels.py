@@ -274,8 +274,8 @@ def test_per_service_skips_services_without_a_valid_split(
 
 def test_hand_made_manifest_gives_ground_truth(
         root: Path, sequences: pl.DataFrame, tmp_path: Path) -> None:
-    # one injected event per (run, error case, target service), at the sequence's start,
-    # below the 100 trimmed lines
+    # one injected event per (run, error case, target service), at the sequence's start (no
+    # lo2_load_info.json here: nothing is assumed trimmed)
     units = sequences.filter(pl.col("service") == pl.col("target_service"))
     manifest = units.select(
         "run", "test_case", "service", line_no=pl.lit(500, dtype=pl.Int64),
@@ -315,6 +315,7 @@ def test_generated_sample_ground_truth_per_service(
                         "--save-if", str(tmp_path / "p.parquet")]) == 0
     out = capsys.readouterr().out
     assert "[GroundTruth] manifest" in out and GT_ABSENT not in out
+    assert "loader trimmed each file's start-up block" in out  # read from lo2_files.parquet
     table = pl.read_csv(metrics / "ground_truth_event_lr_words.csv")
     assert table.height > 0
     # per-service: each block holds only the cases that target that service

@@ -47,15 +47,41 @@ def test_full_load_outputs_follow_contract(lo2_result: Path) -> None:
 def test_default_trimming_removes_startup_lines(lo2_sample: Path, lo2_result: Path,
                                                 tmp_path: Path) -> None:
     events = read_parquet(lo2_result / "lo2_events.parquet", "events")
-    assert events["line_no"].min() > 100
-    # start-up lines: the JVM line and java.util.logging (non-logback) lines
-    startup = pl.col("m_message").str.contains("JAVA_TOOL_OPTIONS") | pl.col("m_level").is_null()
+    # start-up lines: the JVM line, main-thread lines, java.util.logging (non-logback) lines
+    startup = (pl.col("m_message").str.contains("JAVA_TOOL_OPTIONS")
+               | (pl.col("m_thread") == "main") | pl.col("m_level").is_null())
     assert events.filter(startup).height == 0
-    assert _load(lo2_sample, tmp_path, "--init-lines-to-skip", "0", "--runs", "1",
+    files = pl.read_parquet(lo2_result / "lo2_files.parquet")
+    assert files.height == SAMPLE_RUNS * 54 * 7
+    # the block is trimmed where it is (correct, right after deployment), nothing elsewhere
+    correct = files.filter(pl.col("test_case") == "correct")
+    assert (correct["trimmed_lines"] > 0).all()
+    assert (files.filter(pl.col("test_case") != "correct")["trimmed_lines"] == 0).all()
+    # each correct sequence starts on the line right after its block
+    first = (events.group_by("run", "test_case", "service")
+             .agg(pl.col("line_no").min().alias("first"))
+             .join(correct, on=["run", "test_case", "service"]))
+    assert (first["first"] == first["trimmed_lines"] + 1).all()
+    info = json.loads((lo2_result / "lo2_load_info.json").read_text())
+    assert info["trim"]["rule"] == "startup_block"
+    assert info["trim"]["per_test_case"]["correct"] == int(correct["trimmed_lines"].sum())
+    assert info["trim"]["error_cases"] == {"lines": 0, "files": 0}
+
+    assert _load(lo2_sample, tmp_path / "raw", "--init-lines-to-skip", "0", "--runs", "1",
                  "--save-events") == 0
-    raw = read_parquet(tmp_path / "lo2_events.parquet", "events")
+    raw = read_parquet(tmp_path / "raw" / "lo2_events.parquet", "events")
     assert raw["line_no"].min() == 1
     assert raw.filter(startup)["test_case"].unique().to_list() == ["correct"]
+    # the old rule, on request: the first 100 lines of every file, error cases included
+    assert _load(lo2_sample, tmp_path / "old", "--init-lines-to-skip", "100", "--runs", "1",
+                 "--save-events") == 0
+    old = read_parquet(tmp_path / "old" / "lo2_events.parquet", "events")
+    assert old["line_no"].min() > 100
+    old_files = pl.read_parquet(tmp_path / "old" / "lo2_files.parquet")
+    assert (old_files["trimmed_lines"] == old_files["lines"].clip(upper_bound=100)).all()
+    old_info = json.loads((tmp_path / "old" / "lo2_load_info.json").read_text())
+    assert old_info["trim"]["rule"] == "first_lines"
+    assert old_info["options"]["init_lines_to_skip"] == 100
 
 
 def test_selection_flags_change_output(lo2_sample: Path, tmp_path: Path) -> None:
@@ -169,7 +195,8 @@ def test_entry_script_help_and_summary(lo2_sample: Path, tmp_path: Path) -> None
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr
     for part in ("runs: 1 loaded of 3 available", "events:", "sequences:", "anomalous",
-                 "services:", "test cases:", "skipped:", "downsampled:", "time:"):
+                 "services:", "test cases:", "skipped:", "downsampled:", "time:",
+                 "trim: start-up block: ", "error cases: 0 lines)", "lo2_files.parquet"):
         assert part in res.stdout
 
 

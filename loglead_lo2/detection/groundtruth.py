@@ -7,25 +7,32 @@ mechanism, code`` (``kind`` is ``injected`` for the error case's own events and
 ground truth.
 
 The unit of evaluation is a (run, error case, target service): the one log where the case
-can leave a trace. An injected event *survives* loading when its first line was not trimmed
-(``line_no > init_lines_to_skip`` and, with ``--head``, ``line_no <= skip + head``) and its
-(run, test case, service) sequence is among the evaluated rows; it belongs to the sequence
-(window) of that (run, test case, service) whose ``[start_time, end_time]`` holds its
-timestamp. A unit *has a trace* when at least one of its injected events survives, and is
-*detected* when any sequence holding one of those events is flagged at the model's
-threshold. Ground-truth recall = detected / units with a trace; units of cases whose
-mechanism leaves no trace (or whose traces were all trimmed) are counted and listed but are
-not in the denominator. The false-positive rate is the flagged share of the ``correct``
+can leave a trace. Units are the (run, error case) pairs of the evaluated runs whose target
+service is evaluated and whose target log was loaded: its sequence is among the evaluated
+rows, or the loader's per-file record (``lo2_files.parquet``) lists the file (so a log the
+loader trimmed whole is still a unit). Every injected event of the raw file counts: a unit
+*has a trace* when the manifest holds at least one injected event for it, whether or not the
+loader trimmed it. An injected event is *trimmed* when its first line lies in the prefix the
+loader removed from its file (``line_no <= trimmed_lines`` of the per-file record, or
+``<= init_lines_to_skip`` for a load without one); a trimmed event is in no sequence, so it is
+a miss. ``--head`` keeps its meaning: a quick look at the first lines only, so events past
+``trimmed_lines + head`` are outside the loaded part and not counted at all. Every other event
+is *placed* in the sequence (window) of its (run, test case, service) whose
+``[start_time, end_time]`` holds its timestamp. A unit is *detected* when any sequence holding
+one of its placed events is flagged at the model's threshold. Ground-truth recall = detected /
+units with a trace; units of cases whose mechanism leaves no trace are counted and listed but
+are not in the denominator. The false-positive rate is the flagged share of the ``correct``
 (normal) sequences among the evaluated rows. ``flag_rate_no_trace`` is the flagged share of
-the error-case rows that hold no surviving injected event (other services, windows without
-the error, cases without a trace): near 0 for a model that finds the error events, near 1
-for one that only learnt "this is not a ``correct`` recording".
+the error-case rows that hold no placed injected event (other services, windows without the
+error, cases without a trace): near 0 for a model that finds the error events, near 1 for one
+that only learnt "this is not a ``correct`` recording".
 
 Everything is polars joins over the manifest and the sequence table; nothing loops over
 rows.
 
 The detection phase calls it through
-:func:`loglead_lo2.detection.labels.ground_truth_input` (manifest + the loader's trimming)
+:func:`loglead_lo2.detection.labels.ground_truth_input` (manifest + the loader's trimming:
+options and per-file record named by ``lo2_load_info.json``)
 and stores :meth:`GroundTruthReport.to_dict` under ``"ground_truth"`` in every model record,
 which ``benchmarks/eval_matrix.py`` reads.
 """
@@ -48,6 +55,10 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "lo2_manifest.csv"
 INFO_FILE = "lo2_load_info.json"
+FILES_FILE = "lo2_files.parquet"
+OLD_DEFAULT_SKIP = 100
+"""What loaders before the start-up block rule trimmed when their info names no option."""
+FILE_KEYS = ("run", "test_case", "service")
 INJECTED = "injected"
 KINDS = ("injected", "background")
 MANIFEST_SCHEMA: dict[str, pl.DataType] = {
@@ -72,16 +83,17 @@ PER_CASE_SCHEMA: dict[str, pl.DataType] = {
     "recall": pl.Float64(),
     "injected_events": pl.Int64(),
     "surviving_events": pl.Int64(),
+    "trimmed_events": pl.Int64(),
 }
 NO_MANIFEST = ("no ground truth (no manifest): the input did not come from lo2-sample or its "
                "lo2_manifest.csv is not beside the logs; only the test-case tables are "
                "reported (pass --manifest PATH for a generated sample)")
 NOTE = ("ground-truth recall: share of (run, error case, target service) units with >= 1 "
-        "injected event that survived trimming/windowing whose holding sequence is flagged at "
-        "the model's threshold; units without a surviving trace are counted but not in the "
-        "denominator; fp_rate_normal: flagged share of normal (correct) sequences; "
-        "flag_rate_no_trace: flagged share of error-case sequences holding no surviving "
-        "injected event")
+        "injected event in the raw log whose holding sequence is flagged at the model's "
+        "threshold; injected events the loader trimmed count, as misses; units of cases "
+        "that leave no trace are counted but not in the denominator; fp_rate_normal: flagged "
+        "share of normal (correct) sequences; flag_rate_no_trace: flagged share of "
+        "error-case sequences holding no injected event")
 
 
 @dataclass
@@ -89,10 +101,11 @@ class GroundTruthReport:
     """Ground-truth recall per error case and overall, for one model at its threshold.
 
     ``per_case`` columns: ``test_case``, ``target_service``, ``units`` ((run, case) pairs whose
-    target-service sequence is among the evaluated rows), ``units_with_trace`` (of those, with
-    a surviving injected event), ``detected``, ``recall`` (``detected / units_with_trace``,
-    null without a trace), ``injected_events`` (in the manifest for those runs) and
-    ``surviving_events`` (placed in an evaluated sequence).
+    target-service log was loaded, see the module docstring), ``units_with_trace`` (of those,
+    with an injected event in the manifest, trimmed or not), ``detected``, ``recall``
+    (``detected / units_with_trace``, null without a trace), ``injected_events`` (in the
+    manifest for those units, within ``--head``), ``surviving_events`` (placed in an evaluated
+    sequence) and ``trimmed_events`` (removed by the loader's trimming: misses).
     """
 
     per_case: pl.DataFrame
@@ -131,12 +144,41 @@ def read_load_info(result_root: Path) -> dict[str, Any] | None:
     return data
 
 
-def trim_settings(info: dict[str, Any] | None) -> tuple[int, int | None]:
-    """``(init_lines_to_skip, head)`` the loader used (defaults ``(100, None)``)."""
-    options = (info or {}).get("options") or {}
-    skip = options.get("init_lines_to_skip", 100)
+def trim_settings(info: dict[str, Any] | None) -> tuple[int | None, int | None]:
+    """``(init_lines_to_skip, head)`` the loader used.
+
+    ``init_lines_to_skip`` is ``None`` for the start-up block rule (what was trimmed is in the
+    per-file record, :func:`load_trim_record`), ``N`` for the first-N-lines rule, 100 for an
+    info without the option (loaders before the start-up block rule trimmed 100 lines by
+    default) and 0 without any load info (nothing known to be trimmed).
+    """
+    if info is None:
+        return 0, None
+    options = info.get("options") or {}
+    skip = options.get("init_lines_to_skip", OLD_DEFAULT_SKIP)
     head = options.get("head")
-    return (100 if skip is None else int(skip)), (None if head in (None, 0) else int(head))
+    return (None if skip is None else int(skip)), (None if head in (None, 0) else int(head))
+
+
+def trim_record_path(result_root: Path, info: dict[str, Any] | None) -> Path | None:
+    """Where the loader's per-file record is (``None`` when the info names none)."""
+    name = ((info or {}).get("trim") or {}).get("per_file")
+    return Path(result_root) / str(name) if name else None
+
+
+def load_trim_record(path: Path) -> pl.DataFrame:
+    """``run, test_case, service, trimmed_lines`` of every file the loader read.
+
+    Raises :class:`UserError` naming the file when it cannot be read or lacks a column.
+    """
+    path = Path(path)
+    columns = [*FILE_KEYS, "trimmed_lines"]
+    try:
+        df = pl.read_parquet(path, columns=columns)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise UserError(f"{path}: not a readable per-file trim record "
+                        f"({str(exc).splitlines()[0]}); re-run the loader.") from exc
+    return df.with_columns(pl.col("trimmed_lines").cast(pl.Int64))
 
 
 def find_manifest(result_root: Path, explicit: Path | None = None) -> Path | None:
@@ -226,18 +268,24 @@ def _targets() -> pl.DataFrame:
 
 
 def ground_truth_recall(manifest: pl.DataFrame, sequences: pl.DataFrame, flagged: np.ndarray,
-                        *, skip_lines: int = 100, head: int | None = None
-                        ) -> GroundTruthReport:
+                        *, skip_lines: int | None = 0, head: int | None = None,
+                        files: pl.DataFrame | None = None) -> GroundTruthReport:
     """Ground-truth recall and normal FP rate of ``flagged`` over ``sequences``.
 
     ``manifest``: :func:`load_manifest` output. ``sequences``: the evaluated (held-out) rows
     with ``run, test_case, service, start_time, end_time`` (one row per sequence or window).
-    ``flagged``: one bool per row of ``sequences`` at the chosen threshold. ``skip_lines`` /
-    ``head``: the loader's ``--init-lines-to-skip`` / ``--head``.
+    ``flagged``: one bool per row of ``sequences`` at the chosen threshold. ``files``: the
+    loader's per-file record (``run, test_case, service, trimmed_lines``); without it every
+    file is taken to have lost its first ``skip_lines`` lines (the loader's
+    ``--init-lines-to-skip``; ``None``, the start-up block rule, needs ``files``). ``head``:
+    the loader's ``--head``.
     """
     missing = [c for c in SEQUENCE_COLUMNS if c not in sequences.columns]
     if missing:
         raise ValueError(f"sequences lack column(s) {', '.join(missing)}")
+    if files is None and skip_lines is None:
+        raise ValueError(f"the loader trimmed each file's start-up block but its per-file "
+                         f"record ({FILES_FILE}) is missing; re-run the loader")
     flags = np.asarray(flagged).astype(bool).reshape(-1)
     if flags.shape[0] != sequences.height:
         raise ValueError(f"flagged has {flags.shape[0]} values for {sequences.height} sequences")
@@ -247,49 +295,40 @@ def ground_truth_recall(manifest: pl.DataFrame, sequences: pl.DataFrame, flagged
         _naive_ms(pl.col("end_time"), sequences.schema["end_time"]).alias("end_time"),
     ).with_columns(flagged=pl.Series(flags, dtype=pl.Boolean),
                    row=pl.int_range(pl.len(), dtype=pl.Int64))
-    targets = _targets()
-    # Units: (run, error case) whose target-service sequence is among the evaluated rows.
-    units = (seqs.join(targets, on="test_case")
-             .filter(pl.col("service") == pl.col("target_service"))
-             .select("run", "test_case", "target_service").unique())
-    keep = pl.col("line_no") > skip_lines
-    if head is not None and head > 0:
-        keep = keep & (pl.col("line_no") <= skip_lines + head)
-    injected = (manifest.lazy().filter(pl.col("kind") == INJECTED)
-                .join(units.lazy(), left_on=["run", "test_case", "service"],
-                      right_on=["run", "test_case", "target_service"], how="semi")
-                .select("run", "test_case", "service", "line_no",
-                        pl.col("timestamp").cast(pl.Datetime("ms")), keep.alias("kept"))
-                .with_columns(event=pl.int_range(pl.len(), dtype=pl.Int64))
-                .collect())
-    placed = (injected.filter("kept")
-              .join(seqs, on=["run", "test_case", "service"])
+    units = _units(seqs, files)
+    injected = _injected(manifest, units, files, skip_lines or 0, head)
+    beyond_head = int((~injected["in_head"]).sum())
+    injected = injected.filter("in_head")
+    kept = injected.filter(~pl.col("trimmed"))
+    placed = (kept.join(seqs, on=["run", "test_case", "service"])
               .filter((pl.col("timestamp") >= pl.col("start_time"))
                       & (pl.col("timestamp") <= pl.col("end_time"))))
-    unplaced = injected.filter("kept").join(placed.select("event"), on="event", how="anti")
+    unplaced = kept.join(placed.select("event"), on="event", how="anti")
     if unplaced.height:
         log.warning("%d untrimmed injected event(s) fall in no evaluated window of their "
                     "sequence (first: %s)", unplaced.height, unplaced.row(0, named=True))
     per_unit = (placed.group_by("run", "test_case")
                 .agg(pl.col("event").n_unique().alias("surviving"),
                      pl.col("flagged").any().alias("hit")))
-    counts = injected.group_by("run", "test_case").agg(pl.len().alias("injected"))
+    counts = (injected.group_by("run", "test_case")
+              .agg(pl.len().alias("injected"), pl.col("trimmed").sum().alias("trimmed")))
     unit_table = (units.join(per_unit, on=["run", "test_case"], how="left")
                   .join(counts, on=["run", "test_case"], how="left")
-                  .with_columns(pl.col("surviving", "injected").fill_null(0),
+                  .with_columns(pl.col("surviving", "injected", "trimmed").fill_null(0),
                                 pl.col("hit").fill_null(False)))
     per_case = (unit_table.group_by("test_case", "target_service")
                 .agg(pl.len().cast(pl.Int64).alias("units"),
-                     (pl.col("surviving") > 0).sum().cast(pl.Int64).alias("units_with_trace"),
-                     ((pl.col("surviving") > 0) & pl.col("hit")).sum().cast(pl.Int64)
+                     (pl.col("injected") > 0).sum().cast(pl.Int64).alias("units_with_trace"),
+                     ((pl.col("injected") > 0) & pl.col("hit")).sum().cast(pl.Int64)
                      .alias("detected"),
                      pl.col("injected").sum().cast(pl.Int64).alias("injected_events"),
-                     pl.col("surviving").sum().cast(pl.Int64).alias("surviving_events"))
+                     pl.col("surviving").sum().cast(pl.Int64).alias("surviving_events"),
+                     pl.col("trimmed").sum().cast(pl.Int64).alias("trimmed_events"))
                 .with_columns(recall=pl.when(pl.col("units_with_trace") > 0)
                               .then(pl.col("detected") / pl.col("units_with_trace")))
                 .select(list(PER_CASE_SCHEMA)).cast(PER_CASE_SCHEMA).sort("test_case"))
     normal = seqs.filter(pl.col("test_case") == NORMAL_CASE)
-    # Error-case rows holding no surviving injected event: a model that finds the errors
+    # Error-case rows holding no placed injected event: a model that finds the errors
     # leaves them alone; one that learnt "not correct" (length, start-up) flags them too.
     no_trace = (seqs.filter(pl.col("test_case") != NORMAL_CASE)
                 .join(placed.select("row").unique(), on="row", how="anti"))
@@ -311,14 +350,57 @@ def ground_truth_recall(manifest: pl.DataFrame, sequences: pl.DataFrame, flagged
         "flagged_no_trace": int(no_trace["flagged"].sum()),
         "injected_events": int(per_case["injected_events"].sum()),
         "surviving_events": int(per_case["surviving_events"].sum()),
-        "trimmed_events": int((~injected["kept"]).sum()),
+        "trimmed_events": int(per_case["trimmed_events"].sum()),
         "unplaced_events": unplaced.height,
+        "beyond_head_events": beyond_head,
         "cases_without_trace": per_case.filter(pl.col("units_with_trace") == 0)["test_case"]
         .to_list(),
+        "trim": ("start-up block" if skip_lines is None
+                 else f"first {skip_lines} lines" if skip_lines else "none"),
+        "per_file_record": files is not None,
         "skip_lines": skip_lines,
         "head": head,
     }
     return GroundTruthReport(per_case=per_case, overall=overall)
+
+
+def _units(seqs: pl.DataFrame, files: pl.DataFrame | None) -> pl.DataFrame:
+    """(run, error case, target service) whose target log is evaluated or was loaded."""
+    targets = _targets()
+    units = (seqs.join(targets, on="test_case")
+             .filter(pl.col("service") == pl.col("target_service"))
+             .select("run", "test_case", "target_service"))
+    if files is not None:
+        # Logs the loader read but that left no evaluated row (e.g. trimmed whole), in the
+        # evaluated runs and services only (a hold-out split, a per-service model).
+        loaded = (files.select(FILE_KEYS).join(targets, on="test_case")
+                  .filter(pl.col("service") == pl.col("target_service"),
+                          pl.col("run").is_in(seqs["run"].unique().implode()),
+                          pl.col("service").is_in(seqs["service"].unique().implode()))
+                  .select("run", "test_case", "target_service"))
+        units = pl.concat([units, loaded], how="vertical")
+    return units.unique().sort("run", "test_case")
+
+
+def _injected(manifest: pl.DataFrame, units: pl.DataFrame, files: pl.DataFrame | None,
+              skip: int, head: int | None) -> pl.DataFrame:
+    """The units' injected events with ``trimmed`` and ``in_head`` flags and an ``event`` id."""
+    events = (manifest.lazy().filter(pl.col("kind") == INJECTED)
+              .join(units.lazy(), left_on=list(FILE_KEYS),
+                    right_on=["run", "test_case", "target_service"], how="semi"))
+    if files is not None:
+        events = (events.join(files.lazy().select(*FILE_KEYS, "trimmed_lines"), on=FILE_KEYS,
+                              how="left", maintain_order="left")
+                  .with_columns(pl.col("trimmed_lines").fill_null(skip)))
+    else:
+        events = events.with_columns(trimmed_lines=pl.lit(skip, dtype=pl.Int64))
+    in_head = (pl.col("line_no") <= pl.col("trimmed_lines") + head if head is not None
+               and head > 0 else pl.lit(True))
+    return (events.select(*FILE_KEYS, "line_no", pl.col("timestamp").cast(pl.Datetime("ms")),
+                          (pl.col("line_no") <= pl.col("trimmed_lines")).alias("trimmed"),
+                          in_head.alias("in_head"))
+            .with_columns(event=pl.int_range(pl.len(), dtype=pl.Int64))
+            .collect())
 
 
 def empty_report(note: str = NO_MANIFEST) -> GroundTruthReport:

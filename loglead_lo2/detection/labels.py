@@ -281,20 +281,45 @@ GT_ABSENT = NO_MANIFEST  # one wording for every report (see groundtruth.py)
 
 @dataclass
 class GroundTruthInput:
-    """The generator manifest and the loader's trimming, ready to score predictions."""
+    """The generator manifest and the loader's trimming, ready to score predictions.
+
+    ``skip_lines``: the loader's ``--init-lines-to-skip`` (``None``: start-up block rule);
+    ``files``: its per-file record (``run, test_case, service, trimmed_lines``), which says
+    what was trimmed from each file and which files were read; ``files_path``: where it was
+    read from; ``has_info``: whether ``lo2_load_info.json`` was found.
+    """
 
     path: Path
     manifest: pl.DataFrame
-    skip_lines: int = 100
+    skip_lines: int | None = 0
     head: int | None = None
+    files: pl.DataFrame | None = None
+    files_path: Path | None = None
+    has_info: bool = True
+
+    @property
+    def trim(self) -> str:
+        """How the loader trimmed, in words."""
+        if not self.has_info:
+            return "no lo2_load_info.json: nothing assumed trimmed"
+        if self.skip_lines is None:
+            if self.files is None:
+                return ("loader trimmed each file's start-up block, but its per-file record "
+                        f"{self.files_path or 'lo2_files.parquet'} is missing: no ground "
+                        "truth (re-run the loader)")
+            lines = int(self.files["trimmed_lines"].sum())
+            trimmed = int((self.files["trimmed_lines"] > 0).sum())
+            return (f"loader trimmed each file's start-up block ({lines:,} lines in "
+                    f"{trimmed:,} files, per-file record {self.files_path})")
+        return f"loader skipped {self.skip_lines} line(s)/file"
 
     @property
     def line(self) -> str:
         injected = int((self.manifest["kind"] == "injected").sum())
-        return (f"[GroundTruth] manifest {self.path}: {injected:,} injected events; loader "
-                f"skipped {self.skip_lines} line(s)/file"
-                + (f", head {self.head}" if self.head else "")
-                + "; recall per (run, error case, target service) on the hold-out rows")
+        return (f"[GroundTruth] manifest {self.path}: {injected:,} injected events; "
+                f"{self.trim}" + (f", head {self.head}" if self.head else "")
+                + "; trimmed injected events count as misses; recall per (run, error case, "
+                "target service) on the hold-out rows")
 
     def report(self, hold: pl.DataFrame, flagged: Any) -> Any:
         """:func:`~loglead_lo2.detection.groundtruth.ground_truth_recall` of ``flagged``
@@ -302,27 +327,43 @@ class GroundTruthInput:
         from loglead_lo2.detection.groundtruth import ground_truth_recall
 
         return ground_truth_recall(self.manifest, hold, flagged, skip_lines=self.skip_lines,
-                                   head=self.head)
+                                   head=self.head, files=self.files)
 
     def describe(self) -> dict[str, Any]:
         return {"manifest": str(self.path), "skip_lines": self.skip_lines, "head": self.head,
+                "trim": self.trim,
+                "per_file_record": (str(self.files_path) if self.files is not None
+                                    else None),
                 "injected_events": int((self.manifest["kind"] == "injected").sum())}
 
 
 def ground_truth_input(root: Path, explicit: Path | None = None) -> GroundTruthInput | None:
     """The manifest named by ``--manifest`` or by ``<root>/lo2_load_info.json`` (``None``
-    without one: real data); trimming settings from the load info."""
+    without one: real data); trimming settings and the per-file trim record
+    (``lo2_files.parquet``) from the load info."""
     from loglead_lo2.detection.groundtruth import (
         find_manifest,
         load_manifest,
+        load_trim_record,
+        trim_record_path,
         trim_settings,
     )
 
     path = find_manifest(Path(root), explicit)
     if path is None:
         return None
-    skip, head = trim_settings(read_load_info(Path(root)))
-    return GroundTruthInput(path, load_manifest(path), skip, head)
+    info = read_load_info(Path(root))
+    skip, head = trim_settings(info)
+    files_path = trim_record_path(Path(root), info)
+    files = None
+    if files_path is not None:
+        if files_path.is_file():
+            files = load_trim_record(files_path)
+        else:
+            log.warning("%s names the per-file trim record %s, which does not exist",
+                        "lo2_load_info.json", files_path)
+    return GroundTruthInput(path, load_manifest(path), skip, head, files, files_path,
+                            has_info=info is not None)
 
 
 def service_bundle(path: Path, service: str) -> Path:

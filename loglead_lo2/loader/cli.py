@@ -10,6 +10,7 @@ from pathlib import Path
 from loglead_lo2 import SERVICES
 from loglead_lo2.cli_common import guarded, start_cli
 from loglead_lo2.errors import UserError
+from loglead_lo2.loader.parse import trim_rule
 from loglead_lo2.loader.pipeline import DEFAULT_RUN_BATCH, LoadOptions, LoadReport, run_loader
 
 DESCRIPTION = """\
@@ -56,9 +57,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                      help=f"load only these services (choices: {' '.join(SERVICES)})")
     p.add_argument("--head", type=int, default=None,
                    help="read at most N lines of each file after trimming (quick looks)")
-    p.add_argument("--init-lines-to-skip", type=int, default=100,
-                   help="drop the first N lines of every file: start-up lines leak the label "
-                        "(default 100; 0 disables)")
+    p.add_argument("--init-lines-to-skip", type=int, default=None, metavar="N",
+                   help="drop the first N physical lines of every file instead (0 keeps all). "
+                        "Default: drop each file's start-up block (JVM, Hazelcast, config and "
+                        "server lines before its first request or Hazelcast line), which leaks "
+                        "the label; files that start mid-traffic keep every line")
     p.add_argument("--window", type=float, default=None, metavar="SECONDS",
                    help="cut every sequence into fixed time windows of SECONDS, each its own "
                         "sequence (seq_id suffix __wNNNN); makes 60 s 'correct' and 10 s "
@@ -132,13 +135,16 @@ def format_summary(opts: LoadOptions, report: LoadReport, seconds: float) -> str
         f"limits: runs={opts.runs or 'all'}, errors-per-run={opts.errors_per_run or 'all'}, "
         f"duplicates={'allowed' if opts.allow_duplicates else 'no'}, "
         f"single-error-type={opts.single_error_type or '-'}, head={opts.head or '-'}, "
-        f"trim first {opts.init_lines_to_skip} lines, "
+        f"trim={trim_rule(opts.init_lines_to_skip)}, "
         f"window={f'{opts.window:g}s' if opts.window else 'none'}, seed={opts.seed}",
         f"downsampled: {'; '.join(sel.downsampled) if sel.downsampled else 'no'}",
         f"files: {st.files} read, {len(st.empty_files)} empty; lines: {st.lines:,} "
-        f"({st.trimmed_lines:,} trimmed, {st.blank_lines:,} blank, "
+        f"({st.trimmed_lines:,} trimmed, "
+        + (f"{st.head_cut_lines:,} past --head, " if opts.head else "")
+        + f"{st.blank_lines:,} blank, "
         f"{st.continuation_lines:,} continuation lines attached, "
         f"{st.orphan_lines:,} orphan continuation lines dropped)",
+        trim_line(opts, report),
         f"events: {report.events:,}; sequences: {report.sequences:,} "
         f"({report.anomalous_sequences:,} anomalous, "
         f"{report.sequences - report.anomalous_sequences:,} normal)",
@@ -147,6 +153,11 @@ def format_summary(opts: LoadOptions, report: LoadReport, seconds: float) -> str
         f"({'correct + ' if 'correct' in report.test_cases else ''}"
         f"{len([c for c in report.test_cases if c != 'correct'])} error cases)",
     ]
+    if st.startup_lines_kept:
+        lines.append(
+            f"start-up lines kept: {st.startup_lines_kept:,} (main thread, JVM) in "
+            f"{st.startup_kept_files} file(s), after the trimmed part: they leak the label"
+        )
     if st.invalid_utf8_files:
         lines.append(
             f"invalid UTF-8: {len(st.invalid_utf8_files)} file(s), {st.invalid_utf8_lines} "
@@ -181,6 +192,18 @@ def format_summary(opts: LoadOptions, report: LoadReport, seconds: float) -> str
     timing = ", ".join(f"{k} {v:.2f}s" for k, v in report.timings.items())
     lines.append(f"time: {seconds:.2f}s total ({timing}); batches: {report.batches}")
     return "\n".join(lines)
+
+
+def trim_line(opts: LoadOptions, report: LoadReport) -> str:
+    """``trim: start-up block: 427 lines (correct: 427 lines in 7 files; error cases: 0 lines)``.
+
+    The per-test-case counts are in ``lo2_load_info.json`` (``"trim"``)."""
+    st = report.stats
+    split = st.trimmed_split()
+    (c_lines, c_files), (e_lines, e_files) = split["correct"], split["error"]
+    errors = f"{e_lines:,} lines" + (f" in {e_files} files" if e_files else "")
+    return (f"trim: {trim_rule(opts.init_lines_to_skip)}: {st.trimmed_lines:,} lines "
+            f"(correct: {c_lines:,} lines in {c_files} files; error cases: {errors})")
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

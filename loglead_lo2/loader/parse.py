@@ -6,12 +6,30 @@ loop over lines.
 
 Rules (see ``docs/columns.md``):
 
-* The first ``skip`` physical lines of every file are dropped (start-up leakage); 0 keeps all.
+* Trimming (start-up leakage). Default (``skip=None``): every file loses its *start-up
+  block*, found by content, wherever it is (in practice the ``correct`` files, recorded right
+  after deployment; error-case files start mid-traffic and lose nothing). The block is the
+  longest prefix of the file made only of start-up lines: lines outside the logback layout
+  (``Picked up JAVA_TOOL_OPTIONS``, Hazelcast java.util.logging pairs, the ``Members {...}``
+  block, blank lines, stack frames) and logback lines on the ``main`` thread. It ends at the
+  first logback line on any other thread (a request thread ``XNIO-...``, a Hazelcast
+  ``partition-operation`` thread, anything else), and it is trimmed only when it holds a
+  start-up marker: a ``main``-thread line or a JVM ``Picked up ...`` line. So a file without
+  traffic (the key service's ``correct`` log: start-up lines and a few Hazelcast lines) keeps
+  its Hazelcast lines, a file made only of start-up lines is trimmed whole, and a file that
+  starts mid-traffic (even with a stack trace cut off at its top, or a Hazelcast
+  java.util.logging pair) keeps every line. Start-up lines after the block (e.g. a
+  ``Server started`` logged after the first request, or a restart in mid-file) are kept and
+  counted as ``startup_lines_kept``. ``skip=N`` is the old rule: the first N physical lines
+  of every file are dropped; 0 keeps all. Either way the trimmed part is a prefix of the file,
+  recorded per file (:attr:`ParseStats.per_file`).
+* ``head``: at most that many physical lines after the trimmed prefix are read per file.
 * Blank lines are dropped; a trailing ``\\r`` (CRLF files) is removed.
 * A line that looks like a continuation (tab/space-indented stack frame, ``Caused by:``,
   ``... N common frames omitted``, ``java.lang.Foo: msg``, a java.util.logging ``INFO:``
-  line) is attached to the event above it. Continuation lines left at the top of a file by
-  trimming have no event above them; they are dropped and counted.
+  line) is attached to the event above it. Continuation lines at the top of what is read of a
+  file (a stack trace cut off by ``docker logs --since``, or by the first-N rule) have no
+  event above them; they are dropped and counted.
 * Any other line starts an event. Lines in the logback layout are split into time, thread,
   correlation id, level and message; other lines (``Picked up JAVA_TOOL_OPTIONS``, Hazelcast
   java.util.logging headers, truncated lines) keep the whole line as message and take the
@@ -48,16 +66,47 @@ CONTINUATION_RE = (
 REPLACEMENT = "\ufffd"
 HALF_DAY_MS = 12 * 3600 * 1000
 DAY_MS = 24 * 3600 * 1000
+MAIN_THREAD = "[main] "
+MAIN_AT = 13  # "HH:MM:SS.mmm " is 13 characters: the thread's "[" follows
+JVM_PREFIX = "Picked up "  # the JVM's notice of JAVA_TOOL_OPTIONS / _JAVA_OPTIONS
+STARTUP_RULE = "start-up block"
+PER_FILE_SCHEMA: dict[str, pl.DataType] = {
+    "run": pl.String(),
+    "test_case": pl.String(),
+    "service": pl.String(),
+    "lines": pl.Int64(),
+    "trimmed_lines": pl.Int64(),
+}
+
+
+def trim_rule(skip: int | None) -> str:
+    """How ``skip`` trims, for reports: ``start-up block``, ``first N lines`` or ``none``."""
+    if skip is None:
+        return STARTUP_RULE
+    return f"first {skip} lines" if skip > 0 else "none"
 
 
 @dataclass
 class ParseStats:
-    """Counts a loader reports for the files it parsed."""
+    """Counts a loader reports for the files it parsed.
+
+    ``trimmed_lines`` are the physical lines removed by trimming (start-up block or first N
+    lines), ``trimmed_files`` the files that lost at least one; ``head_cut_lines`` are the
+    lines past ``--head``. ``startup_lines_kept`` counts start-up lines (``main``-thread and
+    JVM ``Picked up`` lines) left in the events because they come after the trimmed prefix,
+    in ``startup_kept_files`` files: they leak the label. :attr:`per_file` has one row per file
+    read (``run, test_case, service, lines, trimmed_lines``).
+    """
 
     files: int = 0
     empty_files: list[str] = field(default_factory=list)
     lines: int = 0
     trimmed_lines: int = 0
+    trimmed_files: int = 0
+    head_cut_lines: int = 0
+    startup_lines_kept: int = 0
+    startup_kept_files: int = 0
+    file_parts: list[pl.DataFrame] = field(default_factory=list, repr=False)
     blank_lines: int = 0
     orphan_lines: int = 0
     continuation_lines: int = 0
@@ -70,6 +119,28 @@ class ParseStats:
         for name, value in vars(other).items():
             current = getattr(self, name)
             setattr(self, name, current + value)
+
+    @property
+    def per_file(self) -> pl.DataFrame:
+        """Lines and trimmed leading lines of every file read, in reading order."""
+        if not self.file_parts:
+            return pl.DataFrame(schema=PER_FILE_SCHEMA)
+        return pl.concat(self.file_parts, how="vertical", rechunk=True)
+
+    def trimmed_per_case(self) -> dict[str, int]:
+        """Trimmed lines per test case (all runs and services), ``correct`` first."""
+        sums = self.per_file.group_by("test_case").agg(pl.col("trimmed_lines").sum())
+        pairs = dict(sums.iter_rows())
+        order = sorted(pairs, key=lambda c: (c != NORMAL_CASE, c))
+        return {case: int(pairs[case]) for case in order}
+
+    def trimmed_split(self) -> dict[str, tuple[int, int]]:
+        """``{"correct": (lines, files), "error": (lines, files)}`` of trimmed lines."""
+        df = self.per_file.filter(pl.col("trimmed_lines") > 0)
+        normal = df.filter(pl.col("test_case") == NORMAL_CASE)["trimmed_lines"]
+        error = df.filter(pl.col("test_case") != NORMAL_CASE)["trimmed_lines"]
+        return {"correct": (int(normal.sum()), normal.len()),
+                "error": (int(error.sum()), error.len())}
 
 
 def _read_text(path_str: str, stats: ParseStats) -> str:
@@ -93,15 +164,24 @@ def _anchor(epoch: int) -> datetime:
 
 
 def parse_files(
-    files: Sequence[LogFile], skip: int = 100, head: int | None = None, workers: int | None = None
+    files: Sequence[LogFile],
+    skip: int | None = None,
+    head: int | None = None,
+    workers: int | None = None,
 ) -> tuple[pl.DataFrame, ParseStats]:
     """Parse ``files`` into one events DataFrame following the loader column contract.
+
+    ``skip``: ``None`` trims each file's start-up block (see the module docstring), ``N``
+    the first N physical lines of every file (0: nothing). ``head``: read at most that many
+    lines per file after the trimmed part.
 
     Runs are parsed one after the other (per-run frames stay cache-friendly: ~30 % faster
     than one huge frame). Within a run, files are split into ``workers`` contiguous groups
     (default: the number of CPUs, at most 4) parsed in threads: polars releases the GIL and
     many string kernels use one core per column. Row order is file order.
     """
+    if skip is not None and skip < 0:
+        raise ValueError(f"skip must be None or >= 0, not {skip}")
     workers = workers or min(os.cpu_count() or 1, 4)
     runs: dict[str, list[LogFile]] = {}
     for f in files:
@@ -122,8 +202,67 @@ def parse_files(
     return pl.concat(frames, how="vertical"), stats
 
 
+def _on_main(line: pl.Expr) -> pl.Expr:
+    """Whether a logback-layout ``line`` was logged on the ``main`` thread."""
+    return line.str.slice(MAIN_AT, len(MAIN_THREAD)) == MAIN_THREAD
+
+
+def startup_block_lengths(lines: pl.DataFrame, n_lines: pl.Series) -> pl.Series:
+    """Length of each file's start-up block (0 without one), indexed by ``file_idx``.
+
+    ``lines``: ``file_idx, line, line_no, is_lb`` (physical lines in file order, logback-layout
+    flag) of files ``0 .. len(n_lines) - 1``; ``n_lines``: their physical line counts. The
+    candidate prefix of a file ends at its first logback line that is not on ``main``; only
+    the rows of the few files whose first logback line is on ``main`` (and of prefixes to
+    check for a marker) are looked at again, as contiguous slices of ``lines``.
+    """
+    n = n_lines.cast(pl.Int64)
+    offsets = (n.cum_sum() - n).to_list()
+    counts = n.to_list()
+    first = (lines.select("file_idx", "line_no", "is_lb").with_row_index("row").lazy()
+             .filter("is_lb")
+             .group_by("file_idx")
+             .agg(pl.col("line_no").min().alias("first_lb"), pl.col("row").min())
+             .collect())
+    on_main = (lines.select(pl.col("line").gather(first["row"]))
+               .select(_on_main(pl.col("line")).fill_null(False))["line"])
+    # end: the first line after the candidate prefix (n + 1 when the whole file is one).
+    ends = [c + 1 for c in counts]
+    for f, first_lb in zip(first["file_idx"].to_list(), first["first_lb"].to_list(),
+                           strict=True):
+        ends[f] = first_lb
+    startup = first.filter(on_main)["file_idx"].to_list()
+    if startup:
+        other = (_slices(lines, [(offsets[f], counts[f]) for f in startup])
+                 .filter(pl.col("is_lb") & ~_on_main(pl.col("line")))
+                 .group_by("file_idx")
+                 .agg(pl.col("line_no").min())
+                 .collect())
+        for f in startup:
+            ends[f] = counts[f] + 1
+        for f, line_no in other.iter_rows():
+            ends[f] = line_no
+    # A candidate prefix is the start-up block only if it holds a marker: a main-thread line
+    # (every logback line in it is one) or a JVM "Picked up" line.
+    candidates = [f for f, e in enumerate(ends) if e > 1]
+    trim = [0] * len(counts)
+    if candidates:
+        marked = (_slices(lines, [(offsets[f], ends[f] - 1) for f in candidates])
+                  .filter(pl.col("is_lb") | pl.col("line").str.starts_with(JVM_PREFIX))
+                  .select(pl.col("file_idx").unique())
+                  .collect()["file_idx"].to_list())
+        for f in marked:
+            trim[f] = ends[f] - 1
+    return pl.Series("trim", trim, dtype=pl.Int64)
+
+
+def _slices(lines: pl.DataFrame, spans: list[tuple[int, int]]) -> pl.LazyFrame:
+    """The rows ``offset .. offset + length - 1`` of ``lines`` for each span, stacked."""
+    return pl.concat([lines.slice(o, k).lazy() for o, k in spans], how="vertical")
+
+
 def _parse_group(
-    files: Sequence[LogFile], skip: int, head: int | None
+    files: Sequence[LogFile], skip: int | None, head: int | None
 ) -> tuple[pl.DataFrame, ParseStats]:
     stats = ParseStats(files=len(files))
     texts = []
@@ -155,13 +294,30 @@ def _parse_group(
     last = pl.col("line_no") == pl.col("line_no").max().over("file_idx")
     lines = lines.filter(~(last & (pl.col("line") == "")))
     stats.lines = lines.height
-    keep = pl.col("line_no") > skip
+    counted = (lines.lazy().group_by("file_idx").agg(pl.len().alias("n")).collect())
+    n_lines = (pl.DataFrame({"file_idx": meta["file_idx"]})
+               .join(counted, on="file_idx", how="left", maintain_order="left")
+               ["n"].fill_null(0).cast(pl.Int64))
+    lines = lines.with_columns(is_lb=pl.col("line").str.contains(LOGBACK_START_RE))
+    if skip is None:
+        trim = startup_block_lengths(lines, n_lines)
+    else:
+        trim = n_lines.clip(upper_bound=skip)
+    read = n_lines - trim
     if head is not None and head > 0:
-        keep = keep & (pl.col("line_no") <= skip + head)
+        read = read.clip(upper_bound=head)
+    stats.trimmed_lines = int(trim.sum())
+    stats.trimmed_files = int((trim > 0).sum())
+    stats.head_cut_lines = int((n_lines - trim - read).sum())
+    stats.file_parts = [meta.select(
+        "run", "test_case", "service", lines=n_lines, trimmed_lines=trim
+    ).cast(PER_FILE_SCHEMA)]
+    first_kept = pl.lit(trim).gather(pl.col("file_idx"))
+    keep = pl.col("line_no") > first_kept
+    if head is not None and head > 0:
+        keep = keep & (pl.col("line_no") <= first_kept + head)
     blank = pl.col("line").str.contains(r"^\s*$")  # no string copies, unlike strip_chars
     lines = lines.with_columns(keep=keep, blank=blank).with_columns(
-        is_lb=pl.col("line").str.contains(LOGBACK_START_RE),
-    ).with_columns(
         is_cont=~pl.col("is_lb") & pl.col("line").str.contains(CONTINUATION_RE),
     )
     kept = pl.col("keep") & ~pl.col("blank")
@@ -170,11 +326,9 @@ def _parse_group(
     )
     orphan = kept & pl.col("is_cont") & (pl.col("event_no") == 0)
     counts = lines.select(
-        trimmed=(~pl.col("keep")).sum(),
         blank=(pl.col("keep") & pl.col("blank")).sum(),
         orphan=orphan.sum(),
     ).row(0, named=True)
-    stats.trimmed_lines = int(counts["trimmed"])
     stats.blank_lines = int(counts["blank"])
     stats.orphan_lines = int(counts["orphan"])
     lines = lines.filter(kept & ~orphan).drop("keep", "blank")
@@ -193,7 +347,20 @@ def _parse_group(
     del lines
     events = _build_events(starts, conts, meta)
     stats.events = events.height
+    _count_startup_kept(events, stats)
     return events, stats
+
+
+def _count_startup_kept(events: pl.DataFrame, stats: ParseStats) -> None:
+    """Count start-up lines (main thread, JVM notice) that are events: they leak the label."""
+    # Two cheap scans (view compare, null mask); the string test runs on the few level-less rows.
+    main = events.filter(pl.col("m_thread") == "main").select("seq_id")
+    jvm = (events.filter(pl.col("m_level").is_null())
+           .filter(pl.col("m_message").str.starts_with(JVM_PREFIX)).select("seq_id"))
+    late = pl.concat([main, jvm]).select(n=pl.len(), files=pl.col("seq_id").n_unique()).row(
+        0, named=True)
+    stats.startup_lines_kept = int(late["n"])
+    stats.startup_kept_files = int(late["files"])
 
 
 def _time_of_day_ms(line: pl.Expr) -> pl.Expr:

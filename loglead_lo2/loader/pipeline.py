@@ -4,6 +4,12 @@ Runs are processed ``run_batch`` at a time: each batch is parsed, cut into windo
 (one Drain parser is shared by all batches so template ids agree) and appended to the
 Parquet outputs, so memory is bounded by the batch, not by the data set. Outputs are written
 to temporary files and moved into place only when complete.
+
+Whenever it writes anything, the loader also writes ``lo2_load_info.json`` (options, counts,
+the trimming rule and the trimmed lines per test case under ``"trim"``) and
+``lo2_files.parquet``: one row per log file read (``run, test_case, service, lines,
+trimmed_lines``), the leading lines trimmed from each file, which the ground-truth recall
+needs to tell trimmed injected events from loaded ones.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from loglead_lo2 import SERVICES, __version__
 from loglead_lo2.errors import UserError
 from loglead_lo2.loader.discover import Selection, SelectOptions, select
 from loglead_lo2.loader.metrics import load_metrics
-from loglead_lo2.loader.parse import ParseStats, parse_files
+from loglead_lo2.loader.parse import PER_FILE_SCHEMA, ParseStats, parse_files, trim_rule
 from loglead_lo2.loader.window import add_windows
 from loglead_lo2.schema import (
     EVENT_COLUMNS,
@@ -39,6 +45,8 @@ ENHANCED_FILE = "lo2_sequences_enhanced.parquet"
 METRICS_FILE = "lo2_metrics.parquet"
 TEMPLATES_FILE = "lo2_drain_templates.parquet"
 INFO_FILE = "lo2_load_info.json"
+FILES_FILE = "lo2_files.parquet"
+"""Per-file record of the files read and their trimmed leading lines (beside the info)."""
 DEFAULT_RUN_BATCH = 2
 """Runs per batch by default: ~2 GB peak at full scale, whatever the size of the data set."""
 MANIFEST_FILE = "lo2_manifest.csv"
@@ -56,7 +64,8 @@ class LoadOptions:
     single_error_type: str | None = None
     services: tuple[str, ...] = SERVICES
     head: int | None = None
-    init_lines_to_skip: int = 100
+    init_lines_to_skip: int | None = None
+    """``None``: trim each file's start-up block (by content); ``N``: its first N lines."""
     window: float | None = None
     load_metrics: bool = False
     save_parquet: bool = False
@@ -113,8 +122,9 @@ def run_loader(
     say = progress or (lambda _msg: None)
     if opts.window is not None and opts.window <= 0:
         raise UserError("--window must be a positive number of seconds.")
-    if opts.init_lines_to_skip < 0:
-        raise UserError("--init-lines-to-skip must be >= 0 (0 disables trimming).")
+    if opts.init_lines_to_skip is not None and opts.init_lines_to_skip < 0:
+        raise UserError("--init-lines-to-skip must be >= 0 (0 disables trimming; leave it out "
+                        "to trim the start-up block).")
     outputs = _outputs(opts)
     for path in outputs.values():
         check_overwrite(path, opts.overwrite, "--overwrite")
@@ -181,7 +191,14 @@ def run_loader(
             sel.skipped.append((str(opts.root), "--load-metrics: no metrics/ folders found"))
         report.written[METRICS_FILE] = write_parquet(metrics, outputs[METRICS_FILE], "metrics")
         report.tick("metrics", time.perf_counter() - t)
+    st = report.stats
+    if st.startup_lines_kept and opts.init_lines_to_skip != 0:
+        log.warning("%d start-up line(s) (main thread, JVM) in %d file(s) come after the "
+                    "trimmed part and were kept: they leak the label", st.startup_lines_kept,
+                    st.startup_kept_files)
     if report.written:
+        report.written[FILES_FILE] = write_parquet(
+            st.per_file.select(list(PER_FILE_SCHEMA)), opts.output_dir / FILES_FILE)
         write_text_atomic(opts.output_dir / INFO_FILE, json.dumps(info(opts, report), indent=2))
     return report
 
@@ -253,4 +270,25 @@ def info(opts: LoadOptions, report: LoadReport) -> dict[str, object]:
         "window_seconds": opts.window,
         "outputs": report.written,
         "event_columns": list(EVENT_COLUMNS),
+        "trim": trim_info(opts, report.stats),
+    }
+
+
+def trim_info(opts: LoadOptions, stats: ParseStats) -> dict[str, object]:
+    """The ``"trim"`` block of ``lo2_load_info.json``: rule, totals, lines per test case."""
+    split = stats.trimmed_split()
+    return {
+        "rule": "startup_block" if opts.init_lines_to_skip is None else "first_lines",
+        "description": trim_rule(opts.init_lines_to_skip),
+        "init_lines_to_skip": opts.init_lines_to_skip,
+        "head": opts.head,
+        "trimmed_lines": stats.trimmed_lines,
+        "trimmed_files": stats.trimmed_files,
+        "correct": {"lines": split["correct"][0], "files": split["correct"][1]},
+        "error_cases": {"lines": split["error"][0], "files": split["error"][1]},
+        "per_test_case": stats.trimmed_per_case(),
+        "head_cut_lines": stats.head_cut_lines,
+        "startup_lines_kept": stats.startup_lines_kept,
+        "startup_kept_files": stats.startup_kept_files,
+        "per_file": FILES_FILE,
     }
