@@ -374,6 +374,30 @@ def test_aggregate_tokens_from_distinct_messages_equal_per_event(events: pl.Data
     assert slim.equals(full)
 
 
+def test_aggregate_bags_in_small_steps_equal_one_step(
+    events: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bags are built in steps of whole sequences; messages met in several steps are
+    tokenised once up front, the others in their step. Tiny steps must not change a bag."""
+    from loglead_lo2.enhancers import sequences
+
+    more = make_events([
+        ("run_c", "correct", "user", [USER_LOAD, USER_LOAD_2, "", NORMALISED, "Äb\tcÄ"] * 3),
+        ("run_c", "correct", "token", [REFRESH, NORMALISED, "Äb\tcÄ", "x"]),
+        ("run_c", "correct", "code", ["", "ab"]),
+    ])
+    ev = enhance_events(pl.concat([events, more]), DrainParser(), tokens=False)
+    one = aggregate_sequences(ev, tokens=["e_words", "e_trigrams"])
+    reference = aggregate_sequences(enhance_events(ev, DrainParser()))
+    assert one.equals(reference)
+    monkeypatch.setattr(sequences, "BAG_CHUNK_ROWS", 40)
+    small = aggregate_sequences(ev.sample(fraction=1.0, shuffle=True, seed=1),
+                                tokens=["e_words", "e_trigrams"])
+    assert small.equals(one)
+    code = one.filter(pl.col("service") == "code")
+    assert code["e_trigrams"].to_list() == [[]] and code["e_trigrams_len"].to_list() == [0]
+
+
 def test_aggregate_windows_and_null_lists() -> None:
     df = make_events([("r", "correct", "user", [NORMALISED, CONFIG, NORMALISED])]).with_columns(
         pl.Series("window", [0, 0, 1], dtype=pl.Int32),

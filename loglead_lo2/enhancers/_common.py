@@ -159,7 +159,7 @@ def concat_lists(
         if g1 == len(group_totals):
             item_end = len(pick)
         sel = slice(item_start, item_end)
-        index = _range_index(starts[pick[sel]], picked_lengths[sel], len(values))
+        index = range_index(starts[pick[sel]], picked_lengths[sel], len(values))
         parts.append(lists_from_lengths(series.gather(index), group_totals[g0:g1], name))
         item_start = item_end
     if not parts:
@@ -212,7 +212,7 @@ def _concat_chunked_in_order(lists: pl.Series, group_totals: np.ndarray, name: s
     return pl.concat(parts, rechunk=False)
 
 
-def _range_index(starts: np.ndarray, lengths: np.ndarray, n_values: int) -> pl.Series:
+def range_index(starts: np.ndarray, lengths: np.ndarray, n_values: int) -> pl.Series:
     """``concat(range(s, s + n) for s, n in zip(starts, lengths))`` as one integer Series.
 
     Built with a single cumulative sum (every position steps by 1, the first position of

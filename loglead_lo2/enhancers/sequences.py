@@ -18,10 +18,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+import numpy as np
 import polars as pl
 
-from loglead_lo2.enhancers._common import distinct_codes, require
-from loglead_lo2.enhancers.tokens import SOURCE, TABLES, TOKEN_COLUMNS
+from loglead_lo2.enhancers._common import (
+    distinct_codes,
+    list_parts,
+    lists_from_lengths,
+    range_index,
+    require,
+)
+from loglead_lo2.enhancers.tokens import (
+    SOURCE,
+    TABLES,
+    TOKEN_COLUMNS,
+    TOKEN_DECODE,
+    TOKEN_DTYPES,
+    TOKEN_VALUES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +83,10 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
     if not _is_sorted(base):
         base = base.sort(["seq_id", "line_no", "__row"])
 
-    distinct_tables: dict[str, pl.DataFrame] = {}
+    distinct: pl.Series | None = None
     if tokens:
         codes, distinct = distinct_codes(base.get_column(SOURCE))
         base = base.drop(SOURCE).with_columns(codes.alias("__code"))
-        frame = pl.DataFrame({SOURCE: distinct})
-        for t in tokens:
-            distinct_tables[t] = TABLES[t](frame)
-            lens = distinct_tables[t].get_column(f"{t}_len").gather(codes)
-            base = base.with_columns(lens.alias(f"__n_{t}"))
 
     aggs: list[pl.Expr] = [pl.col(k).first() for k in KEYS if k in base.columns and k != "seq_id"]
     aggs += [
@@ -92,7 +101,7 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
     if "e_event_drain_id" in base.columns:
         aggs.append(pl.col("e_event_drain_id"))
     all_tokens = [t for t in TOKEN_COLUMNS if t in present or t in tokens]
-    aggs += [pl.col(f"__n_{t}").sum().cast(pl.Int64).alias(f"{t}_len") for t in all_tokens]
+    aggs += [pl.col(f"__n_{t}").sum().cast(pl.Int64).alias(f"{t}_len") for t in present]
 
     seq = base.group_by("seq_id", maintain_order=True).agg(aggs)
     duration = pl.col("end_time") - pl.col("start_time")
@@ -106,16 +115,22 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
             pl.col("e_event_drain_id").list.len().cast(pl.Int64).alias("e_event_drain_id_len")
         )
 
+    plan = _BagPlan(base, distinct) if distinct is not None else None
     for t in all_tokens:
-        if t in distinct_tables:
-            pairs = _message_token_counts(distinct_tables[t], t)
-            bags = _bags_from_messages(base, pairs, t)
+        if plan is not None and t in tokens:
+            bags = plan.bags(t).join(
+                seq.select("seq_id").with_row_index("__seq"), on="__seq", how="inner"
+            ).drop("__seq")
         else:
             bags = _bags_from_events(events, t)
         seq = seq.join(bags, on="seq_id", how="left", maintain_order="left").with_columns(
             pl.col(t).fill_null(pl.lit([], dtype=pl.List(pl.String))),
             pl.col(f"{t}_counts").fill_null(pl.lit([], dtype=pl.List(pl.Int64))),
         )
+        if t in tokens:
+            seq = seq.with_columns(
+                pl.col(f"{t}_counts").list.sum().fill_null(0).cast(pl.Int64).alias(f"{t}_len")
+            )
 
     ordered = [c for c in (*KEYS, *ADDS) if c in seq.columns]
     return seq.select(ordered)
@@ -130,19 +145,6 @@ def _is_sorted(df: pl.DataFrame) -> bool:
     return bool(df.select(ok.fill_null(True).all()).item())
 
 
-def _message_token_counts(table: pl.DataFrame, t: str) -> pl.DataFrame:
-    """(distinct message code, token, count) from a distinct-message token table."""
-    return (
-        table.select(pl.col(t))
-        .with_row_index("__code")
-        .explode(t, empty_as_null=False)
-        .drop_nulls(t)
-        .group_by("__code", t)
-        .agg(pl.len().cast(pl.Int64).alias("__c"))
-        .with_columns(pl.col("__code").cast(pl.UInt32))
-    )
-
-
 def _to_bags(pairs: pl.DataFrame, t: str) -> pl.DataFrame:
     """(seq_id, token, count) rows -> one row per seq_id with sorted tokens and counts."""
     return (
@@ -152,18 +154,126 @@ def _to_bags(pairs: pl.DataFrame, t: str) -> pl.DataFrame:
     )
 
 
-def _bags_from_messages(base: pl.DataFrame, pairs: pl.DataFrame, t: str) -> pl.DataFrame:
-    per_seq = (
-        base.group_by("seq_id", "__code")
-        .agg(pl.len().cast(pl.Int64).alias("__n"))
-        .with_columns(pl.col("__code").cast(pl.UInt32))
-    )
-    joined = (
-        per_seq.join(pairs, on="__code", how="inner")
-        .group_by("seq_id", t)
-        .agg((pl.col("__n") * pl.col("__c")).sum().alias("__c"))
-    )
-    return _to_bags(joined, t)
+BAG_CHUNK_ROWS = 4_000_000
+"""About how many (sequence, token) rows :class:`_BagPlan` builds per step."""
+
+
+class _BagPlan:
+    """Token bags of every sequence from its distinct messages, in bounded memory.
+
+    ``base`` holds one row per event in sequence order with ``__code``, the index of its
+    message in ``distinct``. The (sequence, message, events) pairs are cut into steps of
+    whole sequences holding about :data:`BAG_CHUNK_ROWS` estimated tokens (a message of ``c``
+    characters has at most ``c`` tokens of either kind), so no step materialises more than
+    that many (sequence, token) rows, however many distinct messages there are. Each
+    distinct message is tokenised once: a message that occurs in one step only is tokenised
+    in that step and dropped afterwards; one that occurs in several steps is tokenised once
+    up front and kept, reduced to (token, count) (a few hundred such messages when
+    normalisation works).
+    """
+
+    def __init__(self, base: pl.DataFrame, distinct: pl.Series) -> None:
+        self.distinct = distinct
+        new_seq = pl.col("seq_id") != pl.col("seq_id").shift()
+        chars = distinct.str.len_chars().cast(pl.Int64) + 1
+        pairs = (
+            base.select(
+                (new_seq.fill_null(True).cum_sum() - 1).cast(pl.UInt32).alias("__seq"), "__code"
+            )
+            .group_by("__seq", "__code")
+            .agg(pl.len().cast(pl.Int64).alias("__n"))
+            .sort("__seq", "__code")
+        )
+        weight = chars.gather(pairs.get_column("__code"))
+        seq_w = pairs.select("__seq", weight.alias("__w")).group_by(
+            "__seq", maintain_order=True).agg(pl.col("__w").sum())
+        before = seq_w.get_column("__w").cum_sum() - seq_w.get_column("__w")
+        step_of_seq = (before // BAG_CHUNK_ROWS).cast(pl.UInt32)
+        pairs = pairs.join(seq_w.select("__seq", step_of_seq.alias("__step")), on="__seq",
+                           how="left", maintain_order="left")
+        spread = pairs.group_by("__code").agg(pl.col("__step").n_unique().alias("__k"))
+        self.shared = spread.filter(pl.col("__k") > 1).get_column("__code").sort()
+        steps = pairs.get_column("__step").to_numpy()
+        cuts = (np.flatnonzero(np.diff(steps)) + 1).tolist() if len(steps) else []
+        self.bounds = [0, *cuts, len(steps)]
+        self.pairs = pairs.drop("__step")
+        log.debug("bags: %d (sequence, message) pairs in %d step(s), %d shared messages",
+                  pairs.height, len(self.bounds) - 1, self.shared.len())
+
+    def bags(self, t: str) -> pl.DataFrame:
+        """``__seq``, ``t`` (sorted distinct tokens) and ``{t}_counts`` of every sequence
+        that has tokens, in sequence order."""
+        shared = _Tokens(self.distinct, self.shared, t, reduce=True)
+        is_shared = pl.col("__code").is_in(self.shared.implode())
+        parts = []
+        for a, b in zip(self.bounds[:-1], self.bounds[1:], strict=True):
+            pairs = self.pairs.slice(a, b - a).with_columns(is_shared.alias("__s"))
+            on_shared = pairs.filter(pl.col("__s"))
+            on_local = pairs.filter(~pl.col("__s"))
+            local = _Tokens(self.distinct, on_local.get_column("__code").unique().sort(), t,
+                            reduce=False)
+            rows = pl.concat([shared.expand(on_shared), local.expand(on_local)])
+            del local, on_local, on_shared
+            parts.append(
+                rows.group_by("__seq", t)
+                .agg(pl.col("__c").sum())
+                .sort("__seq", t)
+                .group_by("__seq", maintain_order=True)
+                .agg(pl.col(t), pl.col("__c").alias(f"{t}_counts"))
+            )
+            del rows
+        bags = pl.concat(parts) if parts else pl.DataFrame(
+            schema={"__seq": pl.UInt32, t: pl.List(TOKEN_DTYPES[t]),
+                    f"{t}_counts": pl.List(pl.Int64)})
+        if t in TOKEN_DECODE:  # keys -> strings, only for the distinct tokens of each bag
+            values, _, lengths = list_parts(bags.get_column(t).rechunk())
+            strings = TOKEN_DECODE[t](np.asarray(values), t)
+            bags = bags.with_columns(lists_from_lengths(strings, lengths, t))
+        return bags
+
+
+class _Tokens:
+    """The tokens of the messages ``distinct[codes]`` (``codes`` sorted) as one flat array.
+
+    With ``reduce`` each message keeps one entry per distinct token with its count;
+    otherwise every occurrence is an entry of count 1 (no hashing: for messages that occur in
+    few sequences, reducing first costs more than it saves).
+    """
+
+    def __init__(self, distinct: pl.Series, codes: pl.Series, t: str, *, reduce: bool) -> None:
+        self.t = t
+        self.codes = codes.cast(pl.UInt32).to_numpy()
+        values, counts = TOKEN_VALUES[t](distinct.gather(codes).fill_null(""))
+        self.weights: np.ndarray | None = None
+        if reduce and len(values):
+            owner = np.repeat(np.arange(len(self.codes), dtype=np.int64), counts)
+            table = (
+                pl.DataFrame({"__i": owner, t: values})
+                .group_by("__i", t)
+                .agg(pl.len().cast(pl.Int64).alias("__c"))
+                .sort("__i", t)
+            )
+            counts = np.bincount(table.get_column("__i").to_numpy(), minlength=len(self.codes))
+            values = table.get_column(t)
+            self.weights = table.get_column("__c").to_numpy()
+        self.values = values
+        self.counts = counts.astype(np.int64)
+        self.starts = np.cumsum(self.counts) - self.counts
+
+    def expand(self, pairs: pl.DataFrame) -> pl.DataFrame:
+        """(``__seq``, ``t``, ``__c``) rows: the tokens of each (``__seq``, ``__code``,
+        ``__n``) pair, each counted ``__n`` times."""
+        at = np.searchsorted(self.codes, pairs.get_column("__code").to_numpy())
+        lengths = self.counts[at] if len(at) else np.zeros(0, dtype=np.int64)
+        index = range_index(self.starts[at], lengths, len(self.values))
+        n = np.repeat(pairs.get_column("__n").to_numpy(), lengths)
+        if self.weights is not None:
+            n = n * self.weights[index.to_numpy()]
+        return pl.DataFrame({
+            "__seq": np.repeat(pairs.get_column("__seq").to_numpy(), lengths),
+            self.t: self.values.gather(index) if len(index) else self.values.head(0),
+            "__c": n.astype(np.int64),
+        }, schema={"__seq": pl.UInt32, self.t: TOKEN_DTYPES[self.t], "__c": pl.Int64})
 
 
 def _bags_from_events(events: pl.DataFrame, t: str) -> pl.DataFrame:
