@@ -346,8 +346,8 @@ def sample_line(sample: dict[str, Any], loads: dict[str, Any], models: str) -> s
               for k, v in loads.items()]
     return (f"Sample: `generate(runs={sample['runs']}, scale={sample['scale']}, "
             f"seed={sample['seed']})`: {sample['lines']:,} lines, {sample['injected']} "
-            f"injected error events; loaded with the default trimming (first 100 lines of "
-            f"every log dropped): {' and '.join(counts)}. Models: `{models}`. Split: the "
+            f"injected error events; loaded with the default trimming (each log's start-up "
+            f"block, found by content): {' and '.join(counts)}. Models: `{models}`. Split: the "
             f"newest 20 % of runs held out; seed {sample['seed']}.")
 
 
@@ -383,10 +383,11 @@ def document(outcomes: list[Outcome], sample: dict[str, Any], loads: dict[str, A
         "- **F1**: at the model's own threshold (`score >= threshold`);",
         "- **GT recall**: ground-truth recall from the generator's manifest: the share of "
         "(run, error case, target service) units in the hold-out runs with at least one "
-        "injected error event that survived trimming/windowing whose sequence (window) the "
-        "model flags at its threshold, shown as `recall (detected/units with a trace)`. "
-        "Cases that leave no trace are not in the denominator. This is the figure that says "
-        "whether the model finds the errors, independent of label noise;",
+        "injected error event in the raw logs whose sequence (window) the model flags at "
+        "its threshold, shown as `recall (detected/units with a trace)`; an event the loader "
+        "trimmed is a miss. Cases that leave no trace are not in the denominator. This is "
+        "the figure that says whether the model finds the errors, independent of label "
+        "noise;",
         "- **FP rate**: flagged share of the normal (`correct`) hold-out rows at the same "
         "threshold;",
         "- **no-trace flags**: flagged share of the error-case hold-out rows that hold no "
@@ -413,10 +414,9 @@ def document(outcomes: list[Outcome], sample: dict[str, Any], loads: dict[str, A
         "normal traffic.",
         "- `seq_len` separability (above) shows how far length alone separates the classes. "
         "Whole sequences differ by recording design (60 s `correct` vs 10 s error cases). "
-        "On a small generated sample windows do not remove it either: the loader drops the "
-        "first 100 lines of every log (the start-up block of `correct`), which at a small "
-        "`--scale` is a large share of a 10 s error case, so error-case windows are shorter "
-        "than `correct` windows. A larger `--scale` reduces this.",
+        "Windows remove most of it; what remains is the recording structure itself: every "
+        "case starts with a new locust process (registrations first, token and code traffic "
+        "later), so a 10 s error case holds one start-of-case window and `correct` six.",
         "- `target-service` labels with GT recall and no-trace flags are the figures that say "
         "whether the error events themselves are found. Generated error events are clean "
         "and the sample is small, so absolute figures are optimistic compared with the real "

@@ -1,9 +1,10 @@
 """Start-up block at the head of every ``correct`` log: JVM, Hazelcast, config, server lines.
 
-Between 40 and 95 physical lines per file, so that the customary trimming of each log's first
-100 lines removes all of it. Non-pattern lines (``Picked up JAVA_TOOL_OPTIONS``, Hazelcast's
-java.util.logging pairs) are ``raw`` templates; ``@{jul}`` is filled with the line's time in
-java.util.logging's format (``Nov 20, 2024 4:29:31 PM``).
+Between 40 and 95 physical lines per file, all before the service's first request (the
+loader's default trimming finds the block by these lines, not by a count). Non-pattern lines
+(``Picked up JAVA_TOOL_OPTIONS``, Hazelcast's java.util.logging pairs) are ``raw`` templates;
+``@{jul}`` is filled with the line's time in java.util.logging's format
+(``Nov 20, 2024 4:29:31 PM``).
 """
 
 from __future__ import annotations
