@@ -86,16 +86,6 @@ def uuid_chars(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def hex_chars(rng: np.random.Generator, n: int, width: int = 8) -> np.ndarray:
-    """Random lower-case hex words as an ``(n, width)`` ASCII matrix."""
-    return _HEX[rng.integers(0, 16, size=(n, width))]
-
-
-def hex_ids(rng: np.random.Generator, n: int, name: str, width: int = 8) -> pl.Series:
-    """Random lower-case hex ids (user and service ids look like ``66c2c2bd``)."""
-    return _to_series(hex_chars(rng, n, width), name)
-
-
 def uuid_prefix_chars(rng: np.random.Generator, n: int, width: int) -> np.ndarray:
     """``str(uuid4())[:width]`` as an ``(n, width)`` ASCII matrix.
 
