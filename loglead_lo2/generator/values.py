@@ -31,8 +31,9 @@ def _uuid4_bytes(rng: np.random.Generator, n: int) -> np.ndarray:
     return raw
 
 
-def _b64url_chars(raw: np.ndarray) -> np.ndarray:
-    """Unpadded base64url characters of each row of ``raw`` (``(n, k)`` uint8)."""
+def _sextets(raw: np.ndarray) -> tuple[np.ndarray, int]:
+    """Base64 digit values (0-63) of each row of ``raw`` (``(n, k)`` uint8), zero-padded to a
+    multiple of 3 bytes, and the number of padding bytes."""
     n, k = raw.shape
     pad = (-k) % 3
     padded = np.concatenate([raw, np.zeros((n, pad), dtype=np.uint8)], axis=1)
@@ -40,7 +41,13 @@ def _b64url_chars(raw: np.ndarray) -> np.ndarray:
     sextets = np.stack(
         [a >> 2, ((a & 3) << 4) | (b >> 4), ((b & 15) << 2) | (c >> 6), c & 63], axis=2
     ).reshape(n, 4 * ((k + pad) // 3))
-    width = (4 * k + 2) // 3
+    return sextets, pad
+
+
+def _b64url_chars(raw: np.ndarray) -> np.ndarray:
+    """Unpadded base64url characters of each row of ``raw`` (``(n, k)`` uint8)."""
+    sextets, _ = _sextets(raw)
+    width = (4 * raw.shape[1] + 2) // 3
     return _B64URL[sextets[:, :width]]
 
 
@@ -103,13 +110,7 @@ _B64STD = np.frombuffer(
 def b64std_padded_chars(raw: np.ndarray) -> np.ndarray:
     """Standard, ``=``-padded base64 of each row of ``raw`` (``(n, k)`` uint8), as HTTP
     ``Basic`` credentials are encoded."""
-    n, k = raw.shape
-    pad = (-k) % 3
-    padded = np.concatenate([raw, np.zeros((n, pad), dtype=np.uint8)], axis=1)
-    a, b, c = (padded.reshape(n, (k + pad) // 3, 3)[:, :, i].astype(np.uint16) for i in range(3))
-    sextets = np.stack(
-        [a >> 2, ((a & 3) << 4) | (b >> 4), ((b & 15) << 2) | (c >> 6), c & 63], axis=2
-    ).reshape(n, 4 * ((k + pad) // 3))
+    sextets, pad = _sextets(raw)
     out = _B64STD[sextets]
     if pad:
         out[:, -pad:] = ord("=")
