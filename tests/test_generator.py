@@ -374,3 +374,22 @@ def test_cases_start_with_registrations_and_errors_can_be_early(sample: Path) ->
     early = [r for r in _manifest(sample)
              if r["kind"] == "injected" and int(r["line_no"]) <= 100]
     assert early, "no injected event in the first 100 lines of any error-case file"
+
+
+def test_value_encoders_match_the_standard_library() -> None:
+    import base64
+    import uuid
+
+    import numpy as np
+
+    from loglead_lo2.generator.values import client_pool, user_pool
+
+    rng = np.random.default_rng(0)
+    clients = client_pool(rng, 50)
+    for cid, secret, basic in clients.select("client_id", "secret", "basic").iter_rows():
+        assert uuid.UUID(cid).version == 4 and len(secret) == 22
+        assert basic == "Basic " + base64.b64encode(f"{cid}:{secret}".encode()).decode()
+    users = user_pool(rng, 50)
+    assert users["user_id"].str.len_chars().unique().to_list() == [8]
+    assert users["first_name"].str.len_chars().unique().to_list() == [32]
+    assert all(uuid.UUID(e).version == 4 for e in users["email"])
