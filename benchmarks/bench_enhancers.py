@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -220,12 +221,12 @@ class _PeakRss:
         self.peak = max(self.peak, self._proc.memory_info().rss)
 
 
-def _cache(tree: Path, name: str) -> Path:
-    return tree / "_bench" / f"{name}.parquet"
+def _cache(cache: Path, name: str) -> Path:
+    return cache / f"{name}.parquet"
 
 
-def _worker(stage: str, tree: Path) -> dict[str, object]:
-    """Run ``stage`` on the cached input of ``tree``; write its output cache if it has one."""
+def _worker(stage: str, tree: Path, cache: Path) -> dict[str, object]:
+    """Run ``stage`` on the input of ``tree`` cached in ``cache``; cache its output."""
 
     from loglead_lo2.enhancers import DrainParser, aggregate_sequences, length, normalize
     from loglead_lo2.enhancers._common import distinct_codes
@@ -240,7 +241,7 @@ def _worker(stage: str, tree: Path) -> dict[str, object]:
               "write": "sequences"}
     data = None
     if stage in inputs:
-        data = pl.read_parquet(_cache(tree, inputs[stage]))
+        data = pl.read_parquet(_cache(cache, inputs[stage]))
         info["input_rows"] = data.height
     if stage in ("word_table", "trigram_table"):
         data = data.select(pl.col(SOURCE).unique().sort())
@@ -271,11 +272,11 @@ def _worker(stage: str, tree: Path) -> dict[str, object]:
         elif stage == "aggregate":
             out = aggregate_sequences(data, tokens=TOKEN_COLUMNS)
         elif stage == "write":
-            writer = ParquetStreamWriter(tree / "_bench" / "out.parquet", kind="sequences_enhanced")
+            writer = ParquetStreamWriter(cache / "out.parquet", kind="sequences_enhanced")
             writer.write(data)
             writer.close()
         elif stage in ("loader", "loader_batch1"):
-            opts = LoadOptions(root=tree, output_dir=tree / "_bench" / "out", save_parquet=True,
+            opts = LoadOptions(root=tree, output_dir=cache / "out", save_parquet=True,
                                overwrite=True, **({"run_batch": 1} if stage != "loader" else {}))
             report = run_loader(opts)
             info["events"] = report.events
@@ -284,7 +285,7 @@ def _worker(stage: str, tree: Path) -> dict[str, object]:
     names = {"parse": "events", "normalize": "normalized", "drain": "drained",
              "length": "enhanced", "aggregate": "sequences"}
     if out is not None and stage in names:
-        out.write_parquet(_cache(tree, names[stage]))
+        out.write_parquet(_cache(cache, names[stage]))
     info.update(seconds=seconds, start_mib=rss.start / 2**20, peak_mib=rss.peak / 2**20)
     return info
 
@@ -334,8 +335,8 @@ def trigram_bench(old_max: int) -> None:
             print(f"{name:34s} {chars:10,d} {grams:10,d} {new:8.3f} {old:8.3f}", flush=True)
 
 
-def _measure(stage: str, tree: Path) -> dict[str, object]:
-    cmd = [sys.executable, __file__, "--worker", stage, "--tree", str(tree)]
+def _measure(stage: str, tree: Path, cache: Path) -> dict[str, object]:
+    cmd = [sys.executable, __file__, "--worker", stage, "--tree", str(tree), "--cache", str(cache)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     stdout = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
@@ -358,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path("/tmp/lo2_bench_enh"))
     p.add_argument("--worker", choices=STAGES, help=argparse.SUPPRESS)
     p.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--trigrams", action="store_true",
                    help="only time the trigram step: one long line vs many short lines")
     p.add_argument("--old-max", type=int, default=100_000,
@@ -367,12 +369,14 @@ def main(argv: list[str] | None = None) -> int:
         trigram_bench(args.old_max)
         return 0
     if args.worker:
-        print(json.dumps(_worker(args.worker, args.tree)))
+        print(json.dumps(_worker(args.worker, args.tree, args.cache)))
         return 0
     print(f"cores: {os.cpu_count()}, json share {args.json_share:g}, leak {args.leak:g}")
     for n in args.runs:
         tree = realistic_tree(args.work, n, args.seed, args.json_share, args.leak)
-        (tree / "_bench").mkdir(exist_ok=True)
+        # stage outputs are cached per tree and per checkout (so two checkouts never mix)
+        cache = args.work / "cache" / f"{tree.name}_{zlib.crc32(str(ROOT).encode()):08x}"
+        cache.mkdir(parents=True, exist_ok=True)
         stages = list(args.stages)
         needs = {"distinct_codes": "parse", "normalize": "parse", "drain": "normalize",
                  "length": "drain", "word_table": "length", "trigram_table": "length",
@@ -384,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             while dep is not None:
                 cached = {"parse": "events", "normalize": "normalized", "drain": "drained",
                           "length": "enhanced", "aggregate": "sequences"}[dep]
-                if dep not in stages and not _cache(tree, cached).exists():
+                if dep not in stages and not _cache(cache, cached).exists():
                     stages.append(dep)
                 dep = needs.get(dep)
         stages.sort(key=lambda s: (order.index(s) if s in order else len(order),
@@ -392,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n[{n} run(s)] {tree}")
         print(f"{'stage':16s} {'seconds':>8s} {'peak MiB':>9s} {'rise MiB':>9s}  notes")
         for stage in stages:
-            r = _measure(stage, tree)
+            r = _measure(stage, tree, cache)
             if "error" in r:
                 print(f"{stage:16s} failed: {r['error']}")
                 continue

@@ -255,6 +255,25 @@ def test_drain_ids_stable_across_calls_and_instances(events: pl.DataFrame) -> No
     assert first.template_table()["count"].sum() == 2 * batch1.height + batch2.height
 
 
+def test_drain_feeds_each_message_once_in_small_chunks(
+    events: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loglead_lo2.enhancers import drain
+
+    batch = normalize(events)
+    reference = DrainParser().parse(batch)["e_event_drain_id"]
+    monkeypatch.setattr(drain, "FEED_CHUNK", 2)
+    parser = DrainParser()
+    fed: list[str] = []
+    add = parser._miner.add_log_message
+    monkeypatch.setattr(parser._miner, "add_log_message", lambda m: fed.append(m) or add(m))
+    assert parser.parse(batch)["e_event_drain_id"].equals(reference)
+    parser.parse(batch.reverse())
+    distinct = batch["e_message_normalized"].unique().sort().to_list()
+    assert fed == distinct  # once each, sorted, never again in a later call
+    assert parser.n_messages == len(distinct)
+
+
 def test_drain_save_templates(tmp_path: Path, events: pl.DataFrame) -> None:
     parser = DrainParser()
     parser.parse(normalize(events))

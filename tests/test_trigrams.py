@@ -69,9 +69,10 @@ def test_random_unicode_matches_reference() -> None:
 
 
 def test_rows_split_across_steps(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rows are processed in byte-bounded steps; a tiny step size must give the same result,
-    including a row longer than one step."""
+    """Rows are read, and keys decoded, in bounded steps; tiny steps must give the same
+    result, including a row longer than one step."""
     monkeypatch.setattr(tokens, "TRIGRAM_CHUNK_BYTES", 7)
+    monkeypatch.setattr(tokens, "DECODE_CHUNK", 5)  # ASCII-only and mixed runs of keys
     check(TRICKY + ["x" * 50 + "Ä" * 20, "", "abc"])
 
 

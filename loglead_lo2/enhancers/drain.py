@@ -22,8 +22,9 @@ Chosen values:
   as themselves; variable numbers are ``<NUM>`` already.
 
 Stability: each distinct normalised message is fed to Drain once, in sorted order per
-:meth:`DrainParser.parse` call, and its cluster id is cached, so a message keeps its id for the
-life of the parser, and one parser shared across batches gives every batch the same ids.
+:meth:`DrainParser.parse` call, and its cluster id is cached (keyed by a 128-bit hash of the
+message, 16 bytes per message), so a message keeps its id for the life of the parser, and one
+parser shared across batches gives every batch the same ids.
 Drain itself depends on input order: the ids (and the final template text) are reproducible
 for the same data fed in the same batch layout, not across different batchings.
 """
@@ -38,13 +39,29 @@ import polars as pl
 from drain3 import TemplateMiner
 from drain3.template_miner_config import TemplateMinerConfig
 
-from loglead_lo2.enhancers._common import require
+from loglead_lo2.enhancers._common import distinct_codes, require
 from loglead_lo2.schema import write_parquet
 
 log = logging.getLogger(__name__)
 
 SOURCE = "e_message_normalized"
 OUTPUT = "e_event_drain_id"
+FEED_CHUNK = 10_000
+"""Messages turned into Python strings at a time when feeding Drain."""
+_KEYS = ("__h0", "__h1")
+_KNOWN_SCHEMA = {"__h0": pl.UInt64, "__h1": pl.UInt64, "cid": pl.Int64}
+
+
+def _key_exprs(column: str) -> list[pl.Expr]:
+    """Two 64-bit hashes (different seeds) that identify a message in the parser's cache.
+
+    A 128-bit key costs 16 bytes per distinct message however long it is, so the cache of a
+    parser that spans many batches stays small even when the normalisation leaves ids in
+    and most messages are distinct; two different messages sharing both hashes is about as
+    likely as ``n**2 / 2**129`` (never, in practice).
+    """
+    return [pl.col(column).hash(seed=0).alias(_KEYS[0]),
+            pl.col(column).hash(seed=0x5851F42D).alias(_KEYS[1])]
 
 
 @dataclass(frozen=True)
@@ -80,37 +97,47 @@ class DrainParser:
     def __init__(self, config: DrainConfig | None = None) -> None:
         self.config = config or DrainConfig()
         self._miner = TemplateMiner(persistence_handler=None, config=self.config.to_drain3())
-        self._ids: dict[str, int] = {}
+        self._known = pl.DataFrame(schema=_KNOWN_SCHEMA)
         self._counts: dict[int, int] = {}
 
     @property
     def n_messages(self) -> int:
         """Distinct normalised messages seen so far."""
-        return len(self._ids)
+        return self._known.height
 
     def parse(self, df: pl.DataFrame) -> pl.DataFrame:
         """Add ``e_event_drain_id``; skipped (no counting) when the column exists."""
         if OUTPUT in df.columns:
             return df
         require(df, [SOURCE], "DrainParser.parse")
-        msg = pl.col(SOURCE).fill_null("")
-        per_message = df.group_by(msg.alias("m")).agg(pl.len().alias("n")).sort("m")
-        new = per_message.filter(~pl.col("m").is_in(list(self._ids))).get_column("m")
-        for text in new.to_list():  # distinct messages only, sorted: deterministic
-            self._ids[text] = self._miner.add_log_message(text)["cluster_id"]
-        ids = per_message.get_column("m").replace_strict(self._ids, return_dtype=pl.Int64)
-        table = per_message.with_columns(ids.alias("cid"))
-        for cid, n in table.group_by("cid").agg(pl.col("n").sum()).iter_rows():
+        codes, distinct = distinct_codes(df.get_column(SOURCE))
+        table = (
+            distinct.to_frame("m")
+            .with_columns(*_key_exprs("m"))
+            .join(self._known, on=_KEYS, how="left", maintain_order="left")
+        )
+        new = table.filter(pl.col("cid").is_null()).drop("cid")
+        if new.height:
+            ids = self._feed(new.get_column("m"))
+            self._known = pl.concat([self._known, new.select(*_KEYS, ids.alias("cid"))],
+                                    rechunk=True)
+            table = table.drop("cid").join(self._known, on=_KEYS, how="left",
+                                           maintain_order="left")
+        cids = table.get_column("cid")
+        del table, new, distinct
+        per_event = cids.gather(codes)
+        for cid, n in per_event.value_counts().iter_rows():
             self._counts[cid] = self._counts.get(cid, 0) + n
-        mapping = table.select(
-            pl.col("m"), pl.format("e{}", pl.col("cid")).alias(OUTPUT)
-        )
-        out = (
-            df.select(msg.alias("m"))
-            .join(mapping, on="m", how="left", maintain_order="left")
-            .get_column(OUTPUT)
-        )
-        return df.with_columns(out)
+        names = cids.to_frame().select(pl.format("e{}", "cid").alias(OUTPUT)).get_column(OUTPUT)
+        return df.with_columns(names.gather(codes))
+
+    def _feed(self, messages: pl.Series) -> pl.Series:
+        """Add ``messages`` (sorted, never seen) to Drain in order; their cluster ids."""
+        ids: list[int] = []
+        for start in range(0, len(messages), FEED_CHUNK):  # bounded Python string copies
+            for text in messages.slice(start, FEED_CHUNK).to_list():
+                ids.append(self._miner.add_log_message(text)["cluster_id"])
+        return pl.Series("cid", ids, dtype=pl.Int64)
 
     def template_table(self) -> pl.DataFrame:
         """One row per template: ``e_event_drain_id``, ``template``, ``count`` (events assigned

@@ -79,9 +79,9 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
     base = events.select(
         *cols,
         *(pl.col(t).list.len().fill_null(0).cast(pl.Int64).alias(f"__n_{t}") for t in present),
-    ).with_row_index("__row")
-    if not _is_sorted(base):
-        base = base.sort(["seq_id", "line_no", "__row"])
+    )
+    if not _in_blocks(base):
+        base = base.with_row_index("__row").sort(["seq_id", "line_no", "__row"]).drop("__row")
 
     distinct: pl.Series | None = None
     if tokens:
@@ -133,16 +133,23 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
             )
 
     ordered = [c for c in (*KEYS, *ADDS) if c in seq.columns]
-    return seq.select(ordered)
+    return seq.select(ordered).sort("seq_id")
 
 
-def _is_sorted(df: pl.DataFrame) -> bool:
-    """Whether rows are already in ``(seq_id, line_no)`` order (the loader's usual output)."""
+def _in_blocks(df: pl.DataFrame) -> bool:
+    """Whether each sequence's rows are one contiguous block in ``line_no`` order (loader
+    output is: one block per file). Then the rows need no sort: groups are taken in block
+    order and only the sequence table is sorted by ``seq_id``."""
     if df.height < 2:
         return True
     seq, prev = pl.col("seq_id"), pl.col("seq_id").shift()
-    ok = (seq > prev) | ((seq == prev) & (pl.col("line_no") >= pl.col("line_no").shift()))
-    return bool(df.select(ok.fill_null(True).all()).item())
+    same = (seq == prev).fill_null(False)
+    checks = df.select(
+        in_order=(~same | (pl.col("line_no") >= pl.col("line_no").shift())).all(),
+        blocks=(~same).sum(),
+        sequences=seq.n_unique(),
+    ).row(0, named=True)
+    return bool(checks["in_order"]) and checks["blocks"] == checks["sequences"]
 
 
 def _to_bags(pairs: pl.DataFrame, t: str) -> pl.DataFrame:
@@ -154,22 +161,23 @@ def _to_bags(pairs: pl.DataFrame, t: str) -> pl.DataFrame:
     )
 
 
-BAG_CHUNK_ROWS = 4_000_000
+BAG_CHUNK_ROWS = 1_000_000
 """About how many (sequence, token) rows :class:`_BagPlan` builds per step."""
 
 
 class _BagPlan:
     """Token bags of every sequence from its distinct messages, in bounded memory.
 
-    ``base`` holds one row per event in sequence order with ``__code``, the index of its
-    message in ``distinct``. The (sequence, message, events) pairs are cut into steps of
-    whole sequences holding about :data:`BAG_CHUNK_ROWS` estimated tokens (a message of ``c``
-    characters has at most ``c`` tokens of either kind), so no step materialises more than
-    that many (sequence, token) rows, however many distinct messages there are. Each
-    distinct message is tokenised once: a message that occurs in one step only is tokenised
-    in that step and dropped afterwards; one that occurs in several steps is tokenised once
-    up front and kept, reduced to (token, count) (a few hundred such messages when
-    normalisation works).
+    ``base`` holds one row per event with ``__code``, the index of its message in
+    ``distinct``, each sequence's rows forming one block. The (sequence, message, events)
+    pairs, in sequence order, are cut into steps of about :data:`BAG_CHUNK_ROWS` estimated
+    tokens (a message of ``c`` characters has at most ``c`` tokens of either kind), so no step
+    materialises more than about that many (sequence, token) rows, however many distinct
+    messages there are and however big one sequence is: a sequence cut by a step boundary
+    carries its partial (token, count) rows into the next step. Each distinct message is
+    tokenised once: a message that occurs in one step only is tokenised in that step and
+    dropped afterwards; one that occurs in several steps is tokenised once up front and kept,
+    reduced to (token, count) (a few hundred such messages when normalisation works).
     """
 
     def __init__(self, base: pl.DataFrame, distinct: pl.Series) -> None:
@@ -184,16 +192,11 @@ class _BagPlan:
             .agg(pl.len().cast(pl.Int64).alias("__n"))
             .sort("__seq", "__code")
         )
-        weight = chars.gather(pairs.get_column("__code"))
-        seq_w = pairs.select("__seq", weight.alias("__w")).group_by(
-            "__seq", maintain_order=True).agg(pl.col("__w").sum())
-        before = seq_w.get_column("__w").cum_sum() - seq_w.get_column("__w")
-        step_of_seq = (before // BAG_CHUNK_ROWS).cast(pl.UInt32)
-        pairs = pairs.join(seq_w.select("__seq", step_of_seq.alias("__step")), on="__seq",
-                           how="left", maintain_order="left")
+        weight = chars.gather(pairs.get_column("__code")).to_numpy()
+        steps = (np.cumsum(weight) - weight) // BAG_CHUNK_ROWS
+        pairs = pairs.with_columns(pl.Series("__step", steps, dtype=pl.Int64))
         spread = pairs.group_by("__code").agg(pl.col("__step").n_unique().alias("__k"))
         self.shared = spread.filter(pl.col("__k") > 1).get_column("__code").sort()
-        steps = pairs.get_column("__step").to_numpy()
         cuts = (np.flatnonzero(np.diff(steps)) + 1).tolist() if len(steps) else []
         self.bounds = [0, *cuts, len(steps)]
         self.pairs = pairs.drop("__step")
@@ -205,23 +208,32 @@ class _BagPlan:
         that has tokens, in sequence order."""
         shared = _Tokens(self.distinct, self.shared, t, reduce=True)
         is_shared = pl.col("__code").is_in(self.shared.implode())
+        seqs = self.pairs.get_column("__seq").to_numpy()
         parts = []
+        carry: pl.DataFrame | None = None  # partial rows of a sequence cut by a step boundary
         for a, b in zip(self.bounds[:-1], self.bounds[1:], strict=True):
             pairs = self.pairs.slice(a, b - a).with_columns(is_shared.alias("__s"))
             on_shared = pairs.filter(pl.col("__s"))
             on_local = pairs.filter(~pl.col("__s"))
             local = _Tokens(self.distinct, on_local.get_column("__code").unique().sort(), t,
                             reduce=False)
-            rows = pl.concat([shared.expand(on_shared), local.expand(on_local)])
+            rows = [shared.expand(on_shared), local.expand(on_local)]
             del local, on_local, on_shared
+            if carry is not None:
+                rows.append(carry)
+            reduced = pl.concat(rows).group_by("__seq", t).agg(pl.col("__c").sum())
+            del rows
+            carry = None
+            if b < len(seqs) and seqs[b] == seqs[b - 1]:  # the last sequence goes on
+                open_seq = pl.col("__seq") == int(seqs[b - 1])
+                carry = reduced.filter(open_seq)
+                reduced = reduced.filter(~open_seq)
             parts.append(
-                rows.group_by("__seq", t)
-                .agg(pl.col("__c").sum())
-                .sort("__seq", t)
+                reduced.sort("__seq", t)
                 .group_by("__seq", maintain_order=True)
                 .agg(pl.col(t), pl.col("__c").alias(f"{t}_counts"))
             )
-            del rows
+            del reduced
         bags = pl.concat(parts) if parts else pl.DataFrame(
             schema={"__seq": pl.UInt32, t: pl.List(TOKEN_DTYPES[t]),
                     f"{t}_counts": pl.List(pl.Int64)})

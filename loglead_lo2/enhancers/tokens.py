@@ -134,11 +134,17 @@ def _code_points(data: np.ndarray, starts: np.ndarray) -> np.ndarray:
     )
 
 
+DECODE_CHUNK = 1 << 20
+"""Keys decoded per step by :func:`decode_trigrams` (keeps its temporaries in cache)."""
+_NON_ASCII = ~np.uint64((0x7F << 42) | (0x7F << 21) | 0x7F)
+
+
 def decode_trigrams(keys: np.ndarray, name: str = "e_trigrams") -> pl.Series:
     """String Series of the trigrams packed in ``keys`` (see :func:`trigram_keys`).
 
     Each trigram (3 to 12 UTF-8 bytes) is written straight into an inline Arrow string view
-    (16 bytes), the layout polars keeps strings in, so nothing is sliced or copied per value.
+    (16 bytes: length, then the bytes), the layout polars keeps strings in, so nothing is
+    sliced or copied per value. Runs of ASCII-only keys take a shortcut.
     """
     import pyarrow as pa
 
@@ -148,30 +154,50 @@ def decode_trigrams(keys: np.ndarray, name: str = "e_trigrams") -> pl.Series:
         return pl.Series(name, [], dtype=pl.String)
     views = np.zeros((m, 16), dtype=np.uint8)
     words = views.view("<u8").reshape(m, 2)
-    ascii_max = (np.uint64(0x7F) << np.uint64(42)) | (np.uint64(0x7F) << np.uint64(21)) | 0x7F
-    if not (keys & ~ascii_max).any():  # ASCII only: length 3, then the three bytes
-        words[:, 0] = (((keys >> np.uint64(42)) << np.uint64(32))
-                       | (((keys >> np.uint64(21)) & np.uint64(0x7F)) << np.uint64(40))
-                       | ((keys & np.uint64(0x7F)) << np.uint64(48)) | np.uint64(3))
-    else:
-        cps = [(keys >> np.uint64(shift)) & np.uint64(_CP_MASK) for shift in (42, 21, 0)]
-        sizes = [1 + (c >= 0x80).astype(np.int64) + (c >= 0x800) + (c >= 0x10000) for c in cps]
-        views.view("<i4").reshape(m, 4)[:, 0] = sizes[0] + sizes[1] + sizes[2]
-        flat = views.reshape(-1)
-        at = np.arange(m, dtype=np.int64) * 16 + 4
-        for c, n in zip(cps, sizes, strict=True):
-            lead = np.select([n == 1, n == 2, n == 3],
-                             [c, 0xC0 | (c >> np.uint64(6)), 0xE0 | (c >> np.uint64(12))],
-                             0xF0 | (c >> np.uint64(18)))
-            flat[at] = lead.astype(np.uint8)
-            for j in (1, 2, 3):
-                rows = np.flatnonzero(n > j)
-                shift = (6 * (n[rows] - 1 - j)).astype(np.uint64)
-                byte = np.uint64(0x80) | ((c[rows] >> shift) & np.uint64(0x3F))
-                flat[at[rows] + j] = byte.astype(np.uint8)
-            at += n
+    a = np.empty(min(m, DECODE_CHUNK), dtype=np.uint64)
+    b = np.empty_like(a)
+    for i in range(0, m, DECODE_CHUNK):
+        k = keys[i : i + DECODE_CHUNK]
+        x, y = a[: len(k)], b[: len(k)]
+        np.bitwise_and(k, _NON_ASCII, out=x)
+        if x.any():
+            _decode_utf8(k, views[i : i + len(k)])
+            continue
+        # ASCII: little-endian word 0 = length 3 | byte0 << 32 | byte1 << 40 | byte2 << 48
+        np.right_shift(k, np.uint64(42), out=x)
+        np.left_shift(x, np.uint64(32), out=x)
+        np.right_shift(k, np.uint64(21), out=y)
+        np.bitwise_and(y, np.uint64(0x7F), out=y)
+        np.left_shift(y, np.uint64(40), out=y)
+        np.bitwise_or(x, y, out=x)
+        np.bitwise_and(k, np.uint64(0x7F), out=y)
+        np.left_shift(y, np.uint64(48), out=y)
+        np.bitwise_or(x, y, out=x)
+        np.bitwise_or(x, np.uint64(3), out=x)
+        words[i : i + len(k), 0] = x
     array = pa.Array.from_buffers(pa.string_view(), m, [None, pa.py_buffer(views)])
     return pl.Series(name, array)
+
+
+def _decode_utf8(keys: np.ndarray, views: np.ndarray) -> None:
+    """Write the UTF-8 encoding of the trigram ``keys`` into ``views`` (``(m, 16)`` zeros)."""
+    m = len(keys)
+    cps = [(keys >> np.uint64(shift)) & np.uint64(_CP_MASK) for shift in (42, 21, 0)]
+    sizes = [1 + (c >= 0x80).astype(np.int64) + (c >= 0x800) + (c >= 0x10000) for c in cps]
+    views.view("<i4").reshape(m, 4)[:, 0] = sizes[0] + sizes[1] + sizes[2]
+    flat = views.reshape(-1)
+    at = np.arange(m, dtype=np.int64) * 16 + 4
+    for c, n in zip(cps, sizes, strict=True):
+        lead = np.select([n == 1, n == 2, n == 3],
+                         [c, 0xC0 | (c >> np.uint64(6)), 0xE0 | (c >> np.uint64(12))],
+                         0xF0 | (c >> np.uint64(18)))
+        flat[at] = lead.astype(np.uint8)
+        for j in (1, 2, 3):
+            rows = np.flatnonzero(n > j)
+            shift = (6 * (n[rows] - 1 - j)).astype(np.uint64)
+            byte = np.uint64(0x80) | ((c[rows] >> shift) & np.uint64(0x3F))
+            flat[at[rows] + j] = byte.astype(np.uint8)
+        at += n
 
 
 TABLES = {"e_words": word_table, "e_trigrams": trigram_table}
