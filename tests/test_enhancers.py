@@ -430,6 +430,18 @@ def test_aggregate_windows_and_null_lists() -> None:
     assert seq["e_words_len"].to_list() == [1, 2]
 
 
+def test_map_distinct_in_small_slices(
+    events: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loglead_lo2.enhancers import _common
+
+    whole = trigrams(words(normalize(events)))
+    monkeypatch.setattr(_common, "DISTINCT_CHUNK", 2)
+    sliced = trigrams(words(normalize(events)))
+    assert sliced.equals(whole)
+    assert normalize(events.head(0)).height == 0
+
+
 def test_concat_lists_with_pick() -> None:
     lists = pl.Series("x", [["a", "b"], [], ["c"], None])
     out = concat_lists(lists, [2, 0, 1, 3, 0, 2], [3, 3], "x")

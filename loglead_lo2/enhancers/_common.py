@@ -32,6 +32,10 @@ def require(df: pl.DataFrame, columns: Iterable[str], who: str) -> None:
         )
 
 
+DISTINCT_CHUNK = 1 << 16
+"""Distinct values :func:`map_distinct` hands to ``compute`` at a time."""
+
+
 def map_distinct(
     df: pl.DataFrame,
     key: str,
@@ -40,13 +44,21 @@ def map_distinct(
 ) -> pl.DataFrame:
     """Compute ``adds`` once per distinct value of ``key`` and gather them back to every row.
 
-    ``compute`` receives a one-column frame of the sorted distinct values of ``key`` and
-    returns it with the ``adds`` columns. Null keys are processed as ``""``. Row order of ``df``
-    is kept. List columns are gathered through their flat values (:func:`concat_lists`),
-    which is much faster than a join or a list gather when few distinct lists repeat.
+    ``compute`` receives a one-column frame of sorted distinct values of ``key`` and returns
+    it with the ``adds`` columns; it must work row by row, because it is called on
+    consecutive slices of at most :data:`DISTINCT_CHUNK` values, so that its temporaries
+    (a regex pass over a few hundred MB of raw messages, say) stay small when nearly every
+    value is distinct. Null keys are processed as ``""``. Row order of ``df`` is kept. List
+    columns are gathered through their flat values (:func:`concat_lists`), which is much
+    faster than a join or a list gather when few distinct lists repeat.
     """
     codes, distinct = distinct_codes(df.get_column(key))
-    table = compute(distinct.to_frame(key))
+    parts = [
+        compute(distinct.slice(start, DISTINCT_CHUNK).to_frame(key)).select(adds)
+        for start in range(0, max(len(distinct), 1), DISTINCT_CHUNK)
+    ]
+    table = pl.concat(parts) if len(parts) > 1 else parts[0]
+    del distinct
     pick = codes.to_numpy()
     out = []
     for name in adds:
