@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
 """Where the loader + enhancers spend memory, stage by stage (prints figures, asserts nothing).
 
-    python benchmarks/bench_enhancers.py --runs 1 5               # every stage, 1 and 5 runs
-    python benchmarks/bench_enhancers.py --runs 5 20 --stages loader
-    python benchmarks/bench_enhancers.py --runs 1 --leak 1.0      # normaliser leaks an id per line
+    python benchmarks/bench_enhancers.py --runs 1 5                # every stage, 1 and 5 runs
+    python benchmarks/bench_enhancers.py --runs 5 20 --stages loader loader_batch1
+    python benchmarks/bench_enhancers.py --runs 1 --json-share 0.5 --leak 1.0  # leaky ids
+    python benchmarks/bench_enhancers.py --trigrams                  # 1 MB line vs short lines
 
 Input: full-scale runs of the package generator (``lo2-sample --scale 1.0``, ~1.1 M lines per
-run), made high-cardinality the way the real recording harness makes its requests: a share
-(``--json-share``) of the ``ApiNormalisedPath`` lines become ``TypeValidator`` lines that
-carry the whole JSON request body (8-hex ids, UUIDs, 32-character UUID prefixes, base64url
-secrets, e-mails, names), so almost every raw ``m_message`` is distinct. ``--leak`` is the
-share of those lines that also carry a random word no normaliser can mask (a made-up first
-name), so that many distinct *normalised* messages remain too. The trees are cached under
-``--work``.
+run), which follows the recording harness: request bodies with fresh random ids, so that
+about 40 % of the raw ``m_message`` values are distinct. ``--json-share`` makes it harder: that
+share of the ``ApiNormalisedPath`` lines become further ``TypeValidator`` lines that carry a
+whole JSON request body (8-hex ids, UUIDs, 32-character UUID prefixes, base64url secrets,
+e-mails, names), and ``--leak`` is the share of those that also carry a random word no
+normaliser can mask (a made-up first name), so that many distinct *normalised* messages
+remain: the pipeline has to hold its memory even then. Trees are cached under ``--work``
+(per generator version).
 
 Every stage runs in a fresh subprocess. The input of a stage (the previous stage's output,
 cached as Parquet) is read first, then the stage alone is timed and its RSS sampled (psutil,
@@ -162,19 +164,29 @@ def _realistic_run(src: Path, dst: Path, rng: np.random.Generator, share: float,
     return len(idx)
 
 
+def _generator_tag() -> str:
+    """crc32 of the generator's sources: a cached tree is reused only by the same generator."""
+    crc = 0
+    for path in sorted((ROOT / "loglead_lo2" / "generator").glob("*.py")):
+        crc = zlib.crc32(path.read_bytes(), crc)
+    return f"{crc:08x}"
+
+
 def realistic_tree(work: Path, runs: int, seed: int, share: float, leak: float) -> Path:
-    """Generate (or reuse) ``runs`` full-scale runs and their high-cardinality copy."""
+    """Generate (or reuse) ``runs`` full-scale runs, plus their high-cardinality copy when
+    ``share`` > 0."""
     from loglead_lo2.generator import generate
 
-    tag = f"runs{runs}_seed{seed}_json{share:g}_leak{leak:g}"
-    tree = work / tag
-    if (tree / "lo2_sample.json").exists():
-        return tree
-    plain = work / f"plain_runs{runs}_seed{seed}"
+    plain = work / f"gen{_generator_tag()}_runs{runs}_seed{seed}"
     if not (plain / "lo2_sample.json").exists():
         t = time.perf_counter()
         generate(plain, runs=runs, seed=seed, scale=1.0, overwrite=True)
         print(f"[{runs} run(s)] generated in {time.perf_counter() - t:.0f}s", flush=True)
+    if share <= 0:
+        return plain
+    tree = plain.with_name(f"{plain.name}_json{share:g}_leak{leak:g}")
+    if (tree / "lo2_sample.json").exists():
+        return tree
     tmp = tree.with_name(tree.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -187,7 +199,6 @@ def realistic_tree(work: Path, runs: int, seed: int, share: float, leak: float) 
         if (plain / name).exists():
             shutil.copy2(plain / name, tmp / name)
     tmp.rename(tree)
-    shutil.rmtree(plain)
     print(f"[{runs} run(s)] {replaced:,} JSON lines written in {time.perf_counter() - t:.0f}s",
           flush=True)
     return tree
@@ -352,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, nargs="+", default=[1, 5])
     p.add_argument("--stages", nargs="+", choices=STAGES, default=list(DEFAULT_STAGES))
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--json-share", type=float, default=0.5,
-                   help="share of ApiNormalisedPath lines that become JSON lines (default 0.5)")
+    p.add_argument("--json-share", type=float, default=0.0,
+                   help="share of ApiNormalisedPath lines that become JSON lines (default 0: "
+                        "the generator's output as it is)")
     p.add_argument("--leak", type=float, default=0.1,
                    help="share of JSON lines with an unmaskable random word (default 0.1)")
     p.add_argument("--work", type=Path, default=Path("/tmp/lo2_bench_enh"))

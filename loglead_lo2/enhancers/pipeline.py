@@ -1,8 +1,10 @@
 """Streaming enhancement: batches of events -> one enhanced sequences Parquet file.
 
 Each batch (the events of some runs) is enhanced without per-event token lists, aggregated
-to sequences (token lists built from distinct messages) and appended through
-:class:`loglead_lo2.schema.ParquetStreamWriter`, so memory is bounded by one batch. One
+to sequences (token bags built from distinct messages) and appended through
+:class:`loglead_lo2.schema.ParquetStreamWriter`, so memory is bounded by one batch: a batch
+is released before the next one is read, and its raw ``m_message`` is dropped before the
+aggregation unless the events file is written. One
 :class:`DrainParser` spans all batches, so Drain ids agree across them; its template table is
 written beside the output as ``lo2_drain_templates.parquet``.
 """
@@ -77,6 +79,9 @@ def enhance_in_batches(
                 continue
             t0 = time.perf_counter()
             events = enhance_events(batch, drain, tokens=False)
+            del batch  # not kept alive while the next batch is read
+            if len(writers) == 1:  # only the events file needs the raw text
+                events = events.drop("m_message", strict=False)
             t1 = time.perf_counter()
             sequences = aggregate_sequences(events, tokens=TOKEN_COLUMNS)
             t2 = time.perf_counter()
