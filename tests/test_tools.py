@@ -334,6 +334,9 @@ def result(tmp_path: Path) -> tuple[Path, Path]:
                                 "count": [3]}), root / "lo2_drain_templates.parquet")
     write_parquet(pl.DataFrame({"seq_id": list(SEQS), "score_if": [0.1, 0.9]}),
                   root / "lo2_if_predictions.parquet")
+    write_parquet(pl.DataFrame({"run": ["r1"], "test_case": ["correct"], "service": ["token"],
+                                "lines": [120], "trimmed_lines": [60]}),
+                  root / "lo2_files.parquet")
     write_text_atomic(root / "lo2_load_info.json", json.dumps({"outputs": outputs}))
     write_text_atomic(root / "metrics" / "if_metrics.json", json.dumps({"f1": 0.5}))
     write_text_atomic(root / "metrics" / "if_metrics.csv", "f1,roc_auc\n0.5,0.7\n")
@@ -365,7 +368,8 @@ def test_scan_valid_result_exit_0(result: tuple[Path, Path],
     found = statuses(out)
     for name in ("lo2_events.parquet", "lo2_sequences.parquet", "lo2_metrics.parquet",
                  "lo2_sequences_enhanced.parquet", "lo2_drain_templates.parquet",
-                 "lo2_if_predictions.parquet", "lo2_load_info.json", "leaderboard.csv",
+                 "lo2_if_predictions.parquet", "lo2_load_info.json", "lo2_files.parquet",
+                 "leaderboard.csv",
                  "leaderboard.md", "if_metrics.json", "if_metrics.csv", "lo2_if.joblib",
                  "model.yml"):
         assert found[name] == "ok", name
@@ -373,7 +377,7 @@ def test_scan_valid_result_exit_0(result: tuple[Path, Path],
     report = json.loads(out)
     events = next(f for f in report["findings"] if f["name"] == "lo2_events.parquet")
     assert events["rows"] == 5 and events["bytes"] > 0
-    assert report["exit_code"] == 0 and report["counts"]["ok"] == 13
+    assert report["exit_code"] == 0 and report["counts"]["ok"] == 14
     code, text, _ = scan_main(root, models, capsys, "--deep")
     assert code == 0 and "sha256 verified against model.yml" in text
     assert "events schema ok, data pages read" in text

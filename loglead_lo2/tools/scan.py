@@ -6,7 +6,8 @@ a :class:`ScanReport`. Checked, each reported as ``ok``, ``missing``, ``corrupt`
 
 * result folder (``--root``): ``lo2_events/sequences/sequences_enhanced/metrics.parquet``
   against their column contracts (:data:`loglead_lo2.schema.SCHEMAS`),
-  ``lo2_drain_templates.parquet``, ``lo2_if_predictions.parquet|.csv``, ``lo2_load_info.json``;
+  ``lo2_drain_templates.parquet``, ``lo2_files.parquet`` (per-file trim record),
+  ``lo2_if_predictions.parquet|.csv``, ``lo2_load_info.json``;
   row counts against the counts ``lo2_load_info.json`` recorded, sequences against enhanced
   sequences, and events against the sequences' ``seq_len`` total;
 * metrics folder (``<root>/metrics``): ``if_metrics.json|csv``, ``leaderboard.csv|md`` and every
@@ -47,6 +48,7 @@ RESULT_PARQUET: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "lo2_sequences_enhanced.parquet": ("sequences_enhanced", ()),
     "lo2_metrics.parquet": ("metrics", ()),
     "lo2_drain_templates.parquet": (None, ("e_event_drain_id", "template", "count")),
+    "lo2_files.parquet": (None, ("run", "test_case", "service", "lines", "trimmed_lines")),
 }
 PREDICTIONS = ("lo2_if_predictions.parquet", "lo2_if_predictions.csv")
 PREDICTION_COLUMNS = ("seq_id", "score_if")
