@@ -68,7 +68,30 @@ def map_distinct(
             out.append(concat_lists(column, pick, lengths[pick], name))
         else:
             out.append(column.gather(codes))
-    return df.with_columns(out)
+    return add_columns(df, out)
+
+
+def add_columns(df: pl.DataFrame, columns: list[pl.Series]) -> pl.DataFrame:
+    """``df.with_columns(columns)`` with each new column cut into ``df``'s chunk layout.
+
+    Loader events come in many chunks (one per parsed file group). A column gathered per
+    distinct message is one chunk; a frame mixing the two layouts is rechunked by polars as a
+    whole at the next expression over it: a full copy of the events, while the caller still
+    holds the original. Cutting the new column into zero-copy slices of the same lengths keeps
+    the frame aligned, so nothing is ever copied.
+    """
+    if df.width and df.height:
+        lengths = [len(c) for c in df.get_column(df.columns[0]).get_chunks()]
+        if len(lengths) > 1:
+            bounds = np.cumsum([0, *lengths])
+            columns = [
+                pl.concat([c.slice(int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:],
+                                                                      strict=True)],
+                          rechunk=False)
+                if c.n_chunks() == 1 and len(c) == df.height else c
+                for c in columns
+            ]
+    return df.with_columns(columns)
 
 
 def distinct_codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:

@@ -39,7 +39,7 @@ import polars as pl
 from drain3 import TemplateMiner
 from drain3.template_miner_config import TemplateMinerConfig
 
-from loglead_lo2.enhancers._common import distinct_codes, require
+from loglead_lo2.enhancers._common import add_columns, distinct_codes, require
 from loglead_lo2.schema import write_parquet
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class DrainParser:
         for cid, n in per_event.value_counts().iter_rows():
             self._counts[cid] = self._counts.get(cid, 0) + n
         names = cids.to_frame().select(pl.format("e{}", "cid").alias(OUTPUT)).get_column(OUTPUT)
-        return df.with_columns(names.gather(codes))
+        return add_columns(df, [names.gather(codes)])
 
     def _feed(self, messages: pl.Series) -> pl.Series:
         """Add ``messages`` (sorted, never seen) to Drain in order; their cluster ids."""

@@ -88,32 +88,14 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
         codes, distinct = distinct_codes(base.get_column(SOURCE))
         base = base.drop(SOURCE).with_columns(codes.alias("__code"))
 
-    aggs: list[pl.Expr] = [pl.col(k).first() for k in KEYS if k in base.columns and k != "seq_id"]
-    aggs += [
-        pl.len().cast(pl.Int64).alias("seq_len"),
-        pl.col("m_timestamp").min().alias("start_time"),
-        pl.col("m_timestamp").max().alias("end_time"),
-    ]
-    if "m_level" in base.columns:
-        aggs.append((pl.col("m_level") == "ERROR").sum().cast(pl.Int64).alias("e_error_count"))
-    if "e_chars_len" in base.columns:
-        aggs.append(pl.col("e_chars_len").sum().cast(pl.Int64))
-    if "e_event_drain_id" in base.columns:
-        aggs.append(pl.col("e_event_drain_id"))
     all_tokens = [t for t in TOKEN_COLUMNS if t in present or t in tokens]
-    aggs += [pl.col(f"__n_{t}").sum().cast(pl.Int64).alias(f"{t}_len") for t in present]
-
-    seq = base.group_by("seq_id", maintain_order=True).agg(aggs)
+    seq = _sequence_table(base, present)
     duration = pl.col("end_time") - pl.col("start_time")
     seq = seq.with_columns(
         duration.alias("duration"),
         (duration.dt.total_milliseconds().cast(pl.Float64) / 1000.0).alias("duration_sec"),
         *(pl.col(k).cast(t) for k, t in _KEY_TYPES.items() if k in seq.columns),
     )
-    if "e_event_drain_id" in seq.columns:
-        seq = seq.with_columns(
-            pl.col("e_event_drain_id").list.len().cast(pl.Int64).alias("e_event_drain_id_len")
-        )
 
     plan = _BagPlan(base, distinct) if distinct is not None else None
     for t in all_tokens:
@@ -134,6 +116,42 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
 
     ordered = [c for c in (*KEYS, *ADDS) if c in seq.columns]
     return seq.select(ordered).sort("seq_id")
+
+
+def _sequence_table(base: pl.DataFrame, present: list[str]) -> pl.DataFrame:
+    """One row per sequence of ``base`` (one block of rows each, in line order), in block
+    order: keys from the block's first row, counts, times, sums, the Drain id list.
+
+    Nothing is grouped by a string: string columns are only gathered at block starts, and
+    the numeric aggregations group by an integer block number. (A group-by over loader
+    events, which come in many chunks, first copies every string column it touches.)
+    """
+    seq_ids = base.get_column("seq_id")
+    starts = np.flatnonzero((seq_ids != seq_ids.shift()).fill_null(True).to_numpy())
+    lengths = np.diff(np.append(starts, base.height)).astype(np.int64)
+    index = pl.Series(starts, dtype=pl.UInt32)
+    keys = [base.get_column(k).gather(index) for k in KEYS if k in base.columns]
+    numeric = {"__seq": np.repeat(np.arange(len(starts), dtype=np.uint32), lengths),
+               "m_timestamp": base.get_column("m_timestamp")}
+    aggs = [pl.len().cast(pl.Int64).alias("seq_len"),
+            pl.col("m_timestamp").min().alias("start_time"),
+            pl.col("m_timestamp").max().alias("end_time")]
+    if "m_level" in base.columns:
+        numeric["__error"] = base.get_column("m_level") == "ERROR"
+        aggs.append(pl.col("__error").sum().cast(pl.Int64).alias("e_error_count"))
+    for name, out in [("e_chars_len", "e_chars_len"),
+                      *((f"__n_{t}", f"{t}_len") for t in present)]:
+        if name in base.columns:
+            numeric[name] = base.get_column(name)
+            aggs.append(pl.col(name).sum().cast(pl.Int64).alias(out))
+    per_seq = (pl.DataFrame(numeric).group_by("__seq", maintain_order=True).agg(aggs)
+               .drop("__seq"))
+    columns = [*keys, *per_seq.get_columns()]
+    if "e_event_drain_id" in base.columns:
+        columns.append(lists_from_lengths(base.get_column("e_event_drain_id"), lengths,
+                                          "e_event_drain_id"))
+        columns.append(pl.Series("e_event_drain_id_len", lengths, dtype=pl.Int64))
+    return pl.DataFrame(columns)
 
 
 def _in_blocks(df: pl.DataFrame) -> bool:

@@ -252,11 +252,16 @@ def length(df: pl.DataFrame, column: str = "m_message") -> pl.DataFrame:
     """Add ``e_chars_len`` (Int64 characters of ``column``, as LogLead: the raw message) and
     the ``_len`` partner of every ``e_*`` list column that lacks one. Existing columns are
     left as they are."""
-    exprs = []
+    # Series, not expressions: an expression over a frame whose columns are chunked
+    # differently (loader output plus columns added per distinct message) makes polars
+    # rechunk every column, a full copy of the events while the caller still holds them.
+    out = []
     if "e_chars_len" not in df.columns:
         require(df, [column], "length")
-        exprs.append(pl.col(column).str.len_chars().fill_null(0).cast(pl.Int64).alias("e_chars_len"))
+        chars = df.get_column(column).str.len_chars().fill_null(0).cast(pl.Int64)
+        out.append(chars.alias("e_chars_len"))
     for name, dtype in df.schema.items():
         if name.startswith("e_") and isinstance(dtype, pl.List) and f"{name}_len" not in df.columns:
-            exprs.append(pl.col(name).list.len().fill_null(0).cast(pl.Int64).alias(f"{name}_len"))
-    return df.with_columns(exprs) if exprs else df
+            lens = df.get_column(name).list.len().fill_null(0).cast(pl.Int64)
+            out.append(lens.alias(f"{name}_len"))
+    return df.with_columns(out) if out else df
