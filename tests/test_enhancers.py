@@ -442,6 +442,17 @@ def test_map_distinct_in_small_slices(
     assert normalize(events.head(0)).height == 0
 
 
+def test_new_columns_follow_the_chunks_of_the_events(events: pl.DataFrame) -> None:
+    """Loader events come in chunks; columns added per distinct message are cut the same way
+    (a frame of mixed layouts is copied whole by polars at the next expression)."""
+    chunked = pl.concat([events.head(5), events.slice(5, 4), events.slice(9)], rechunk=False)
+    out = enhance_events(chunked, DrainParser(), tokens=False)
+    assert set(out.n_chunks("all")) == {3}
+    assert out.equals(enhance_events(events, DrainParser(), tokens=False))
+    seq = aggregate_sequences(out, tokens=["e_words", "e_trigrams"])
+    assert seq.equals(aggregate_sequences(out.rechunk(), tokens=["e_words", "e_trigrams"]))
+
+
 def test_concat_lists_with_pick() -> None:
     lists = pl.Series("x", [["a", "b"], [], ["c"], None])
     out = concat_lists(lists, [2, 0, 1, 3, 0, 2], [3, 3], "x")
