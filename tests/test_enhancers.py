@@ -413,6 +413,7 @@ def test_aggregate_bags_in_small_steps_equal_one_step(
     small = aggregate_sequences(ev.sample(fraction=1.0, shuffle=True, seed=1),
                                 tokens=["e_words", "e_trigrams"])
     assert small.equals(one)
+    assert aggregate_sequences(enhance_events(ev, DrainParser())).equals(one)  # per-event lists
     code = one.filter(pl.col("service") == "code")
     assert code["e_trigrams"].to_list() == [[]] and code["e_trigrams_len"].to_list() == [0]
 

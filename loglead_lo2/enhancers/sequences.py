@@ -16,7 +16,7 @@ Bags are built from distinct messages: (sequence, message) counts are joined wit
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import polars as pl
@@ -76,12 +76,13 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
                         "e_event_drain_id") if c in events.columns]
     if tokens:
         cols.append(SOURCE)
-    base = events.select(
-        *cols,
-        *(pl.col(t).list.len().fill_null(0).cast(pl.Int64).alias(f"__n_{t}") for t in present),
-    )
+    base = events.select(*cols, *present)
     if not _in_blocks(base):
         base = base.with_row_index("__row").sort(["seq_id", "line_no", "__row"]).drop("__row")
+    base = base.with_columns(
+        [base.get_column(t).list.len().fill_null(0).cast(pl.Int64).alias(f"__n_{t}")
+         for t in present]
+    )
 
     distinct: pl.Series | None = None
     if tokens:
@@ -99,12 +100,9 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
 
     plan = _BagPlan(base, distinct) if distinct is not None else None
     for t in all_tokens:
-        if plan is not None and t in tokens:
-            bags = plan.bags(t).join(
-                seq.select("seq_id").with_row_index("__seq"), on="__seq", how="inner"
-            ).drop("__seq")
-        else:
-            bags = _bags_from_events(events, t)
+        bags = plan.bags(t) if plan is not None and t in tokens else _bags_from_lists(base, t)
+        bags = bags.join(seq.select("seq_id").with_row_index("__seq"), on="__seq",
+                         how="inner").drop("__seq")
         seq = seq.join(bags, on="seq_id", how="left", maintain_order="left").with_columns(
             pl.col(t).fill_null(pl.lit([], dtype=pl.List(pl.String))),
             pl.col(f"{t}_counts").fill_null(pl.lit([], dtype=pl.List(pl.Int64))),
@@ -170,15 +168,6 @@ def _in_blocks(df: pl.DataFrame) -> bool:
     return bool(checks["in_order"]) and checks["blocks"] == checks["sequences"]
 
 
-def _to_bags(pairs: pl.DataFrame, t: str) -> pl.DataFrame:
-    """(seq_id, token, count) rows -> one row per seq_id with sorted tokens and counts."""
-    return (
-        pairs.sort("seq_id", t)
-        .group_by("seq_id", maintain_order=True)
-        .agg(pl.col(t), pl.col("__c").alias(f"{t}_counts"))
-    )
-
-
 BAG_CHUNK_ROWS = 1_000_000
 """About how many (sequence, token) rows :class:`_BagPlan` builds per step."""
 
@@ -227,39 +216,81 @@ class _BagPlan:
         shared = _Tokens(self.distinct, self.shared, t, reduce=True)
         is_shared = pl.col("__code").is_in(self.shared.implode())
         seqs = self.pairs.get_column("__seq").to_numpy()
-        parts = []
-        carry: pl.DataFrame | None = None  # partial rows of a sequence cut by a step boundary
-        for a, b in zip(self.bounds[:-1], self.bounds[1:], strict=True):
-            pairs = self.pairs.slice(a, b - a).with_columns(is_shared.alias("__s"))
-            on_shared = pairs.filter(pl.col("__s"))
-            on_local = pairs.filter(~pl.col("__s"))
-            local = _Tokens(self.distinct, on_local.get_column("__code").unique().sort(), t,
-                            reduce=False)
-            rows = [shared.expand(on_shared), local.expand(on_local)]
-            del local, on_local, on_shared
-            if carry is not None:
-                rows.append(carry)
-            reduced = pl.concat(rows).group_by("__seq", t).agg(pl.col("__c").sum())
-            del rows
-            carry = None
-            if b < len(seqs) and seqs[b] == seqs[b - 1]:  # the last sequence goes on
-                open_seq = pl.col("__seq") == int(seqs[b - 1])
-                carry = reduced.filter(open_seq)
-                reduced = reduced.filter(~open_seq)
-            parts.append(
-                reduced.sort("__seq", t)
-                .group_by("__seq", maintain_order=True)
-                .agg(pl.col(t), pl.col("__c").alias(f"{t}_counts"))
-            )
-            del reduced
-        bags = pl.concat(parts) if parts else pl.DataFrame(
-            schema={"__seq": pl.UInt32, t: pl.List(TOKEN_DTYPES[t]),
-                    f"{t}_counts": pl.List(pl.Int64)})
+
+        def steps() -> Iterator[tuple[pl.DataFrame, int | None]]:
+            for a, b in zip(self.bounds[:-1], self.bounds[1:], strict=True):
+                pairs = self.pairs.slice(a, b - a).with_columns(is_shared.alias("__s"))
+                on_shared = pairs.filter(pl.col("__s"))
+                on_local = pairs.filter(~pl.col("__s"))
+                local = _Tokens(self.distinct, on_local.get_column("__code").unique().sort(), t,
+                                reduce=False)
+                yield (pl.concat([shared.expand(on_shared), local.expand(on_local)]),
+                       _open_sequence(seqs, b))
+                del local, on_local, on_shared
+
+        bags = _fold_steps(steps(), t)
         if t in TOKEN_DECODE:  # keys -> strings, only for the distinct tokens of each bag
             values, _, lengths = list_parts(bags.get_column(t).rechunk())
             strings = TOKEN_DECODE[t](np.asarray(values), t)
             bags = bags.with_columns(lists_from_lengths(strings, lengths, t))
         return bags
+
+
+def _open_sequence(seqs: np.ndarray, stop: int) -> int | None:
+    """The sequence that a step ending before row ``stop`` leaves unfinished, if any."""
+    return int(seqs[stop - 1]) if 0 < stop < len(seqs) and seqs[stop] == seqs[stop - 1] else None
+
+
+def _fold_steps(steps: Iterable[tuple[pl.DataFrame, int | None]], t: str) -> pl.DataFrame:
+    """Bags (``__seq``, sorted ``t``, ``{t}_counts``) from steps of (``__seq``, ``t``, ``__c``)
+    rows in sequence order. Each step is reduced to (sequence, token) counts; the rows of the
+    sequence a step leaves open are carried into the next step, the others are final."""
+    parts = []
+    carry: pl.DataFrame | None = None
+    dtype: pl.DataType | None = None
+    for rows, open_seq in steps:
+        dtype = rows.schema[t]
+        reduced = (pl.concat([rows, carry]) if carry is not None else rows).group_by(
+            "__seq", t).agg(pl.col("__c").sum())
+        del rows
+        carry = None
+        if open_seq is not None:
+            is_open = pl.col("__seq") == open_seq
+            carry = reduced.filter(is_open)
+            reduced = reduced.filter(~is_open)
+        parts.append(
+            reduced.sort("__seq", t)
+            .group_by("__seq", maintain_order=True)
+            .agg(pl.col(t), pl.col("__c").alias(f"{t}_counts"))
+        )
+    if not parts:
+        return pl.DataFrame(schema={"__seq": pl.UInt32, t: pl.List(dtype or TOKEN_DTYPES[t]),
+                                    f"{t}_counts": pl.List(pl.Int64)})
+    return pl.concat(parts)
+
+
+def _bags_from_lists(base: pl.DataFrame, t: str) -> pl.DataFrame:
+    """Bags from per-event token lists, in steps of about :data:`BAG_CHUNK_ROWS` tokens."""
+    seq_ids = base.get_column("seq_id")
+    seqs = ((seq_ids != seq_ids.shift()).fill_null(True).cum_sum() - 1).cast(pl.UInt32)
+    n = base.get_column(f"__n_{t}").to_numpy()
+    steps = (np.cumsum(n) - n) // BAG_CHUNK_ROWS
+    cuts = (np.flatnonzero(np.diff(steps)) + 1).tolist() if len(steps) else []
+    bounds = [0, *cuts, base.height]
+    lists = pl.DataFrame([seqs.alias("__seq"), base.get_column(t)])
+    seq_array = seqs.to_numpy()
+
+    def step_rows() -> Iterator[tuple[pl.DataFrame, int | None]]:
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            yield (
+                lists.slice(a, b - a)
+                .explode(t, empty_as_null=False)
+                .drop_nulls(t)
+                .with_columns(pl.lit(1, dtype=pl.Int64).alias("__c")),
+                _open_sequence(seq_array, b),
+            )
+
+    return _fold_steps(step_rows(), t)
 
 
 class _Tokens:
@@ -304,14 +335,3 @@ class _Tokens:
             self.t: self.values.gather(index) if len(index) else self.values.head(0),
             "__c": n.astype(np.int64),
         }, schema={"__seq": pl.UInt32, self.t: TOKEN_DTYPES[self.t], "__c": pl.Int64})
-
-
-def _bags_from_events(events: pl.DataFrame, t: str) -> pl.DataFrame:
-    pairs = (
-        events.select("seq_id", t)
-        .explode(t, empty_as_null=False)
-        .drop_nulls(t)
-        .group_by("seq_id", t)
-        .agg(pl.len().cast(pl.Int64).alias("__c"))
-    )
-    return _to_bags(pairs, t)
