@@ -155,17 +155,21 @@ def _sequence_table(base: pl.DataFrame, present: list[str]) -> pl.DataFrame:
 def _in_blocks(df: pl.DataFrame) -> bool:
     """Whether each sequence's rows are one contiguous block in ``line_no`` order (loader
     output is: one block per file). Then the rows need no sort: groups are taken in block
-    order and only the sequence table is sorted by ``seq_id``."""
+    order and only the sequence table is sorted by ``seq_id``. (Series operations: an
+    expression over the frame could make polars rechunk it.)"""
     if df.height < 2:
         return True
-    seq, prev = pl.col("seq_id"), pl.col("seq_id").shift()
-    same = (seq == prev).fill_null(False)
-    checks = df.select(
-        in_order=(~same | (pl.col("line_no") >= pl.col("line_no").shift())).all(),
-        blocks=(~same).sum(),
-        sequences=seq.n_unique(),
-    ).row(0, named=True)
-    return bool(checks["in_order"]) and checks["blocks"] == checks["sequences"]
+    seq, line = df.get_column("seq_id"), df.get_column("line_no")
+    same = (seq == seq.shift()).fill_null(False)
+    back = (line < line.shift()).fill_null(False)
+    return not bool((same & back).any()) and int((~same).sum()) == seq.n_unique()
+
+
+def _blocks(df: pl.DataFrame) -> np.ndarray:
+    """uint32 block number (sequence index, in row order) of every row of ``df``."""
+    seq = df.get_column("seq_id")
+    starts = (seq != seq.shift()).fill_null(True).to_numpy()
+    return (np.cumsum(starts, dtype=np.int64) - 1).astype(np.uint32)
 
 
 BAG_CHUNK_ROWS = 1_000_000
@@ -189,16 +193,18 @@ class _BagPlan:
 
     def __init__(self, base: pl.DataFrame, distinct: pl.Series) -> None:
         self.distinct = distinct
-        new_seq = pl.col("seq_id") != pl.col("seq_id").shift()
         chars = distinct.str.len_chars().cast(pl.Int64) + 1
-        pairs = (
-            base.select(
-                (new_seq.fill_null(True).cum_sum() - 1).cast(pl.UInt32).alias("__seq"), "__code"
-            )
-            .group_by("__seq", "__code")
-            .agg(pl.len().cast(pl.Int64).alias("__n"))
-            .sort("__seq", "__code")
-        )
+        # (sequence, message) pairs and their event counts, sorted, from one uint64 key each
+        key = (_blocks(base).astype(np.uint64) << np.uint64(32)) | base.get_column(
+            "__code").cast(pl.UInt32).to_numpy().astype(np.uint64)
+        key, n = np.unique(key, return_counts=True)
+        pairs = pl.DataFrame({
+            "__seq": pl.Series((key >> np.uint64(32)).astype(np.uint32), dtype=pl.UInt32),
+            "__code": pl.Series((key & np.uint64(0xFFFFFFFF)).astype(np.uint32),
+                                dtype=pl.UInt32),
+            "__n": pl.Series(n, dtype=pl.Int64),
+        })
+        del key, n
         weight = chars.gather(pairs.get_column("__code")).to_numpy()
         steps = (np.cumsum(weight) - weight) // BAG_CHUNK_ROWS
         pairs = pairs.with_columns(pl.Series("__step", steps, dtype=pl.Int64))
@@ -271,8 +277,7 @@ def _fold_steps(steps: Iterable[tuple[pl.DataFrame, int | None]], t: str) -> pl.
 
 def _bags_from_lists(base: pl.DataFrame, t: str) -> pl.DataFrame:
     """Bags from per-event token lists, in steps of about :data:`BAG_CHUNK_ROWS` tokens."""
-    seq_ids = base.get_column("seq_id")
-    seqs = ((seq_ids != seq_ids.shift()).fill_null(True).cum_sum() - 1).cast(pl.UInt32)
+    seqs = pl.Series("__seq", _blocks(base), dtype=pl.UInt32)
     n = base.get_column(f"__n_{t}").to_numpy()
     steps = (np.cumsum(n) - n) // BAG_CHUNK_ROWS
     cuts = (np.flatnonzero(np.diff(steps)) + 1).tolist() if len(steps) else []
