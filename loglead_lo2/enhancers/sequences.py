@@ -9,8 +9,12 @@ trigrams but only a few hundred thousand (sequence, trigram) pairs, which is wha
 runs within a few GB. Token order is not kept (``e_event_drain_id`` keeps the event order of
 templates).
 
-Bags are built from distinct messages: (sequence, message) counts are joined with
-(message, token) counts, so no per-event token list is materialised when ``tokens=`` is used.
+Bags are built from distinct messages, so no per-event token list is materialised when
+``tokens=`` is used: the (sequence, message, events) pairs are expanded into (sequence,
+token, count) rows in steps of about :data:`BAG_CHUNK_ROWS` rows (:class:`_BagPlan`), which
+bounds memory even when leaked ids leave most normalised messages distinct. Trigrams travel
+as ``uint64`` keys (:func:`loglead_lo2.enhancers.tokens.trigram_keys`) and become strings
+only for the final bag entries. See the Memory section of ``docs/enhancers.md``.
 """
 
 from __future__ import annotations
