@@ -33,7 +33,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import zlib
 from pathlib import Path
@@ -206,32 +205,6 @@ def realistic_tree(work: Path, runs: int, seed: int, share: float, leak: float) 
 
 # ---------------------------------------------------------------- stage workers
 
-class _PeakRss:
-    """Sample this process's RSS every 5 ms between ``__enter__`` and ``__exit__``."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self._proc = psutil.Process()
-        self.start = self.peak = self._proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def __enter__(self) -> _PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-
-
 def _cache(cache: Path, name: str) -> Path:
     return cache / f"{name}.parquet"
 
@@ -259,7 +232,9 @@ def _worker(stage: str, tree: Path, cache: Path) -> dict[str, object]:
         info["distinct_normalized"] = data.height
     gc.collect()
     out = None
-    with _PeakRss() as rss:
+    from loglead_lo2.enhancers.benchmark import PeakRss
+
+    with PeakRss() as rss:
         t0 = time.perf_counter()
         if stage == "parse":
             sel = select(tree, SelectOptions())

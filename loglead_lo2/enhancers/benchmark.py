@@ -109,7 +109,11 @@ def synthetic_events(n_events: int, seed: int = 0, n_pool: int = 20000) -> pl.Da
     )
 
 
-class _PeakRss:
+class PeakRss:
+    """Sample this process's RSS every 5 ms between ``__enter__`` and ``__exit__``
+    (``start``: RSS on entry, ``peak``: highest sample); also used by
+    ``benchmarks/bench_enhancers.py``."""
+
     def __init__(self) -> None:
         import psutil
 
@@ -123,7 +127,7 @@ class _PeakRss:
             self.peak = max(self.peak, self._proc.memory_info().rss)
             time.sleep(0.005)
 
-    def __enter__(self) -> _PeakRss:
+    def __enter__(self) -> PeakRss:
         self.start = self._proc.memory_info().rss
         self.peak = self.start
         self._thread.start()
@@ -137,7 +141,7 @@ class _PeakRss:
 
 def _step(name: str, fn: Callable[[], pl.DataFrame], rows: list[tuple[str, float, float, float]]
           ) -> pl.DataFrame:
-    with _PeakRss() as rss:
+    with PeakRss() as rss:
         t0 = time.perf_counter()
         out = fn()
         seconds = time.perf_counter() - t0
