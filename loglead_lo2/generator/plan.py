@@ -53,6 +53,10 @@ EARLY_REGISTER_S = 2.0
 EARLY_REGISTER_P = 0.6
 """In its first seconds a registration user mostly registers (its other tasks find no entity
 and are rescheduled): a request then is a registration with this probability."""
+QUOTA_FACTOR = 1.5
+QUOTA_PAD = EARLY_REGISTER_S * 2 + 4
+"""A case reserves ``QUOTA_FACTOR * expected registrations + QUOTA_PAD`` pool entries per
+entity kind (:func:`entity_quota`); :func:`_entity_indices` inverts it."""
 
 THREADS: list[str] = (
     ["main"]
@@ -207,12 +211,12 @@ def active_seconds(service: str, seconds: float) -> float:
 
 
 def entity_quota(kind: str, seconds: float, scale: float) -> int:
-    """Pool entries to reserve for ``kind`` in a case: 1.5x the expected registrations + 4."""
+    """Pool entries to reserve for ``kind`` in a case (see :data:`QUOTA_FACTOR`)."""
     owner = next(s for s, k in OWN_ENTITY.items() if k == kind)
     ft = _flow_table(owner, None)
     requests = RATES[owner] * (1 - HZ_SHARE) / ft.mean_len * active_seconds(owner, seconds)
     expected = requests * scale * ft.register_share
-    return int(np.ceil(1.5 * expected + EARLY_REGISTER_S * 2 + 4))
+    return int(np.ceil(QUOTA_FACTOR * expected + QUOTA_PAD))
 
 
 def _spawned_starts(rng: np.random.Generator, n: int, t0: int, t1: int,
@@ -248,12 +252,12 @@ def _entity_indices(rng: np.random.Generator, service: str, ft: FlowTable,
             order = np.argsort(reg_starts, kind="stable")
             ordinal = np.empty(len(order), dtype=np.int64)
             ordinal[order] = np.arange(len(order))
-            before = np.searchsorted(np.sort(reg_starts), starts, side="left")
+            before = np.searchsorted(reg_starts[order], starts, side="left")
             pick = np.floor(u[:, j] * before).astype(np.int64)
             pick[reg] = ordinal
             drop = ~reg & (before == 0) & np.isin(flows, ft.normal)
         else:
-            expected = max(1.0, (size - EARLY_REGISTER_S * 2 - 4) / 1.5)
+            expected = max(1.0, (size - QUOTA_PAD) / QUOTA_FACTOR)
             m = np.clip(np.ceil(expected * frac), 1, size)
             pick = np.floor(u[:, j] * m).astype(np.int64)
         out[kind] = (off + pick % max(1, size)).astype(np.int32)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from loglead_lo2.generator.plan import REGISTRY, THREADS, FilePlan
+from loglead_lo2.generator.plan import ENTITY_KINDS, REGISTRY, THREADS, FilePlan
 from loglead_lo2.generator.templates import PLACEHOLDER, REDIRECT
 from loglead_lo2.generator.values import to_series
 
@@ -31,7 +31,7 @@ class Pools:
 
     def column_of(self, name: str) -> tuple[str, pl.Series] | None:
         """``(request column, values)`` of placeholder ``name``, if an entity field."""
-        for kind in ("client", "user", "svc"):
+        for kind in ENTITY_KINDS:
             table: pl.DataFrame = getattr(self, kind)
             if name in table.columns:
                 return kind, table.get_column(name)
