@@ -17,8 +17,10 @@ from tests.detection_data import make_enhanced_sequences, make_events
 ENHANCED = "lo2_sequences_enhanced.parquet"
 REPORTS = {"metrics/leaderboard.csv", "metrics/leaderboard.md", "metrics/leakage.json",
            "metrics/per_test_case_recall.csv", "metrics/per_test_case_recall.md",
-           "metrics/detect_run.json"}
-IF_FILES = {"lo2_if_predictions.parquet", "metrics/if_metrics.json", "metrics/if_metrics.csv"}
+           "metrics/detect_run.json", "metrics/signature_recall.csv",
+           "metrics/signature_recall.md"}
+IF_FILES = {"lo2_if_predictions.parquet", "metrics/if_metrics.json", "metrics/if_metrics.csv",
+            "metrics/isolation_forest_predictions.parquet"}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,8 @@ def test_phase_if_artifacts(root: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_phase_full_artifacts_and_reports(root: Path) -> None:
     assert run(root, "--phase", "full", "--report-precision-at", "5",
                "--report-fp-alpha", "0.1") == 0
-    model_files = {f"metrics/{k}.json" for k in DEFAULT_MODELS}
+    model_files = {f"metrics/{k}{s}" for k in DEFAULT_MODELS
+                   for s in (".json", "_predictions.parquet")}
     shap_files = {f"metrics/shap_sequence_shap_lr_words_{n}"
                   for n in ("top_features.csv", "summary.png")}  # SHAP in this phase
     assert files(root) == {ENHANCED} | IF_FILES | REPORTS | model_files | shap_files
@@ -120,7 +123,8 @@ def test_phase_full_artifacts_and_reports(root: Path) -> None:
 
 def test_skip_if_artifacts(root: Path) -> None:
     assert run(root, "--phase", "full", "--skip-if", "--models", "event_lr_words") == 0
-    assert files(root) == {ENHANCED, "metrics/event_lr_words.json"} | REPORTS
+    assert files(root) == {ENHANCED, "metrics/event_lr_words.json",
+                           "metrics/event_lr_words_predictions.parquet"} | REPORTS
 
 
 def test_report_psi(root: Path) -> None:

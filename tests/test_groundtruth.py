@@ -378,7 +378,7 @@ def test_malformed_manifest_names_file(tmp_path: Path, text: str, reason: str) -
 
 def test_generated_sample_end_to_end(tmp_path: Path) -> None:
     """Generator timestamps and line numbers agree with the loader's sequences and record."""
-    from loglead_lo2.detection.labels import ground_truth_input
+    from loglead_lo2.detection.evaluations import ground_truth_input
     from loglead_lo2.generator import generate
     from loglead_lo2.loader import LoadOptions, run_loader
 

@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 from loglead_lo2.detection.cli import main as detect_main
+from loglead_lo2.detection.evaluations import GT_ABSENT
 from loglead_lo2.detection.labels import (
-    GT_ABSENT,
     apply_label_mode,
     detect_windowing,
     label_lines,
@@ -44,25 +44,32 @@ def key_frame(runs: int = 2, services: tuple[str, ...] = ("code", "token", "user
 # --- label modes ------------------------------------------------------------------------
 
 
-def test_target_service_mode_drops_non_target_error_rows() -> None:
+def test_target_service_mode_keeps_non_target_rows_as_normal() -> None:
     df = key_frame()  # 2 runs x 3 cases x 3 services = 18 rows
     out, info = apply_label_mode(df, "target-service")
-    # kept: 2 x 3 correct rows + 2 x 2 target rows; dropped: 2 x (2 + 2) other services
-    assert (info.rows_in, info.rows_kept, info.dropped) == (18, 10, 8)
-    assert info.dropped_by_service == {"code": 4, "token": 2, "user": 2}
-    assert (info.anomalous, info.normal) == (4, 6)
+    # 2 x 3 correct rows, 2 x 2 target rows, 2 x (2 + 2) other services' rows: all kept
+    assert (info.rows_in, info.rows_kept, info.dropped) == (18, 18, 0)
+    assert info.groups == {"correct": 6, "target": 4, "non-target": 8}
+    assert info.non_target_by_service == {"code": 4, "token": 2, "user": 2}
+    assert (info.anomalous, info.normal) == (4, 14)
+    non_target = out.filter(pl.col("row_group") == "non-target")
+    assert non_target.height == 8 and not non_target["anomaly"].any()
+    assert non_target["normal"].all() and (out["normal"] == ~out["anomaly"]).all()
     assert out.filter(pl.col("anomaly"))["service"].sort().to_list() == [
         "token", "token", "user", "user"]
     assert out.filter(pl.col("anomaly")).select(
         (pl.col("service") == pl.col("target_service")).all()).item()
     assert out.filter(pl.col("test_case") == "correct").height == 6
     assert not out.filter(pl.col("test_case") == "correct")["anomaly"].any()
-    assert "dropped 8 of 18 rows" in label_lines(info)[-1]
+    assert "6 correct, 4 target, 8 non-target rows" in label_lines(info)[-1]
+    assert info.as_dict()["non_target_label"] == 0
 
 
 def test_test_case_mode_keeps_every_row() -> None:
     out, info = apply_label_mode(key_frame(), "test-case")
     assert (info.rows_kept, info.dropped, info.anomalous, info.normal) == (18, 0, 12, 6)
+    assert info.groups == {"correct": 6, "target": 4, "non-target": 8}
+    assert info.as_dict()["non_target_label"] == 1
     assert out["anomaly"].to_list() == (out["test_case"] != "correct").to_list()
 
 
@@ -70,14 +77,14 @@ def test_missing_target_service_is_derived_from_the_map() -> None:
     df = key_frame().drop("target_service")
     out, info = apply_label_mode(df, "target-service")
     assert info.derived_target_service and "derived it from" in info.notes[0]
-    assert (info.rows_kept, info.dropped, info.anomalous) == (10, 8, 4)
+    assert (info.rows_kept, info.groups["non-target"], info.anomalous) == (18, 8, 4)
     assert set(out.filter(pl.col("anomaly"))["target_service"]) == {"token", "user"}
 
 
-def test_unknown_error_case_is_dropped_and_named() -> None:
+def test_unknown_error_case_is_non_target_and_named() -> None:
     df = key_frame(runs=1, cases=("correct", "not_a_case_500"))
     out, info = apply_label_mode(df, "target-service")
-    assert (info.rows_kept, info.dropped) == (3, 3)
+    assert (info.rows_kept, info.groups["non-target"], info.anomalous) == (6, 3, 0)
     assert any("not_a_case_500" in n for n in info.notes)
 
 
@@ -162,14 +169,15 @@ def test_target_service_run_counts_and_names_settings(
     out = capsys.readouterr().out
     non_target = sequences.filter((pl.col("test_case") != "correct")
                                   & (pl.col("service") != pl.col("target_service"))).height
-    assert non_target > 0 and f"dropped {non_target:,} of {sequences.height:,} rows" in out
+    assert non_target > 0 and f"{non_target:,} non-target rows" in out
+    assert "are normal and kept" in out
     assert GT_ABSENT in out
     metric_lines = [line for line in out.splitlines() if line.startswith("[Metrics]")]
     assert len(metric_lines) == 2
     assert all("labels target-service, window none, per-service no" in m
                for m in metric_lines)
     run_json = json.loads((root / "metrics/detect_run.json").read_text())
-    assert run_json["labels"]["dropped_non_target_rows"] == non_target
+    assert run_json["labels"]["non_target_rows"] == non_target
     assert run_json["settings"]["label_mode"] == "target-service"
     assert run_json["ground_truth"]["note"] == GT_ABSENT
     board = pl.read_csv(root / "metrics/leaderboard.csv")
@@ -178,9 +186,12 @@ def test_target_service_run_counts_and_names_settings(
     assert board["gt_recall"].null_count() == board.height  # no manifest
     assert "label mode `target-service`" in (root / "metrics/leaderboard.md").read_text()
     preds = pl.read_parquet(root / "lo2_if_predictions.parquet")
-    assert preds.height == sequences.height - non_target
+    assert preds.height == sequences.height  # every row is kept and scored
     assert preds.filter(pl.col("anomaly")).select(
         (pl.col("service") == pl.col("target_service")).all()).item()
+    assert preds.filter((pl.col("test_case") != "correct")
+                        & (pl.col("service") != pl.col("target_service"))
+                        )["anomaly"].sum() == 0
     record = json.loads((root / "metrics/event_lr_words.json").read_text())
     assert record["settings"]["label_mode"] == "target-service"
     assert record["split"]["holdout_anomalous"] == int(
@@ -214,9 +225,13 @@ def test_per_service_models_never_see_other_services(
     for svc in services:
         part = record["per_service"][svc]
         assert part["training"]["services"] == [svc]
-        expected = sequences.filter((pl.col("service") == svc)
-                                    & ~pl.col("run").is_in(holdout)).height
-        assert part["split"]["train_rows"] == part["training"]["rows"] == expected
+        train = sequences.filter((pl.col("service") == svc) & ~pl.col("run").is_in(holdout))
+        assert part["split"]["train_rows"] == train.height
+        # fitted on the training runs minus the calibration runs of the threshold
+        calibration = part["training"]["calibration_runs"]
+        assert calibration and not set(calibration) & holdout
+        assert part["training"]["rows"] == train.filter(
+            ~pl.col("run").is_in(calibration)).height
     # the same run partition for every service
     assert {tuple(record["per_service"][s]["split"]["holdout_runs"]) for s in services} == {
         tuple(sorted(holdout))}
@@ -292,7 +307,7 @@ def test_hand_made_manifest_gives_ground_truth(
     # every held-out target sequence is one unit with a trace: recall is the model's recall
     assert gt["with_trace"] == metrics["support_pos"] > 0
     assert gt["recall"] == pytest.approx(metrics["recall"])
-    assert gt["fp_rate_normal"] == pytest.approx(metrics["fp"] / metrics["support_neg"])
+    assert gt["fp_rate_normal"] == pytest.approx(metrics["fp_rate_correct"])
     table = pl.read_csv(root / "metrics/ground_truth_event_lr_words.csv")
     assert table["service"].unique().to_list() == ["all"]
     assert table["detected"].sum() / table["units_with_trace"].sum() == pytest.approx(
@@ -342,11 +357,10 @@ def test_windowed_sample_keeps_labels_per_window(
     text = capsys.readouterr().out
     assert "[Window] per-window rows of 10s" in text and "window 10s" in text
     preds = pl.read_parquet(out / "lo2_if_predictions.parquet")
-    kept = seqs.filter((pl.col("test_case") == "correct")
-                       | (pl.col("service") == pl.col("target_service")))
-    assert preds.height == kept.height  # one row per window
+    assert preds.height == seqs.height  # one row per window, non-target windows included
     assert preds["seq_id"].str.contains(r"__w\d{4}$").all()
-    assert preds.select((pl.col("anomaly") == (pl.col("test_case") != "correct")).all()).item()
+    assert preds.select((pl.col("anomaly") == (pl.col("service") == pl.col("target_service"))
+                         .fill_null(False)).all()).item()
     board = pl.read_csv(out / "metrics/leaderboard.csv")
     assert set(board["window"]) == {"10s"}
     assert (out / "metrics/ground_truth_event_lr_words.csv").is_file()
@@ -364,7 +378,7 @@ def test_explain_target_service_summary(root: Path, sequences: pl.DataFrame,
     assert summary["settings"]["label_mode"] == "target-service"
     assert summary["settings"]["window"] == "none"
     assert summary["settings"]["per_service"] is False
-    assert summary["labels"]["dropped_non_target_rows"] == non_target
+    assert summary["labels"]["non_target_rows"] == non_target
     assert summary["split"]["holdout_anomalous"] == summary["models"]["event_lr_words"][
         "holdout"]["tp"] + summary["models"]["event_lr_words"]["holdout"]["fn"]
     assert "label mode `target-service`" in (out / "summary.md").read_text()

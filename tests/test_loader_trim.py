@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from loglead_lo2.detection.groundtruth import MANIFEST_SCHEMA
-from loglead_lo2.detection.labels import ground_truth_input
+from loglead_lo2.detection.evaluations import ground_truth_input
 from loglead_lo2.loader.cli import main
 from loglead_lo2.loader.discover import SelectOptions, select
 from loglead_lo2.loader.parse import parse_files

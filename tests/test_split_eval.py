@@ -265,4 +265,33 @@ def test_leakage_advice_depends_on_windowing() -> None:
                        "duration_sec": [60.0, 59.0, 10.0, 9.5]})
     assert "--window" in leakage_report(df)["warning"]
     windowed = df.with_columns(window=pl.Series([0, 1, 0, 0], dtype=pl.Int32))
-    assert "already time windows" in leakage_report(windowed)["warning"]
+    assert "--label-mode target-service" in leakage_report(
+        windowed, label_mode="test-case")["warning"]
+    assert "without length features" in leakage_report(windowed)["warning"]
+
+
+def test_leakage_report_fires_per_service_when_the_pooled_figure_hides_it() -> None:
+    import polars as pl
+
+    from loglead_lo2.detection.leakage import leakage_lines, leakage_report, service_separability
+
+    # Within each service length separates perfectly (token: anomalous rows shorter, code:
+    # longer), but pooled over both the directions cancel out: 4 rows per (service, class).
+    rows = []
+    for service, base, sign in (("token", 100, 1), ("code", 10, -1)):
+        for i in range(4):
+            rows.append((service, False, base + sign * (2 + i), 5.0))
+            rows.append((service, True, base - sign * (2 + i), 5.0))
+    df = pl.DataFrame(rows, schema=["service", "anomaly", "seq_len", "duration_sec"],
+                      orient="row")
+    rep = leakage_report(df, windowed=True)
+    assert rep["pooled"]["seq_len"]["separability"] == 0.5
+    assert rep["per_service"]["token"]["seq_len"]["separability"] == 1.0
+    assert rep["per_service"]["code"]["seq_len"]["separability"] == 1.0
+    assert rep["per_service"]["token"]["duration_sec"]["separability"] == 0.5
+    assert set(rep["leaky_services"]) == {"token", "code"}
+    assert rep["worst"]["separability"] == 1.0 and "token: seq_len 1.00" in rep["warning"]
+    assert service_separability(rep, "token") == 1.0 and service_separability(rep, "all") == 1.0
+    assert any("per service: code 1.00; token 1.00" in line for line in leakage_lines(rep))
+    fair = df.with_columns(seq_len=pl.lit(50))
+    assert leakage_report(fair, windowed=True)["warning"] is None

@@ -18,6 +18,11 @@ from loglead_lo2.cli_common import (
 from loglead_lo2.detection.iforest import IF_ITEMS, IFConfig
 from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, LABEL_MODES
 from loglead_lo2.detection.pipeline import DetectOptions, DetectResult, run_detection
+from loglead_lo2.detection.thresholds import (
+    DEFAULT_FP_TARGET,
+    THRESHOLD_RULES,
+    ThresholdSettings,
+)
 from loglead_lo2.errors import UserError
 
 DESCRIPTION = """\
@@ -94,10 +99,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="replace an existing lo2_sequences_enhanced.parquet")
     lab = p.add_argument_group("labels and per-service models")
     lab.add_argument("--label-mode", choices=LABEL_MODES, default=DEFAULT_LABEL_MODE,
-                     help="test-case (default): a sequence is anomalous iff its test case is "
-                          "an error case; target-service: iff the error case targets the "
-                          "sequence's service (other services' sequences of error cases are "
-                          "dropped from training and evaluation, and counted)")
+                     help="target-service (default): a row is anomalous iff its error case "
+                          "targets the row's service (correct rows and the other services' "
+                          "rows of error cases are normal); test-case: iff its test case is an "
+                          "error case (the dataset's own labels)")
     lab.add_argument("--per-service", action="store_true",
                      help="train and evaluate every model (and the forest) once per service "
                           "on the same run split; leaderboard rows per (model, service) + a "
@@ -112,6 +117,21 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="hold out at least this many runs (default 1)")
     s.add_argument("--sup-holdout-shuffle", action="store_true",
                    help="pick hold-out runs at random (seeded) instead of the newest")
+    t = p.add_argument_group("thresholds and cross-validation")
+    t.add_argument("--threshold", choices=THRESHOLD_RULES, default="fp-target",
+                   help="fp-target (default): every model's threshold flags at most "
+                        "--fp-target of the normal rows of its calibration runs (the newest "
+                        "training runs, not fitted on); model: each model's own cut-off")
+    t.add_argument("--fp-target", type=number, default=DEFAULT_FP_TARGET, metavar="F",
+                   help="target false-positive rate on calibration normal rows "
+                        f"(default {DEFAULT_FP_TARGET:g})")
+    t.add_argument("--calibration-fraction", type=number, default=0.2, metavar="F",
+                   help="share of training runs held back to set registry models' "
+                        "thresholds (default 0.2, at least one run; the forest uses "
+                        "--if-holdout-fraction)")
+    t.add_argument("--cv", type=positive_int, default=None, metavar="K",
+                   help="also run run-grouped K-fold cross-validation (every run held out "
+                        "once) and report mean and spread per metric in cv_leaderboard.*")
     f = p.add_argument_group("Isolation Forest")
     f.add_argument("--skip-if", action="store_true", help="do not run the Isolation Forest")
     f.add_argument("--if-item", choices=IF_ITEMS, default=None,
@@ -214,6 +234,10 @@ def check_flags(args: argparse.Namespace) -> None:
     pct = args.if_threshold_percentile
     if pct is not None and not 0 < pct <= 100:
         raise UserError(f"--if-threshold-percentile must be in (0, 100], got {pct}.")
+    if args.cv is not None and args.cv < 2:
+        raise UserError(f"--cv needs at least 2 folds, got {args.cv}.")
+    if args.cv is not None and args.phase != "full":
+        raise UserError("--cv cross-validates the registry models; use it with --phase full.")
     if args.report_fp_alpha is not None and not 0 < args.report_fp_alpha <= 1:
         raise UserError(f"--report-fp-alpha must be in (0, 1], got {args.report_fp_alpha}.")
 
@@ -245,6 +269,8 @@ def options_from_args(args: argparse.Namespace) -> DetectOptions:
         report_psi=args.report_psi, memory_guard=not args.disable_memory_guard,
         models=tuple(models), label_mode=args.label_mode, per_service=args.per_service,
         manifest=args.manifest,
+        thresholds=ThresholdSettings(args.threshold, args.fp_target, args.calibration_fraction),
+        cv=args.cv,
     )
 
 

@@ -1,4 +1,4 @@
-"""Fit, score and evaluate registry models; per-test-case recall; length-leakage report.
+"""Fit, score and evaluate registry models; per-test-case recall.
 
 One thresholding rule is used everywhere: ``pred = score >= threshold`` on the adapter's
 scale (higher = more anomalous). :func:`evaluate` never raises on edge cases: a metric that is
@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from loglead_lo2.detection.features import ListVectorizer
+from loglead_lo2.detection.leakage import leakage_report
 from loglead_lo2.detection.registry import ModelSpec, available_numeric
 from loglead_lo2.errors import UserError
 from loglead_lo2.metrics_utils import false_positive_rate_at_alpha, precision_at_k
@@ -26,8 +27,6 @@ log = logging.getLogger(__name__)
 FALLBACK_PERCENTILE = 99.0
 """Percentile of the training normal rows' scores used when a spec has no threshold."""
 
-LEAKAGE_LIMIT = 0.95
-"""Separability (max(AUC, 1 - AUC)) above which length alone is reported as leakage."""
 
 
 @dataclass
@@ -151,12 +150,18 @@ def evaluate(
     threshold: float,
     k: int | None = None,
     alpha: float | None = None,
+    groups: Any = None,
 ) -> dict[str, Any]:
     """Classification and ranking metrics of ``scores`` against ``y_true`` (1 = anomaly).
 
     Keys: ``accuracy``, ``precision``, ``recall``, ``f1``, ``roc_auc``, ``pr_auc``,
     ``precision_at_k``, ``fp_rate_at_alpha``, ``support_pos``, ``support_neg``, ``tp``,
-    ``fp``, ``tn``, ``fn``, ``threshold``, ``k``, ``alpha``. Undefined values are ``None``:
+    ``fp``, ``tn``, ``fn``, ``threshold``, ``k``, ``k_rows`` (the rows precision@k was taken
+    over: ``min(k, rows)``), ``k_note`` (set when ``k`` exceeds the rows, where precision@k is
+    the base rate), ``alpha``, and with ``groups`` (the ``row_group`` of every row):
+    ``fp_rate_correct`` / ``fp_rate_non_target`` (flagged share of the ``correct`` /
+    ``non-target`` rows, which hold no injected error in either label mode) with their
+    counts ``n_correct`` / ``n_non_target``. Undefined values are ``None``:
     precision without predicted positives, recall without positives, F1 when there are
     neither positives nor flagged rows, ROC-AUC / PR-AUC with a single class, everything on
     empty input.
@@ -175,7 +180,11 @@ def evaluate(
     # is flagged, where precision is undefined); undefined only without positives and flags.
     f1 = _ratio(2 * tp, 2 * tp + fp + fn)
     both = 0 < int(y.sum()) < y.size and bool(np.all(np.isfinite(s)))
-    return {
+    k_note = None
+    if k is not None and k > y.size:
+        k_note = (f"k={k} exceeds the {y.size} evaluated rows: precision@k is taken over all "
+                  "of them and equals the anomalous share")
+    out = {
         "accuracy": _ratio(tp + tn, y.size),
         "precision": precision,
         "recall": recall,
@@ -191,8 +200,19 @@ def evaluate(
         "tp": tp, "fp": fp, "tn": tn, "fn": fn,
         "threshold": float(threshold),
         "k": k,
+        "k_rows": None if k is None else min(k, y.size),
+        "k_note": k_note,
         "alpha": alpha,
     }
+    if groups is not None:
+        g = np.asarray(groups).ravel()
+        if g.size != y.size:
+            raise ValueError(f"groups has {g.size} values but scores has {s.size}")
+        for name, group in (("correct", "correct"), ("non_target", "non-target")):
+            mask = g == group
+            out[f"n_{name}"] = int(mask.sum())
+            out[f"fp_rate_{name}"] = float(pred[mask].mean()) if mask.any() else None
+    return out
 
 
 def per_test_case_recall(df: pl.DataFrame, pred: Any) -> pl.DataFrame:
@@ -219,49 +239,6 @@ def per_test_case_recall(df: pl.DataFrame, pred: Any) -> pl.DataFrame:
         .select(list(schema))
         .cast(schema)  # type: ignore[arg-type]
     )
-
-
-def leakage_report(df_holdout: pl.DataFrame) -> dict[str, Any]:
-    """ROC-AUC of ``seq_len`` and ``duration_sec`` alone as anomaly scores on the hold-out.
-
-    Returns ``roc_auc`` ({column: AUC or None}), ``separability`` (``max(AUC, 1 - AUC)``: length
-    separates the classes in either direction; ``correct`` recordings are *longer*, so their
-    AUC is near 0), ``limit`` and ``warning`` (text when a separability exceeds the limit).
-    """
-    y = (
-        df_holdout.get_column("anomaly").cast(pl.Int8).to_numpy()
-        if "anomaly" in df_holdout.columns else np.zeros(0)
-    )
-    aucs: dict[str, float | None] = {}
-    sep: dict[str, float | None] = {}
-    for col in ("seq_len", "duration_sec"):
-        auc = None
-        if col in df_holdout.columns:
-            s = df_holdout.get_column(col).cast(pl.Float64).fill_null(0.0).to_numpy()
-            auc = evaluate(y, s, threshold=np.inf)["roc_auc"]
-        aucs[col] = auc
-        sep[col] = None if auc is None else max(auc, 1 - auc)
-    leaky = [c for c, v in sep.items() if v is not None and v > LEAKAGE_LIMIT]
-    windowed = "window" in df_holdout.columns and df_holdout["window"].null_count() < len(
-        df_holdout
-    )
-    warning = None
-    if leaky:
-        advice = (
-            "The sequences are already time windows: check the window size (each sequence's "
-            "last window is partial) or compare with --label-mode target-service."
-            if windowed
-            else "Re-load with the loader's --window option to cut sequences into equal time "
-            "windows."
-        )
-        warning = (
-            f"{' and '.join(leaky)} alone separate normal from anomalous hold-out sequences "
-            f"(separability {', '.join(f'{sep[c]:.3f}' for c in leaky)} > {LEAKAGE_LIMIT}): "
-            "the split is separable by recording length, so high scores may measure length, "
-            f"not anomalies. {advice}"
-        )
-    return {"roc_auc": aucs, "separability": sep, "limit": LEAKAGE_LIMIT, "warning": warning,
-            "rows": df_holdout.height}
 
 
 __all__ = [

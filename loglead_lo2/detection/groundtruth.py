@@ -280,30 +280,14 @@ def ground_truth_recall(manifest: pl.DataFrame, sequences: pl.DataFrame, flagged
     ``--init-lines-to-skip``; ``None``, the start-up block rule, needs ``files``). ``head``:
     the loader's ``--head``.
     """
-    missing = [c for c in SEQUENCE_COLUMNS if c not in sequences.columns]
-    if missing:
-        raise ValueError(f"sequences lack column(s) {', '.join(missing)}")
-    if files is None and skip_lines is None:
-        raise ValueError(f"the loader trimmed each file's start-up block but its per-file "
-                         f"record ({FILES_FILE}) is missing; re-run the loader")
     flags = np.asarray(flagged).astype(bool).reshape(-1)
     if flags.shape[0] != sequences.height:
         raise ValueError(f"flagged has {flags.shape[0]} values for {sequences.height} sequences")
-    seqs = sequences.select(
-        "run", "test_case", "service",
-        _naive_ms(pl.col("start_time"), sequences.schema["start_time"]).alias("start_time"),
-        _naive_ms(pl.col("end_time"), sequences.schema["end_time"]).alias("end_time"),
-    ).with_columns(flagged=pl.Series(flags, dtype=pl.Boolean),
-                   row=pl.int_range(pl.len(), dtype=pl.Int64))
-    units = _units(seqs, files)
-    injected = _injected(manifest, units, files, skip_lines or 0, head)
-    beyond_head = int((~injected["in_head"]).sum())
-    injected = injected.filter("in_head")
-    kept = injected.filter(~pl.col("trimmed"))
-    placed = (kept.join(seqs, on=["run", "test_case", "service"])
-              .filter((pl.col("timestamp") >= pl.col("start_time"))
-                      & (pl.col("timestamp") <= pl.col("end_time"))))
-    unplaced = kept.join(placed.select("event"), on="event", how="anti")
+    place = placement(manifest, sequences, skip_lines=skip_lines, head=head, files=files)
+    seqs = place.rows.with_columns(flagged=pl.Series(flags, dtype=pl.Boolean))
+    units, injected, beyond_head = place.units, place.injected, place.beyond_head
+    placed = place.placed.join(seqs.select("row", "flagged"), on="row")
+    unplaced = place.unplaced
     if unplaced.height:
         log.warning("%d untrimmed injected event(s) fall in no evaluated window of their "
                     "sequence (first: %s)", unplaced.height, unplaced.row(0, named=True))
@@ -362,6 +346,58 @@ def ground_truth_recall(manifest: pl.DataFrame, sequences: pl.DataFrame, flagged
         "head": head,
     }
     return GroundTruthReport(per_case=per_case, overall=overall)
+
+
+@dataclass
+class Placement:
+    """Injected events of the evaluated units and the rows that hold them.
+
+    ``rows``: the evaluated rows (``run, test_case, service, start_time, end_time, row``);
+    ``units``: the (run, error case, target service) units; ``injected``: their injected
+    events within ``--head`` (``trimmed`` flag, ``event`` id); ``placed``: ``event, row`` of
+    every untrimmed event and the row whose time span holds it; ``unplaced``: untrimmed events
+    no evaluated row holds (e.g. in a partial window the loader dropped): misses.
+    """
+
+    rows: pl.DataFrame
+    units: pl.DataFrame
+    injected: pl.DataFrame
+    placed: pl.DataFrame
+    unplaced: pl.DataFrame
+    beyond_head: int
+
+    def row_truth(self) -> np.ndarray:
+        """``True`` for every evaluated row that holds at least one placed injected event."""
+        hit = self.rows.select(pl.col("row").is_in(self.placed["row"].implode()))
+        return hit.to_series().to_numpy()
+
+
+def placement(manifest: pl.DataFrame, sequences: pl.DataFrame, *, skip_lines: int | None = 0,
+              head: int | None = None, files: pl.DataFrame | None = None) -> Placement:
+    """Place the manifest's injected events in the rows of ``sequences`` (see the module
+    docstring); arguments as for :func:`ground_truth_recall`."""
+    missing = [c for c in SEQUENCE_COLUMNS if c not in sequences.columns]
+    if missing:
+        raise ValueError(f"sequences lack column(s) {', '.join(missing)}")
+    if files is None and skip_lines is None:
+        raise ValueError(f"the loader trimmed each file's start-up block but its per-file "
+                         f"record ({FILES_FILE}) is missing; re-run the loader")
+    seqs = sequences.select(
+        "run", "test_case", "service",
+        _naive_ms(pl.col("start_time"), sequences.schema["start_time"]).alias("start_time"),
+        _naive_ms(pl.col("end_time"), sequences.schema["end_time"]).alias("end_time"),
+    ).with_columns(row=pl.int_range(pl.len(), dtype=pl.Int64))
+    units = _units(seqs, files)
+    injected = _injected(manifest, units, files, skip_lines or 0, head)
+    beyond_head = int((~injected["in_head"]).sum())
+    injected = injected.filter("in_head")
+    kept = injected.filter(~pl.col("trimmed"))
+    placed = (kept.join(seqs, on=["run", "test_case", "service"])
+              .filter((pl.col("timestamp") >= pl.col("start_time"))
+                      & (pl.col("timestamp") <= pl.col("end_time")))
+              .select("event", "row", "run", "test_case"))
+    unplaced = kept.join(placed.select("event"), on="event", how="anti")
+    return Placement(seqs, units, injected, placed, unplaced, beyond_head)
 
 
 def _units(seqs: pl.DataFrame, files: pl.DataFrame | None) -> pl.DataFrame:

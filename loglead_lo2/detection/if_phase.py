@@ -26,6 +26,8 @@ from loglead_lo2.detection.iforest import (
     train_iforest,
     write_predictions,
 )
+from loglead_lo2.detection.labels import ROW_GROUP
+from loglead_lo2.detection.runner import predictions_frame as common_predictions
 from loglead_lo2.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,39 @@ def _loaded_result(opts: Any, loaded: Any, train: pl.DataFrame, split: Any,
 
 
 
+def _fp_target_threshold(opts: Any, res: IFResult, rows: pl.DataFrame, scores: Any,
+                         labels: pl.Series, loaded: bool) -> str:
+    """Apply the run's threshold rule to a forest (in place); returns the rule used.
+
+    An explicit ``--if-threshold-percentile`` (already applied) and a loaded bundle's
+    ``model.yml`` threshold are kept; ``--threshold model`` keeps the contamination cut-off;
+    otherwise (``fp-target``) the threshold flags at most ``--fp-target`` of the normal rows
+    of the forest's calibration runs (``--if-holdout-fraction`` of the normal training runs,
+    which the forest is not fitted on), or of its own training rows when none was held out.
+    """
+    from loglead_lo2.detection.thresholds import fp_target_threshold
+
+    if res.percentile is not None:
+        return "percentile"
+    if loaded:
+        return "loaded"
+    settings = opts.thresholds
+    if settings.rule == "model":
+        return "model"
+    normal = rows["normal"].to_numpy()
+    lab = labels.to_numpy()
+    mask = (lab == "threshold") & normal
+    where = f"{int(mask.sum()):,} normal rows of {len(res.threshold_runs)} calibration run(s)"
+    if not mask.any():
+        mask = (lab == "train") & normal & rows["run"].is_in(res.fit_runs).to_numpy()
+        where = f"{int(mask.sum()):,} training normal rows (in-sample: optimistic)"
+        res.notes.append("[IF] no normal run held out for the threshold: fp-target set on "
+                         "the training rows, the false-positive rate will be optimistic")
+    res.threshold = fp_target_threshold(scores[mask], settings.fp_target)
+    res.threshold_source = f"fp-target {settings.fp_target:g} on {where}"
+    return "fp-target"
+
+
 def _fit_or_load(opts: Any, train: pl.DataFrame, split: Any, limits: Any, say: Any,
                  loaded: Any, where: str) -> tuple[IFResult, tuple[str, ...], dict[str, Any]]:
     """The forest of one part (``where`` names it in messages): loaded or trained."""
@@ -134,6 +169,7 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
     config: IFConfig = opts.if_config
     holdout_runs = sorted(split.test_runs) if split is not None else []
     preds_parts: list[pl.DataFrame] = []
+    common_parts: list[pl.DataFrame] = []
     records: list[dict[str, Any]] = []
     percentile_used = False
     for part in parts:
@@ -148,11 +184,17 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
         say(f"[IF] {where}scoring {part.rows.height:,} sequences in {n_batches} batch(es)")
         scores = score_iforest(res.model, res.vectorizer, part.rows, config.batch_size)
         score_seconds = time.perf_counter() - t
-        say(f"[IF] {where}threshold {res.threshold:.6f}: {res.threshold_source}")
         labels = split_labels(part.rows, holdout_runs, res.threshold_runs)
-        percentile_used = percentile_used or res.percentile is not None
+        rule = _fp_target_threshold(opts, res, part.rows, scores, labels,
+                                    (loaded or {}).get(service) is not None)
+        say(f"[IF] {where}threshold {res.threshold:.6f}: {res.threshold_source}")
+        calibrated = res.percentile is not None or rule == "fp-target"
+        percentile_used = percentile_used or calibrated
         preds_parts.append(predictions_frame(
-            part.rows, scores, res.threshold if res.percentile is not None else None, labels))
+            part.rows, scores, res.threshold if calibrated else None, labels))
+        common_parts.append(common_predictions(
+            IF_KEY, scores, labels.replace("threshold", "calibration").to_numpy(),
+            res.threshold, part.rows, evaluated.row_truth(part.rows)))
         mask = (labels == "holdout").to_numpy()
         metrics = psi = None
         split_info: dict[str, Any] = {"name": rep.HOLDOUT}
@@ -160,8 +202,10 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
             from loglead_lo2.detection.evaluate import evaluate
 
             y = part.rows["anomaly"].cast(pl.Int8).to_numpy()
+            groups = part.rows[ROW_GROUP].to_numpy()[mask] if ROW_GROUP in part.rows.columns \
+                else None
             metrics = evaluate(y[mask], scores[mask], threshold=res.threshold,
-                               k=opts.precision_at, alpha=opts.fp_alpha)
+                               k=opts.precision_at, alpha=opts.fp_alpha, groups=groups)
             if opts.report_psi:
                 from loglead_lo2.metrics_utils import population_stability_index
 
@@ -173,7 +217,10 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
             description="Isolation Forest trained on normal sequences of the training runs",
             metrics=metrics, split=split_info,
             threshold={"value": res.threshold, "percentile": res.percentile,
-                       "source": res.threshold_source, "rule": "score_if >= threshold"},
+                       "source": res.threshold_source, "rule": rule,
+                       "fp_target": opts.thresholds.fp_target if rule == "fp-target" else None,
+                       "decision": "score_if >= threshold",
+                       "split": "train" if rule != "loaded" else None},
             timing={"fit_seconds": round(res.fit_seconds, 4),
                     "score_seconds": round(score_seconds, 4)},
             features={"item": res.vectorizer.item, "numeric": list(res.vectorizer.numeric),
@@ -206,6 +253,11 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
     if not preds_parts:
         say("[IF] no service could be evaluated: no predictions written")
         return records
+    from loglead_lo2.schema import write_parquet
+
+    common = opts.metrics_path / f"{IF_KEY}_predictions.parquet"
+    write_parquet(pl.concat(common_parts, how="diagonal_relaxed"), common)
+    result.artifacts.append(common)
     preds = pl.concat(preds_parts, how="diagonal_relaxed")
     out = Path(opts.save_if) if opts.save_if else Path(opts.root) / "lo2_if_predictions.parquet"
     fmt = write_predictions(preds, out)

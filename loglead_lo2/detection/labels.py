@@ -1,13 +1,17 @@
 """Label modes, windowing detection, per-service partitions and the settings every report names.
 
 LO2 labels a sequence (run, test case, service) anomalous whenever its test case is an error
-case, but an error case leaves its trace only in the service it targets. Two label modes:
+case, but an error case leaves its trace only in the service it targets. Every row gets a
+``row_group``: ``correct``, ``target`` (the error case's target service) or ``non-target``
+(the other services of an error case: normal traffic). Two label modes, both keeping every row:
 
-* ``test-case`` (default, the dataset's own labels): ``anomaly = test_case != "correct"``.
-* ``target-service``: ``anomaly`` = the test case targets the row's service
-  (:func:`loglead_lo2.cases.target_service_map`). The other services' rows of error cases
-  carry no trace of the error, so they are **dropped before the split** (from training and
-  evaluation); :class:`LabelInfo` counts them. ``correct`` rows stay normal.
+* ``target-service`` (default): ``anomaly`` iff the row is ``target``
+  (:func:`loglead_lo2.cases.target_service_map`). ``correct`` and ``non-target`` rows are
+  normal, in training and in evaluation, so a model is charged for flagging the untouched
+  services of an error case, and the false-positive rate is reported on both groups.
+* ``test-case`` (the dataset's own labels): ``anomaly = test_case != "correct"``. Most
+  anomalous rows then hold no trace of any error; a model scores well by telling a
+  ``correct`` recording from an error-case recording (length, traffic mix).
 
 Files without a ``target_service`` column (written before the loader had it) get it from the
 map, and :class:`LabelInfo` says so. With the loader's ``--window`` a row is one time window of
@@ -26,31 +30,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from loglead_lo2.cases import NORMAL_CASE, target_service_map
-from loglead_lo2.detection.groundtruth import NO_MANIFEST
 from loglead_lo2.errors import UserError
 
 log = logging.getLogger(__name__)
 
 LABEL_MODES: tuple[str, ...] = ("test-case", "target-service")
-DEFAULT_LABEL_MODE = "test-case"
+DEFAULT_LABEL_MODE = "target-service"
 LOAD_INFO_FILE = "lo2_load_info.json"
 ALL_SERVICES = "all"
 MACRO = "macro"
 
 
+ROW_GROUP = "row_group"
+"""Column naming what a row is, whatever the label mode: ``correct`` (the normal test case),
+``target`` (an error case's rows in the service it targets: where its trace can be) or
+``non-target`` (the other services' rows of an error case: normal traffic)."""
+ROW_GROUPS: tuple[str, ...] = ("correct", "target", "non-target")
+
+
 @dataclass
 class LabelInfo:
-    """What :func:`apply_label_mode` did: rows kept / dropped and why."""
+    """What :func:`apply_label_mode` did: rows per group and how they are labelled."""
 
     mode: str
     rows_in: int
     rows_kept: int
-    dropped: int
-    dropped_by_service: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+    groups: dict[str, int] = field(default_factory=dict)
+    non_target_by_service: dict[str, int] = field(default_factory=dict)
     anomalous: int = 0
     normal: int = 0
     derived_target_service: bool = False
@@ -58,8 +68,10 @@ class LabelInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "rows_in": self.rows_in, "rows_kept": self.rows_kept,
-                "dropped_non_target_rows": self.dropped,
-                "dropped_by_service": dict(self.dropped_by_service),
+                "dropped_rows": self.dropped, "row_groups": dict(self.groups),
+                "non_target_rows": self.groups.get("non-target", 0),
+                "non_target_label": 1 if self.mode == "test-case" else 0,
+                "non_target_by_service": dict(self.non_target_by_service),
                 "anomalous": self.anomalous, "normal": self.normal,
                 "target_service_derived_from_map": self.derived_target_service,
                 "notes": list(self.notes)}
@@ -82,13 +94,23 @@ def with_target_service(df: pl.DataFrame) -> tuple[pl.DataFrame, bool]:
     return out, True
 
 
+def row_group_expr() -> pl.Expr:
+    """``correct`` / ``target`` / ``non-target`` per row (see :data:`ROW_GROUP`); an error
+    case without a known target service is ``non-target`` in every service."""
+    is_target = (pl.col("service") == pl.col("target_service")).fill_null(False)
+    return (pl.when(pl.col("test_case") == NORMAL_CASE).then(pl.lit("correct"))
+            .when(is_target).then(pl.lit("target"))
+            .otherwise(pl.lit("non-target")).alias(ROW_GROUP))
+
+
 def apply_label_mode(df: pl.DataFrame, mode: str = DEFAULT_LABEL_MODE
                      ) -> tuple[pl.DataFrame, LabelInfo]:
-    """Relabel ``df`` for ``mode`` (see the module docstring); returns the rows kept + counts.
+    """Label ``df`` for ``mode`` (see the module docstring); every row is kept.
 
-    ``target-service``: keeps ``correct`` rows (normal) and the rows of error cases whose
-    service is the case's target (anomalous); every other row is dropped. Error cases missing
-    from the map (no known target) are dropped too and named in the notes.
+    Adds :data:`ROW_GROUP` and sets ``anomaly`` / ``normal`` (``normal == ~anomaly``):
+    ``test-case``: anomalous iff the test case is an error case; ``target-service``:
+    anomalous iff the row is ``target`` (``correct`` and ``non-target`` rows are normal).
+    Error cases missing from the map (no known target) are named in the notes.
     """
     check_label_mode(mode)
     df, derived = with_target_service(df)
@@ -96,26 +118,24 @@ def apply_label_mode(df: pl.DataFrame, mode: str = DEFAULT_LABEL_MODE
     if derived:
         notes.append("[Labels] the input has no target_service column (written by an older "
                      "loader): derived it from loglead_lo2/data/test_cases.csv")
-    normal = pl.col("test_case") == NORMAL_CASE
-    if mode == "test-case":
-        out = df.with_columns(normal=normal, anomaly=~normal)
-        info = LabelInfo(mode=mode, rows_in=df.height, rows_kept=out.height, dropped=0,
-                         derived_target_service=derived, notes=notes)
-    else:
-        is_target = (pl.col("service") == pl.col("target_service")).fill_null(False)
-        keep = normal | is_target
-        dropped = df.filter(~keep)
-        by_service = dict(sorted(dropped.group_by("service").len().iter_rows()))
-        unknown = sorted(dropped.filter(pl.col("target_service").is_null())["test_case"]
-                         .unique().to_list())
-        if unknown:
-            notes.append(f"[Labels] {len(unknown)} error case(s) without a known target "
-                         f"service dropped: {', '.join(unknown[:5])}"
-                         + (" ..." if len(unknown) > 5 else ""))
-        out = df.filter(keep).with_columns(normal=normal, anomaly=~normal)
-        info = LabelInfo(mode=mode, rows_in=df.height, rows_kept=out.height,
-                         dropped=dropped.height, dropped_by_service=by_service,
-                         derived_target_service=derived, notes=notes)
+    out = df.with_columns(row_group_expr())
+    anomaly = (pl.col(ROW_GROUP) != "correct") if mode == "test-case" else (
+        pl.col(ROW_GROUP) == "target")
+    out = out.with_columns(anomaly=anomaly, normal=~anomaly)
+    unknown = sorted(out.filter((pl.col("test_case") != NORMAL_CASE)
+                                & pl.col("target_service").is_null())["test_case"]
+                     .unique().to_list())
+    if unknown:
+        notes.append(f"[Labels] {len(unknown)} error case(s) without a known target service "
+                     f"(all their rows are non-target): {', '.join(unknown[:5])}"
+                     + (" ..." if len(unknown) > 5 else ""))
+    groups = dict(out.group_by(ROW_GROUP).len().iter_rows())
+    non_target = out.filter(pl.col(ROW_GROUP) == "non-target")
+    info = LabelInfo(mode=mode, rows_in=df.height, rows_kept=out.height,
+                     groups={g: int(groups.get(g, 0)) for g in ROW_GROUPS},
+                     non_target_by_service=dict(sorted(
+                         non_target.group_by("service").len().iter_rows())),
+                     derived_target_service=derived, notes=notes)
     info.anomalous = int(out["anomaly"].sum())
     info.normal = out.height - info.anomalous
     return out, info
@@ -124,15 +144,19 @@ def apply_label_mode(df: pl.DataFrame, mode: str = DEFAULT_LABEL_MODE
 def label_lines(info: LabelInfo) -> list[str]:
     """Printable ``[Labels]`` lines."""
     lines = list(info.notes)
+    g = info.groups
+    counts = (f"{g.get('correct', 0):,} correct, {g.get('target', 0):,} target, "
+              f"{g.get('non-target', 0):,} non-target rows")
     if info.mode == "test-case":
-        lines.append(f"[Labels] mode test-case: a sequence is anomalous iff its test case is an "
-                     f"error case ({info.anomalous:,} anomalous, {info.normal:,} normal)")
+        lines.append(f"[Labels] mode test-case: a row is anomalous iff its test case is an "
+                     f"error case ({counts}; {info.anomalous:,} anomalous, {info.normal:,} "
+                     "normal). Non-target rows hold no trace of their error case: prefer "
+                     "--label-mode target-service to measure error finding")
     else:
-        per = ", ".join(f"{s} {n:,}" for s, n in info.dropped_by_service.items()) or "none"
-        lines.append(f"[Labels] mode target-service: anomalous iff the error case targets the "
-                     f"row's service; dropped {info.dropped:,} of {info.rows_in:,} rows "
-                     f"(other services of error cases: {per}); kept {info.rows_kept:,} "
-                     f"({info.anomalous:,} anomalous, {info.normal:,} normal)")
+        lines.append(f"[Labels] mode target-service: a row is anomalous iff its error case "
+                     f"targets the row's service; the other services' rows of error cases "
+                     f"are normal and kept ({counts}; {info.anomalous:,} anomalous, "
+                     f"{info.normal:,} normal)")
     return lines
 
 
@@ -215,21 +239,26 @@ class RunSettings:
     split_note: str | None = None
     window: WindowInfo = field(default_factory=lambda: WindowInfo(False))
     per_service: bool = False
+    threshold: str = "fp-target 0.01"
+    """The threshold rule in words (``fp-target 0.01`` or ``model``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"label_mode": self.label_mode, "split": self.split,
                 "split_note": self.split_note, "window": self.window.label,
-                "windowing": self.window.as_dict(), "per_service": self.per_service}
+                "windowing": self.window.as_dict(), "per_service": self.per_service,
+                "threshold": self.threshold}
 
     def columns(self) -> dict[str, Any]:
-        """The leaderboard columns (``label_mode``, ``split``, ``window``, ``per_service``)."""
+        """The leaderboard setting columns."""
         return {"label_mode": self.label_mode, "split": self.split,
-                "window": self.window.label, "per_service": self.per_service}
+                "window": self.window.label, "per_service": self.per_service,
+                "threshold": self.threshold}
 
     def tag(self) -> str:
         """Short text for report lines."""
         return (f"labels {self.label_mode}, split {self.split} (whole runs), window "
-                f"{self.window.label}, per-service {'yes' if self.per_service else 'no'}")
+                f"{self.window.label}, per-service {'yes' if self.per_service else 'no'}, "
+                f"threshold {self.threshold}")
 
 
 # --- per-service partitions -----------------------------------------------------------------
@@ -274,143 +303,10 @@ def service_parts(df: pl.DataFrame, train_runs: list[str], test_runs: list[str],
         yield ServicePart(service, rows, train, hold, "; ".join(problems) or None)
 
 
-# --- ground truth (generated data with a manifest) ------------------------------------------
-
-GT_ABSENT = NO_MANIFEST  # one wording for every report (see groundtruth.py)
-
-
-@dataclass
-class GroundTruthInput:
-    """The generator manifest and the loader's trimming, ready to score predictions.
-
-    ``skip_lines``: the loader's ``--init-lines-to-skip`` (``None``: start-up block rule);
-    ``files``: its per-file record (``run, test_case, service, trimmed_lines``), which says
-    what was trimmed from each file and which files were read; ``files_path``: where it was
-    read from; ``has_info``: whether ``lo2_load_info.json`` was found.
-    """
-
-    path: Path
-    manifest: pl.DataFrame
-    skip_lines: int | None = 0
-    head: int | None = None
-    files: pl.DataFrame | None = None
-    files_path: Path | None = None
-    has_info: bool = True
-
-    @property
-    def trim(self) -> str:
-        """How the loader trimmed, in words."""
-        if not self.has_info:
-            return "no lo2_load_info.json: nothing assumed trimmed"
-        if self.skip_lines is None:
-            if self.files is None:
-                return ("loader trimmed each file's start-up block, but its per-file record "
-                        f"{self.files_path or 'lo2_files.parquet'} is missing: no ground "
-                        "truth (re-run the loader)")
-            lines = int(self.files["trimmed_lines"].sum())
-            trimmed = int((self.files["trimmed_lines"] > 0).sum())
-            return (f"loader trimmed each file's start-up block ({lines:,} lines in "
-                    f"{trimmed:,} files, per-file record {self.files_path})")
-        return f"loader skipped {self.skip_lines} line(s)/file"
-
-    @property
-    def line(self) -> str:
-        injected = int((self.manifest["kind"] == "injected").sum())
-        return (f"[GroundTruth] manifest {self.path}: {injected:,} injected events; "
-                f"{self.trim}" + (f", head {self.head}" if self.head else "")
-                + "; trimmed injected events count as misses; recall per (run, error case, "
-                "target service) on the hold-out rows")
-
-    def report(self, hold: pl.DataFrame, flagged: Any) -> Any:
-        """:func:`~loglead_lo2.detection.groundtruth.ground_truth_recall` of ``flagged``
-        (aligned with ``hold``)."""
-        from loglead_lo2.detection.groundtruth import ground_truth_recall
-
-        return ground_truth_recall(self.manifest, hold, flagged, skip_lines=self.skip_lines,
-                                   head=self.head, files=self.files)
-
-    def describe(self) -> dict[str, Any]:
-        return {"manifest": str(self.path), "skip_lines": self.skip_lines, "head": self.head,
-                "trim": self.trim,
-                "per_file_record": (str(self.files_path) if self.files is not None
-                                    else None),
-                "injected_events": int((self.manifest["kind"] == "injected").sum())}
-
-
-def ground_truth_input(root: Path, explicit: Path | None = None) -> GroundTruthInput | None:
-    """The manifest named by ``--manifest`` or by ``<root>/lo2_load_info.json`` (``None``
-    without one: real data); trimming settings and the per-file trim record
-    (``lo2_files.parquet``) from the load info."""
-    from loglead_lo2.detection.groundtruth import (
-        find_manifest,
-        load_manifest,
-        load_trim_record,
-        trim_record_path,
-        trim_settings,
-    )
-
-    path = find_manifest(Path(root), explicit)
-    if path is None:
-        return None
-    info = read_load_info(Path(root))
-    skip, head = trim_settings(info)
-    files_path = trim_record_path(Path(root), info)
-    files = None
-    if files_path is not None:
-        if files_path.is_file():
-            files = load_trim_record(files_path)
-        else:
-            log.warning("%s names the per-file trim record %s, which does not exist",
-                        "lo2_load_info.json", files_path)
-    return GroundTruthInput(path, load_manifest(path), skip, head, files, files_path,
-                            has_info=info is not None)
-
-
 def service_bundle(path: Path, service: str) -> Path:
     """``<dir>/<service>/<name>`` for a bundle path ``<dir>/<name>`` (per-service layout)."""
     path = Path(path)
     return path if service == ALL_SERVICES else path.parent / service / path.name
-
-
-@dataclass
-class Evaluations:
-    """Held-out predictions of every (model, service), for per-case recall and ground truth."""
-
-    truth: GroundTruthInput | None = None
-    say: Callable[[str], None] = lambda _m: None
-    preds: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
-    gt_tables: dict[str, dict[str, pl.DataFrame]] = field(default_factory=dict)
-
-    def __call__(self, key: str, service: str, hold: pl.DataFrame, scores: np.ndarray,
-                 threshold: float, record: dict[str, Any]) -> None:
-        pred = (np.asarray(scores) >= threshold).astype(np.int8)
-        cols = [c for c in ("test_case", "service", "target_service", "anomaly")
-                if c in hold.columns]
-        self.preds.setdefault(key, []).append(
-            hold.select(cols).with_columns(pred=pl.Series(pred)))
-        if self.truth is None:
-            record["ground_truth"] = {"overall": None, "note": GT_ABSENT}
-            return
-        try:
-            report = self.truth.report(hold, pred)
-        except ValueError as exc:  # e.g. an old file without start_time / end_time
-            record["ground_truth"] = {"overall": None, "note": f"no ground truth: {exc}"}
-            self.say(f"[GroundTruth] {key}: not computed ({exc})")
-            return
-        record["ground_truth"] = report.to_dict()
-        self.gt_tables.setdefault(key, {})[service] = report.per_case
-        self.say(report.summary_line(key if service == ALL_SERVICES else f"{key}@{service}"))
-
-    def recall_tables(self) -> dict[str, tuple[pl.DataFrame, pl.DataFrame]]:
-        from loglead_lo2.detection.evaluate import per_test_case_recall
-
-        out = {}
-        for key, parts in self.preds.items():
-            errors = pl.concat(parts, how="diagonal_relaxed").filter(pl.col("anomaly"))
-            target = errors.filter(pl.col("service") == pl.col("target_service"))
-            out[key] = (per_test_case_recall(errors, errors["pred"].to_numpy()),
-                        per_test_case_recall(target, target["pred"].to_numpy()))
-        return out
 
 
 def report_parts(parts: list[ServicePart], per_service: bool, say: Callable[[str], None],
@@ -436,9 +332,6 @@ def report_parts(parts: list[ServicePart], per_service: bool, say: Callable[[str
 __all__ = [
     "ALL_SERVICES",
     "DEFAULT_LABEL_MODE",
-    "Evaluations",
-    "GT_ABSENT",
-    "GroundTruthInput",
     "LABEL_MODES",
     "LabelInfo",
     "MACRO",
@@ -448,7 +341,6 @@ __all__ = [
     "apply_label_mode",
     "check_label_mode",
     "detect_windowing",
-    "ground_truth_input",
     "label_lines",
     "prepare_labels",
     "read_load_info",

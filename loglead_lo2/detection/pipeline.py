@@ -30,32 +30,30 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from loglead_lo2.detection import if_phase
 from loglead_lo2.detection import iforest as ifo
 from loglead_lo2.detection import report as rep
-from loglead_lo2.detection.guards import GuardLimits, memory_limits
+from loglead_lo2.detection.evaluations import GT_ABSENT, Evaluations, ground_truth_input
+from loglead_lo2.detection.guards import memory_limits
 from loglead_lo2.detection.inputs import (
     ENHANCED_FILE,
     load_input,
     rebuild_enhanced,
 )
 from loglead_lo2.detection.labels import (
-    ALL_SERVICES,
     DEFAULT_LABEL_MODE,
-    GT_ABSENT,
-    Evaluations,
     RunSettings,
     ServicePart,
-    ground_truth_input,
     prepare_labels,
     report_parts,
     service_bundle,
     service_parts,
 )
+from loglead_lo2.detection.models_phase import run_part, sup_bundle
 from loglead_lo2.detection.persistence import load_service_bundles
+from loglead_lo2.detection.thresholds import ThresholdSettings
 from loglead_lo2.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -98,6 +96,8 @@ class DetectOptions:
     label_mode: str = DEFAULT_LABEL_MODE
     per_service: bool = False
     manifest: Path | None = None
+    thresholds: ThresholdSettings = field(default_factory=ThresholdSettings)
+    cv: int | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -128,6 +128,7 @@ class DetectResult:
     labels: dict[str, Any] = field(default_factory=dict)
     window: dict[str, Any] = field(default_factory=dict)
     skipped_services: dict[str, str] = field(default_factory=dict)
+    leakage: dict[str, Any] = field(default_factory=dict)
 
 
 Say = Callable[[str], None]
@@ -143,21 +144,6 @@ def run_enhancers(opts: DetectOptions, say: Say) -> DetectResult:
     result.artifacts += [out, out.parent / "lo2_drain_templates.parquet"]
     say(f"[Enhance] wrote {out} ({result.rows:,} sequences)")
     return result
-
-
-# --- evaluation helpers --------------------------------------------------------------------
-
-
-def _labels(df: pl.DataFrame) -> np.ndarray:
-    return df["anomaly"].cast(pl.Int8).to_numpy()
-
-
-def _split_info(train: pl.DataFrame, hold: pl.DataFrame, split: Any) -> dict[str, Any]:
-    return {
-        "train_runs": sorted(split.train_runs), "holdout_runs": sorted(split.test_runs),
-        "train_rows": train.height, "holdout_rows": hold.height,
-        "holdout_anomalous": int(hold["anomaly"].sum()), "note": split.note or None,
-    }
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -190,8 +176,11 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
                "(training-set numbers would be misleading)")
         say(msg)
         result.notes.append(msg)
+    thr = opts.thresholds
     settings = RunSettings(opts.label_mode, rep.HOLDOUT, split.note if split else None,
-                           window, opts.per_service).as_dict()
+                           window, opts.per_service,
+                           f"fp-target {thr.fp_target:g}" if thr.rule == "fp-target"
+                           else "model").as_dict()
     result.settings = settings
     if split is not None:
         hold = df.filter(pl.col("run").is_in(split.test_runs))
@@ -210,7 +199,7 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
               if opts.load_model and not opts.skip_if else {})
     _check_outputs(opts, specs, parts)
     if split is not None:
-        _leakage(opts, hold, say, result)
+        _leakage(opts, hold, window.windowed, say, result)
     say(truth.line if truth is not None else f"[GroundTruth] {GT_ABSENT}")
     limits, guard_lines = memory_limits(enabled=opts.memory_guard)
     for line in guard_lines:
@@ -222,24 +211,48 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
         result.board += _board_rows(ifo.IF_KEY, recs, opts.per_service)
     if specs and split is not None:
         for spec in specs:
-            recs = [r for part in parts if not part.skip and (r := _run_model(
-                opts, spec, part, split, limits, say, result, evals, settings)) is not None]
+            outs = [o for part in parts if not part.skip and (o := run_part(
+                opts, spec, part, split, limits, say, evals, settings)) is not None]
+            for o in outs:
+                result.artifacts += o.artifacts
+                result.notes += o.notes
+            recs = [o.record for o in outs if o.record]
             _model_json(opts, spec.key, recs, parts, result)
+            _write_predictions(opts, spec.key, [o.predictions for o in outs if o.record],
+                               say, result)
             result.board += _board_rows(spec.key, recs, opts.per_service)
     elif specs:
         say("[Models] skipped: registry models need a hold-out split (see [Split] above)")
+    if opts.cv:
+        _cross_validate(opts, df, specs, truth, limits, say, result)
     _write_summaries(opts, split, result, evals, say)
     return result
 
 
 
 
-def _leakage(opts: DetectOptions, hold: pl.DataFrame, say: Say, result: DetectResult) -> None:
-    from loglead_lo2.detection.evaluate import leakage_report
+def _cross_validate(opts: DetectOptions, df: pl.DataFrame, specs: list[Any], truth: Any,
+                    limits: Any, say: Say, result: DetectResult) -> None:
+    from loglead_lo2.detection import cv
 
-    report = leakage_report(hold)
-    for line in rep.leakage_lines(report):
+    started = time.perf_counter()
+    folds = cv.cross_validate(opts, df, specs, truth, limits, say,
+                              with_forest=not opts.skip_if and not opts.load_model)
+    summary = cv.summarise(folds)
+    result.artifacts += cv.write_cv(opts.metrics_path, folds, summary, int(opts.cv or 0),
+                                    result.settings)
+    say(f"[CV] {opts.cv} folds, {folds.height} (model, service, fold) results in "
+        f"{time.perf_counter() - started:.1f}s: cv_leaderboard.md")
+
+
+def _leakage(opts: DetectOptions, hold: pl.DataFrame, windowed: bool, say: Say,
+             result: DetectResult) -> None:
+    from loglead_lo2.detection.leakage import leakage_lines, leakage_report
+
+    report = leakage_report(hold, windowed=windowed, label_mode=opts.label_mode)
+    for line in leakage_lines(report):
         say(line)
+    result.leakage = report
     path = rep.write_json(opts.metrics_path / "leakage.json",
                           {"split": rep.HOLDOUT, "settings": result.settings, **report})
     result.artifacts.append(path)
@@ -256,13 +269,27 @@ def _check_outputs(opts: DetectOptions, specs: list[Any], parts: list[ServicePar
                             opts.overwrite_model, "--overwrite-model")
         if opts.save_sup_models:
             for spec in specs:
-                check_overwrite(_sup_bundle(opts, spec.key, service), opts.overwrite_model,
+                check_overwrite(sup_bundle(opts.save_sup_models, spec.key, service),
+                                opts.overwrite_model,
                                 "--overwrite-model")
 
 
-def _sup_bundle(opts: DetectOptions, key: str, service: str) -> Path:
-    return service_bundle(Path(opts.save_sup_models) / f"{key}.joblib",  # type: ignore[arg-type]
-                          service)
+def _write_predictions(opts: DetectOptions, key: str, frames: list[pl.DataFrame], say: Say,
+                       result: DetectResult) -> None:
+    """``<metrics>/<key>_predictions.parquet``: every row of every run, its split, label,
+    score, threshold and prediction (per service: each row scored by its service's model)."""
+    from loglead_lo2.schema import write_parquet
+
+    if not frames:
+        return
+    table = pl.concat(frames, how="diagonal_relaxed")
+    path = opts.metrics_path / f"{key}_predictions.parquet"
+    write_parquet(table, path)
+    result.artifacts.append(path)
+    counts = dict(table.group_by("split").len().iter_rows())
+    say(f"[Predictions] {key}: {path.name} ({table.height:,} rows: "
+        + ", ".join(f"{counts.get(k, 0):,} {k}" for k in ("train", "calibration", "holdout"))
+        + ")")
 
 
 def _board_rows(key: str, records: list[dict[str, Any]], per_service: bool
@@ -290,11 +317,13 @@ def _write_summaries(opts: DetectOptions, split: Any, result: DetectResult,
     mdir = opts.metrics_path
     if result.board:
         result.artifacts += rep.write_leaderboard(mdir, result.board,
-                                                  settings=result.settings)
+                                                  settings=result.settings,
+                                                  leakage=result.leakage)
         recalls = evals.recall_tables()
         table = rep.recall_table({k: v[0] for k, v in recalls.items()},
                                  {k: v[1] for k, v in recalls.items()})
         result.artifacts += rep.write_recall_table(mdir, table)
+        result.artifacts += rep.write_signature_table(mdir, evals.signature_table())
     for key, tables in sorted(evals.gt_tables.items()):
         result.artifacts.append(rep.write_ground_truth(mdir, key, tables))
     run = {
@@ -316,99 +345,3 @@ def _write_summaries(opts: DetectOptions, split: Any, result: DetectResult,
     }
     result.artifacts.append(rep.write_json(mdir / RUN_FILE, run))
     say(f"[Report] metrics in {mdir} ({rep.settings_text(result.settings).replace('`', '')})")
-
-
-def _detection_shap(opts: DetectOptions, fitted: Any, part: ServicePart, split: Any,
-                    say: Say, result: DetectResult) -> dict[str, Any]:
-    """SHAP top features of ``fitted`` on held-out rows (the registry's ``shap_in_detection``
-    models), written beside the metrics; a SHAP failure is reported, never fatal."""
-    from loglead_lo2.explain.shap_report import ShapSettings, explain_model, write_shap
-
-    out_dir = opts.metrics_path if part.service == ALL_SERVICES else (
-        opts.metrics_path / part.service)
-    try:
-        outcome = explain_model(fitted, part.hold, part.train, ShapSettings(seed=opts.seed))
-        files = write_shap(outcome, out_dir, len(split.test_runs))
-    except (UserError, ValueError) as exc:
-        msg = f"[SHAP] {fitted.spec.key}: not computed ({exc})"
-        say(msg)
-        result.notes.append(msg)
-        return {"error": str(exc)}
-    result.artifacts += files
-    top = outcome.table.head(10)
-    say(f"[SHAP] {fitted.spec.key} ({outcome.explainer}, {outcome.rows} held-out rows): top "
-        + ", ".join(top[top.columns[0]].cast(str).to_list()[:5]))
-    return {"split": "holdout", "explainer": outcome.explainer, "rows": outcome.rows,
-            "files": [str(f) for f in files], "top": top.to_dicts()}
-
-
-def _run_model(opts: DetectOptions, spec: Any, part: ServicePart, split: Any,
-               limits: GuardLimits, say: Say, result: DetectResult, evaluated: Evaluations,
-               settings: dict[str, Any]) -> dict[str, Any] | None:
-    """Fit one registry model on a part's training runs, evaluate it on its hold-out runs."""
-    from loglead_lo2.detection.evaluate import evaluate, fit_model, score_model
-    from loglead_lo2.detection.guards import format_resource, plan_guards, resource_stats
-    from loglead_lo2.detection.persistence import model_metadata, save_bundle, write_metadata
-
-    train, hold, service = part.train, part.hold, part.service
-    name = spec.key if service == ALL_SERVICES else f"{spec.key}@{service}"
-    plan = plan_guards(spec.key, spec.make_estimator().get_params(), dict(spec.vectorizer),
-                       limits, has_item=spec.item is not None)
-    for line in plan.lines:
-        say(line)
-    rows = train.height if spec.train_on == "all" else int(train["normal"].sum())
-    say(f"[Model] {name}: fitting on {rows:,} {spec.kind} training rows "
-        f"({'all' if spec.train_on == 'all' else 'normal only'}; {spec.features})")
-    try:
-        fitted = fit_model(spec, train, guards=plan.as_mapping(), seed=opts.seed)
-    except UserError as exc:
-        if service == ALL_SERVICES:
-            raise
-        msg = f"[Model] {name}: skipped ({exc})"
-        say(msg)
-        result.notes.append(msg)
-        return None
-    stats = fitted.resource or resource_stats(fitted.estimator, fitted.vectorizer,
-                                              fitted.fit_seconds)
-    say(format_resource(name, stats))
-    t = time.perf_counter()
-    scores = score_model(fitted, hold, batch_size=opts.batch_size)
-    score_seconds = time.perf_counter() - t
-    threshold, source = fitted.threshold, fitted.threshold_source
-    metrics = evaluate(_labels(hold), scores, threshold=threshold, k=opts.precision_at,
-                       alpha=opts.fp_alpha)
-    psi = None
-    if opts.report_psi:
-        from loglead_lo2.metrics_utils import population_stability_index
-
-        psi = population_stability_index(
-            score_model(fitted, train, batch_size=opts.batch_size), scores)
-    record = rep.model_record(
-        spec.key, kind=spec.kind, description=spec.description, metrics=metrics,
-        split=_split_info(train, hold, split),
-        threshold={"value": threshold, "source": source, "rule": "score >= threshold",
-                   "split": "train" if "training" in source else None},
-        timing={"fit_seconds": round(fitted.fit_seconds, 4),
-                "score_seconds": round(score_seconds, 4)},
-        features={"item": fitted.vectorizer.item, "numeric": list(fitted.vectorizer.numeric),
-                  "vocabulary": len(fitted.vectorizer.vocabulary_),
-                  "settings": spec.features},
-        k=opts.precision_at, alpha=opts.fp_alpha, psi=psi, resource=stats, guards=plan.lines,
-        settings=settings, service=service,
-    )
-    record["training"] = {"rows": fitted.train_rows, "runs": sorted(fitted.train_runs),
-                          "services": sorted(train["service"].unique().to_list())}
-    evaluated(spec.key, service, hold, scores, threshold, record)
-    say(rep.metric_line(spec.key, metrics, settings,
-                        None if service == ALL_SERVICES else service))
-    if spec.shap_in_detection:
-        record["shap"] = _detection_shap(opts, fitted, part, split, say, result)
-    if opts.save_sup_models:
-        bundle = _sup_bundle(opts, spec.key, service)
-        sha = save_bundle(bundle, fitted.estimator, fitted.vectorizer,
-                          overwrite=opts.overwrite_model)
-        meta = write_metadata(bundle.with_suffix(".yml"),
-                              model_metadata(spec, fitted, record, bundle, sha))
-        result.artifacts += [bundle, meta]
-        say(f"[Model] wrote {bundle} + {meta.name}")
-    return record

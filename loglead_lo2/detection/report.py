@@ -42,11 +42,18 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "precision_at_k",
     "fp_rate_at_alpha", "support_pos", "support_neg",
 )
-SETTING_COLUMNS: tuple[str, ...] = ("label_mode", "split", "window", "per_service")
+SETTING_COLUMNS: tuple[str, ...] = ("label_mode", "split", "window", "per_service",
+                                    "threshold_rule")
 LEADERBOARD_COLUMNS: tuple[str, ...] = (
-    "rank", "model", "service", "kind", *SETTING_COLUMNS, *METRIC_COLUMNS, "gt_recall",
-    "gt_fp_rate", "k", "alpha", "psi", "threshold", "fit_seconds", "score_seconds",
+    "rank", "model", "service", "kind", *SETTING_COLUMNS, *METRIC_COLUMNS, "fp_rate_correct",
+    "fp_rate_non_target", "gt_roc_auc", "gt_recall", "gt_recall_1pct_fp", "gt_fp_rate",
+    "len_sep", "k", "k_rows", "alpha", "psi", "threshold", "fit_seconds", "score_seconds",
     "train_rows", "holdout_rows",
+)
+MD_COLUMNS: tuple[str, ...] = (
+    "rank", "model", "service", "kind", "roc_auc", "pr_auc", "f1", "precision", "recall",
+    "fp_rate_correct", "fp_rate_non_target", "gt_roc_auc", "gt_recall", "gt_recall_1pct_fp",
+    "len_sep", "threshold", "fit_seconds",
 )
 ALL_SERVICES = "all"
 MACRO = "macro"
@@ -88,12 +95,19 @@ def flat_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "split": split.get("name", HOLDOUT),
         "window": settings.get("window"),
         "per_service": settings.get("per_service"),
+        "threshold_rule": settings.get("threshold"),
     }
     for name in METRIC_COLUMNS:
         row[name] = metrics.get(name)
+    row["fp_rate_correct"] = metrics.get("fp_rate_correct")
+    row["fp_rate_non_target"] = metrics.get("fp_rate_non_target")
+    row["gt_roc_auc"] = gt.get("roc_auc_true")
     row["gt_recall"] = gt.get("recall")
+    row["gt_recall_1pct_fp"] = gt.get("recall_at_1pct_fp")
     row["gt_fp_rate"] = gt.get("fp_rate_normal")
+    row["len_sep"] = record.get("len_sep")
     row["k"] = record.get("k")
+    row["k_rows"] = metrics.get("k_rows")
     row["alpha"] = record.get("alpha")
     row["psi"] = record.get("psi_train_vs_holdout")
     row["threshold"] = (record.get("threshold") or {}).get("value")
@@ -216,8 +230,8 @@ def macro_record(key: str, records: Sequence[Mapping[str, Any]]) -> dict[str, An
     }
     if any(gts):
         out["ground_truth"] = {"overall": {
-            "recall": _mean(g.get("recall") for g in gts),
-            "fp_rate_normal": _mean(g.get("fp_rate_normal") for g in gts)}}
+            name: _mean(g.get(name) for g in gts)
+            for name in ("recall", "fp_rate_normal", "roc_auc_true", "recall_at_1pct_fp")}}
     return out
 
 
@@ -243,17 +257,44 @@ def leaderboard(records: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
 def settings_text(settings: Mapping[str, Any] | None) -> str:
     """``label mode ..., split ..., window ..., per-service ...`` for report headers."""
     s = settings or {}
-    return (f"label mode `{s.get('label_mode', 'test-case')}`, split "
+    return (f"label mode `{s.get('label_mode', 'target-service')}`, split "
             f"`{s.get('split', HOLDOUT)}` (whole runs), window `{s.get('window', 'none')}`, "
-            f"per-service `{'yes' if s.get('per_service') else 'no'}`")
+            f"per-service `{'yes' if s.get('per_service') else 'no'}`, threshold "
+            f"`{s.get('threshold', 'fp-target 0.01')}`")
+
+
+def _leakage_banner(leakage: Mapping[str, Any] | None) -> str:
+    if not leakage:
+        return ""
+    worst = leakage.get("worst") or {}
+    sep = worst.get("separability")
+    lines = []
+    if leakage.get("warning"):
+        lines.append(f"> **Length leakage.** {leakage['warning']}")
+    elif sep is not None:
+        lines.append(f"> Length check passed: no single length feature (seq_len, "
+                     f"duration_sec, event rate) separates the hold-out classes above "
+                     f"{leakage.get('limit')} in any service (worst: {worst.get('feature')} "
+                     f"in {worst.get('service')}, {sep:.2f}).")
+    return ("\n".join(lines) + "\n\n") if lines else ""
 
 
 def write_leaderboard(metrics_dir: str | os.PathLike[str],
                       records: Iterable[Mapping[str, Any]], title: str = "",
-                      settings: Mapping[str, Any] | None = None) -> list[Path]:
-    """``leaderboard.csv`` and ``leaderboard.md``; returns the paths written."""
+                      settings: Mapping[str, Any] | None = None,
+                      leakage: Mapping[str, Any] | None = None) -> list[Path]:
+    """``leaderboard.csv`` and ``leaderboard.md``; returns the paths written.
+
+    ``leakage`` (:func:`~loglead_lo2.detection.leakage.leakage_report`) fills the
+    ``len_sep`` column (max single-feature separability of length in the row's service) and
+    the banner at the top of the ``.md``."""
+    from loglead_lo2.detection.leakage import service_separability
+
     metrics_dir = Path(metrics_dir)
-    records = list(records)
+    records = [dict(r) for r in records]
+    if leakage:
+        for r in records:
+            r["len_sep"] = service_separability(dict(leakage), str(r.get("service", "all")))
     table = leaderboard(records)
     csv_path = metrics_dir / "leaderboard.csv"
     md_path = metrics_dir / "leaderboard.md"
@@ -261,7 +302,20 @@ def write_leaderboard(metrics_dir: str | os.PathLike[str],
     if settings is None and records:
         settings = records[0].get("settings")
     header = "# LO2 detection leaderboard (hold-out split)\n\n"
+    header += _leakage_banner(leakage)
     header += f"Settings: {settings_text(settings)}.\n\n"
+    header += ("Ranking: within each `service` block by hold-out `roc_auc`, then `pr_auc`, "
+               "then the model name. `fp_rate_correct` / `fp_rate_non_target`: flagged share "
+               "of the `correct` rows / of the other services' rows of error cases (neither "
+               "holds an injected error; in `test-case` mode the latter are labelled "
+               "anomalous). `threshold_rule`: `fp-target F` = set on training-run normal "
+               "rows (calibration runs) to flag at most F of them; `model` = the model's own "
+               "cut-off. `len_sep`: how far length alone (seq_len, duration_sec, event rate) "
+               "separates the classes in the row's service (0.5 = not at all). "
+               "`gt_roc_auc`: ROC-AUC against true labels (row holds an injected event); "
+               "`gt_recall_1pct_fp`: ground-truth recall at the cut flagging 1 % of hold-out "
+               "normal rows. `k_rows` < `k`: precision@k was taken over fewer rows than k "
+               "(it is then the anomalous share).\n\n")
     if title:
         header += title.rstrip() + "\n\n"
     header += ("All figures are on held-out runs (no run is on both sides). "
@@ -271,7 +325,11 @@ def write_leaderboard(metrics_dir: str | os.PathLike[str],
                "2TP/(2TP+FP+FN), 0 when nothing is flagged; counts in `macro_defined` of the "
                "model JSON). `gt_recall` / `gt_fp_rate`: ground-truth "
                "recall and normal FP rate (generated data with a manifest only).\n\n")
-    write_text_atomic(md_path, header + markdown_table(table))
+    shown = table.select([c for c in MD_COLUMNS if c in table.columns])
+    header += (f"The table shows {len(MD_COLUMNS)} of the {len(table.columns)} columns of "
+               "`leaderboard.csv` (settings are above; supports, confusion-derived accuracy, "
+               "precision@k, PSI, timings and row counts are in the CSV).\n\n")
+    write_text_atomic(md_path, header + markdown_table(shown))
     return [csv_path, md_path]
 
 
@@ -361,29 +419,56 @@ def write_recall_table(metrics_dir: str | os.PathLike[str], table: pl.DataFrame)
     return [csv_path, md_path]
 
 
-def leakage_lines(report: Mapping[str, Any]) -> list[str]:
-    """Printable lines of a leakage report (``seq_len``/``duration_sec`` ROC-AUC)."""
-    aucs = report.get("roc_auc") or {k: v for k, v in report.items() if k in
-                                     ("seq_len", "duration_sec")}
-    parts = [f"{name} {_fmt(value) or 'n/a'}" for name, value in aucs.items()]
-    lines = [f"[Leakage] hold-out ROC-AUC of length alone: {', '.join(parts) or 'n/a'}"]
-    warning = report.get("warning")
-    if warning:
-        lines.append(f"[Leakage] WARNING: {warning}")
-    return lines
-
-
 def metric_line(name: str, metrics: Mapping[str, Any] | None,
                 settings: Mapping[str, Any] | None = None, service: str | None = None) -> str:
     """One printed ``[Metrics]`` line naming the split, label mode, windowing, per-service
     setting and (when given) the service of the model."""
     s = settings or {}
-    tag = (f"{HOLDOUT}) [labels {s.get('label_mode', 'test-case')}, window "
+    tag = (f"{HOLDOUT}) [labels {s.get('label_mode', 'target-service')}, window "
            f"{s.get('window', 'none')}, per-service {'yes' if s.get('per_service') else 'no'}"
            + (f", service {service}" if service else "") + "]")
     if not metrics:
         return f"[Metrics] {name} ({tag}: no hold-out metrics"
-    keys = ("roc_auc", "pr_auc", "f1", "precision", "recall", "precision_at_k",
-            "fp_rate_at_alpha")
-    parts = [f"{k} {_fmt(metrics.get(k)) or 'n/a'}" for k in keys]
+    keys = ("roc_auc", "pr_auc", "f1", "precision", "recall", "fp_rate_correct",
+            "fp_rate_non_target", "precision_at_k", "fp_rate_at_alpha")
+    parts = [f"{k} {_fmt(metrics.get(k)) or 'n/a'}" for k in keys if k in metrics]
+    if metrics.get("k_note"):
+        parts.append(f"note: {metrics['k_note']}")
     return f"[Metrics] {name} ({tag}: " + ", ".join(parts)
+
+
+def write_signature_table(metrics_dir: str | os.PathLike[str],
+                          table: pl.DataFrame) -> list[Path]:
+    """``signature_recall.csv`` (long: model, part, error case, recall at the threshold and
+    at 1 % FP) and ``signature_recall.md`` (one row per error case, one column pair per
+    model part)."""
+    metrics_dir = Path(metrics_dir)
+    csv_path = metrics_dir / "signature_recall.csv"
+    md_path = metrics_dir / "signature_recall.md"
+    write_text_atomic(csv_path, table.write_csv())
+    basis = ", ".join(sorted(set(table["basis"].to_list()))) if table.height else "none"
+    wide = pl.DataFrame()
+    if table.height:
+        cell = table.with_columns(
+            name=pl.when(pl.col("part") == ALL_SERVICES).then(pl.col("model"))
+            .otherwise(pl.col("model") + "@" + pl.col("part")),
+            cell=pl.format("{} / {}",
+                           pl.col("recall_at_threshold").round(2).cast(pl.String)
+                           .fill_null("-"),
+                           pl.col("recall_at_1pct_fp").round(2).cast(pl.String)
+                           .fill_null("-")))
+        events = (table.group_by("test_case", "target_service")
+                  .agg(pl.col("injected_events").max(), pl.col("rows").max()))
+        wide = events.join(cell.pivot("name", index="test_case", values="cell",
+                                      aggregate_function="first"),
+                           on="test_case", how="left").sort("test_case")
+    write_text_atomic(md_path,
+                      "# Recall per error case (signature), hold-out runs\n\n"
+                      f"Basis: {basis}. Each cell: recall at the model's threshold / recall "
+                      "at the cut flagging 1 % of the hold-out normal rows (report-only, "
+                      "threshold-free ranking quality). `injected_events`: injected error "
+                      "events in the hold-out runs' target-service logs; `rows`: units "
+                      "(ground truth) or target-service rows. A model part named "
+                      "`<model>@<service>` is that service's own model.\n\n"
+                      + (markdown_table(wide) if wide.height else "(no error case evaluated)\n"))
+    return [csv_path, md_path]

@@ -118,8 +118,8 @@ def compare_predictions(path: Path, scores: np.ndarray,
 def _dropped_text(labels: Mapping[str, Any]) -> str:
     if labels.get("mode") != "target-service":
         return ""
-    return (f" Target-service labels: {labels.get('dropped_non_target_rows', 0):,} rows of "
-            "error cases in services they do not target were left out.")
+    return (f" Target-service labels: the {labels.get('non_target_rows', 0):,} rows of error "
+            "cases in services they do not target are normal rows.")
 
 
 def _f(value: Any, digits: int = 4) -> str:
