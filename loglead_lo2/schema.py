@@ -24,9 +24,15 @@ column              dtype                meaning
 ``normal``          bool                 test case is ``correct``
 ``anomaly``         bool                 ``not normal``
 ``target_service``  str                  service the test case targets (null for ``correct``)
+``window``          int32                window index ``k`` on the case's grid (null without
+                                         ``--window``)
+``window_start``    datetime[ms]         grid bounds of the window, ``[start, end)``: only
+``window_end``      datetime[ms]         with ``--window`` (absent without it); every kept
+                                         window is full, ``end - start`` = the window length
 ==================  ===================  ====================================================
 
-Sequences (one row per ``seq_id``): the keys and labels above plus ``seq_len``,
+Sequences (one row per ``seq_id``): the keys and labels above (with ``--window``: ``window``,
+``window_start``, ``window_end``; see :mod:`loglead_lo2.loader.window`) plus ``seq_len``,
 ``start_time``, ``end_time``, ``duration`` and ``duration_sec`` and, in the enhanced file,
 the ``e_*`` token bags (``e_words`` distinct tokens + ``e_words_counts`` + ``e_words_len``
 total, same for ``e_trigrams``) and the ordered ``e_event_drain_id`` list (see
@@ -61,6 +67,14 @@ EVENT_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "normal": pl.Boolean,
     "anomaly": pl.Boolean,
 }
+
+WINDOW_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
+    "window": pl.Int32,
+    "window_start": pl.Datetime("ms"),
+    "window_end": pl.Datetime("ms"),
+}
+"""Columns of windowed events and sequences (loader ``--window``); optional in the contracts:
+without ``--window`` ``window`` is null and the bounds are absent."""
 
 SEQUENCE_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "run": pl.String,

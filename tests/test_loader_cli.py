@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -109,8 +110,9 @@ def test_head_and_window(lo2_sample: Path, tmp_path: Path) -> None:
     win = read_parquet(tmp_path / "w" / "lo2_sequences.parquet", "sequences")
     assert win["seq_id"].str.contains(r"__w\d{4}$").all()
     assert win["duration_sec"].max() < 5
+    assert (win["window_end"] - win["window_start"] == timedelta(seconds=5)).all()
     correct = win.filter(pl.col("test_case") == "correct", pl.col("service") == "token")
-    assert correct.height >= 10  # ~60 s in 5 s windows
+    assert correct["window"].to_list() == list(range(12))  # 60 s in full 5 s windows
 
 
 def test_run_batches_give_the_same_tables(lo2_sample: Path, lo2_result: Path,

@@ -130,8 +130,11 @@ def test_windows_split_sequences_by_time(tmp_path: Path) -> None:
     write_file(log_path(tmp_path, RUN, "correct", "token"), lines)
     events, _ = _parse(tmp_path)
     windowed = add_windows(events, 10)
-    assert windowed["window"].to_list() == [0, 0, 0, 1, 2]
+    # grid from 16:29:00 to the last event (16:29:25): [0, 10) and [10, 20) are full, the
+    # event at 25 s lies in the partial tail [20, 30) and is dropped
+    assert windowed["window"].to_list() == [0, 0, 0, 1]
     assert windowed["seq_id"][3] == f"{RUN}__correct__token__w0001"
+    assert windowed["window_start"][3] == datetime(2024, 6, 28, 16, 29, 10)
     assert add_windows(windowed, 10).equals(windowed)  # idempotent
     plain = add_windows(events, None)
     assert plain["window"].null_count() == plain.height

@@ -213,8 +213,10 @@ def test_summary_and_load_info_report_trimmed_lines_per_test_case(
     assert trim["error_cases"] == {"lines": 0, "files": 0}
     assert info["options"]["init_lines_to_skip"] is None
     files = pl.read_parquet(tmp_path / "out" / trim["per_file"])
-    assert files.columns == ["run", "test_case", "service", "lines", "trimmed_lines"]
-    assert files.sort("test_case", "service").rows() == [
+    assert files.columns == ["run", "test_case", "service", "lines", "trimmed_lines",
+                             "window_dropped_lines"]
+    assert (files["window_dropped_lines"] == 0).all()  # no --window: nothing dropped
+    assert files.drop("window_dropped_lines").sort("test_case", "service").rows() == [
         (RUN, TOKEN_CASE, "token", len(ERROR_FIRST), 0),
         (RUN, "correct", "token", len(STARTUP + TRAFFIC), len(STARTUP)),
         (RUN, "correct", "user", 3 + len(TRAFFIC), 3),

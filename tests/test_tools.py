@@ -335,7 +335,8 @@ def result(tmp_path: Path) -> tuple[Path, Path]:
     write_parquet(pl.DataFrame({"seq_id": list(SEQS), "score_if": [0.1, 0.9]}),
                   root / "lo2_if_predictions.parquet")
     write_parquet(pl.DataFrame({"run": ["r1"], "test_case": ["correct"], "service": ["token"],
-                                "lines": [120], "trimmed_lines": [60]}),
+                                "lines": [120], "trimmed_lines": [60],
+                                "window_dropped_lines": [0]}),
                   root / "lo2_files.parquet")
     write_text_atomic(root / "lo2_load_info.json", json.dumps({"outputs": outputs}))
     write_text_atomic(root / "metrics" / "if_metrics.json", json.dumps({"f1": 0.5}))

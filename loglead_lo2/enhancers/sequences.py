@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 KEYS: tuple[str, ...] = (
     "run", "test_case", "service", "seq_id", "normal", "anomaly", "target_service", "window",
+    "window_start", "window_end",
 )
 REQUIRES: tuple[str, ...] = ("seq_id", "line_no", "m_timestamp")
 ADDS: tuple[str, ...] = (
@@ -52,14 +53,16 @@ ADDS: tuple[str, ...] = (
     "e_chars_len", "e_event_drain_id", "e_event_drain_id_len",
     *(c for t in TOKEN_COLUMNS for c in (t, f"{t}_counts", f"{t}_len")),
 )
-_KEY_TYPES = {"target_service": pl.String, "window": pl.Int32}
+_KEY_TYPES = {"target_service": pl.String, "window": pl.Int32,
+              "window_start": pl.Datetime("ms"), "window_end": pl.Datetime("ms")}
 
 
 def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> pl.DataFrame:
     """Aggregate events to one row per ``seq_id`` (sorted by ``seq_id``).
 
     Keys (``run``, ``test_case``, ``service``, ``normal``, ``anomaly``, ``target_service``,
-    ``window``, those present) are the first value in ``line_no`` order. Adds ``seq_len``,
+    ``window`` and the loader's grid bounds ``window_start``/``window_end``, those present) are
+    the first value in ``line_no`` order. Adds ``seq_len``,
     ``start_time``/``end_time`` (min/max ``m_timestamp``), ``duration``, ``duration_sec``;
     ``e_error_count`` (events with ``m_level == "ERROR"``) when ``m_level`` exists;
     ``e_chars_len`` as the sum; ``e_event_drain_id`` as the list in order plus its ``_len``;

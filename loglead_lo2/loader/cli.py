@@ -63,9 +63,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "server lines before its first request or Hazelcast line), which leaks "
                         "the label; files that start mid-traffic keep every line")
     p.add_argument("--window", type=float, default=None, metavar="SECONDS",
-                   help="cut every sequence into fixed time windows of SECONDS, each its own "
-                        "sequence (seq_id suffix __wNNNN); makes 60 s 'correct' and 10 s "
-                        "error sequences comparable")
+                   help="cut every (run, test case) into windows of SECONDS on one grid for "
+                        "all its services, anchored at its first kept event floored to the "
+                        "second; each window of a service is its own sequence (seq_id suffix "
+                        "__wNNNN, columns window, window_start, window_end). Only full windows "
+                        "are kept: the partial tail of every case (and a case shorter than "
+                        "one window) is dropped and counted in lo2_load_info.json and "
+                        "lo2_files.parquet, so all windows have the same length. Pick a "
+                        "length that divides the case lengths (5 divides LO2's 10 s error "
+                        "cases and 60 s 'correct')")
     p.add_argument("--load-metrics", action="store_true",
                    help="parse metrics/metric_*.json of the selected cases into "
                         "lo2_metrics.parquet")
@@ -145,6 +151,7 @@ def format_summary(opts: LoadOptions, report: LoadReport, seconds: float) -> str
         f"{st.continuation_lines:,} continuation lines attached, "
         f"{st.orphan_lines:,} orphan continuation lines dropped)",
         trim_line(opts, report),
+        *([report.window.summary_line()] if opts.window is not None else []),
         f"events: {report.events:,}; sequences: {report.sequences:,} "
         f"({report.anomalous_sequences:,} anomalous, "
         f"{report.sequences - report.anomalous_sequences:,} normal)",

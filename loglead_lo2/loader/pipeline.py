@@ -9,7 +9,13 @@ Whenever it writes anything, the loader also writes ``lo2_load_info.json`` (opti
 the trimming rule and the trimmed lines per test case under ``"trim"``) and
 ``lo2_files.parquet``: one row per log file read (``run, test_case, service, lines,
 trimmed_lines``), the leading lines trimmed from each file, which the ground-truth recall
-needs to tell trimmed injected events from loaded ones.
+needs to tell trimmed injected events from loaded ones, and ``window_dropped_lines`` (0
+without ``--window``): the lines of the file's events dropped as a partial-window tail.
+
+With ``--window`` the events of each batch are cut on one grid per (run, test case) and only
+full windows are kept (:mod:`loglead_lo2.loader.window`); batches hold whole runs, so every
+case is cut with all its services. The counts go to the ``"window"`` block of the info file
+(written only with ``--window``, so a load without it writes what it always wrote).
 """
 
 from __future__ import annotations
@@ -28,7 +34,12 @@ from loglead_lo2.errors import UserError
 from loglead_lo2.loader.discover import Selection, SelectOptions, select
 from loglead_lo2.loader.metrics import load_metrics
 from loglead_lo2.loader.parse import PER_FILE_SCHEMA, ParseStats, parse_files, trim_rule
-from loglead_lo2.loader.window import add_windows
+from loglead_lo2.loader.window import (
+    DROP_WARN_FRACTION,
+    WindowStats,
+    cut_windows,
+    files_with_dropped_lines,
+)
 from loglead_lo2.schema import (
     EVENT_COLUMNS,
     ParquetStreamWriter,
@@ -92,6 +103,7 @@ class LoadReport:
     written: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     batches: int = 0
+    window: WindowStats = field(default_factory=WindowStats)
 
     def tick(self, step: str, seconds: float) -> None:
         self.timings[step] = self.timings.get(step, 0.0) + seconds
@@ -196,9 +208,14 @@ def run_loader(
         log.warning("%d start-up line(s) (main thread, JVM) in %d file(s) come after the "
                     "trimmed part and were kept: they leak the label", st.startup_lines_kept,
                     st.startup_kept_files)
+    if opts.window is not None and report.window.dropped_fraction() > DROP_WARN_FRACTION:
+        log.warning("%.1f%% of the events lie in partial tail windows of %gs and were "
+                    "dropped: pick a window that divides the case lengths",
+                    100 * report.window.dropped_fraction(), opts.window)
     if report.written:
-        report.written[FILES_FILE] = write_parquet(
-            st.per_file.select(list(PER_FILE_SCHEMA)), opts.output_dir / FILES_FILE)
+        files = files_with_dropped_lines(st.per_file.select(list(PER_FILE_SCHEMA)),
+                                         report.window)
+        report.written[FILES_FILE] = write_parquet(files, opts.output_dir / FILES_FILE)
         write_text_atomic(opts.output_dir / INFO_FILE, json.dumps(info(opts, report), indent=2))
     return report
 
@@ -217,9 +234,13 @@ def _load_batch(
     files = [f for f in sel.files if f.run in wanted]
     t = time.perf_counter()
     events, stats = parse_files(files, skip=opts.init_lines_to_skip, head=opts.head)
-    events = add_windows(events, opts.window)
     report.tick("parse", time.perf_counter() - t)
     report.stats.add(stats)
+    t = time.perf_counter()
+    events, cut = cut_windows(events, opts.window)
+    report.window.add(cut)
+    if opts.window is not None:
+        report.tick("window", time.perf_counter() - t)
     report.events += events.height
     services.update(events["service"].unique().to_list())
     cases.update(events["test_case"].unique().to_list())
@@ -254,7 +275,7 @@ def info(opts: LoadOptions, report: LoadReport) -> dict[str, object]:
     manifest = opts.root / MANIFEST_FILE
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
     options["services"] = list(opts.services)
-    return {
+    record: dict[str, object] = {
         "tool": "loglead-lo2",
         "version": __version__,
         "polars": pl.__version__,
@@ -272,6 +293,9 @@ def info(opts: LoadOptions, report: LoadReport) -> dict[str, object]:
         "event_columns": list(EVENT_COLUMNS),
         "trim": trim_info(opts, report.stats),
     }
+    if opts.window is not None:
+        record["window"] = report.window.info(FILES_FILE)
+    return record
 
 
 def trim_info(opts: LoadOptions, stats: ParseStats) -> dict[str, object]:

@@ -48,7 +48,8 @@ RESULT_PARQUET: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "lo2_sequences_enhanced.parquet": ("sequences_enhanced", ()),
     "lo2_metrics.parquet": ("metrics", ()),
     "lo2_drain_templates.parquet": (None, ("e_event_drain_id", "template", "count")),
-    "lo2_files.parquet": (None, ("run", "test_case", "service", "lines", "trimmed_lines")),
+    "lo2_files.parquet": (None, ("run", "test_case", "service", "lines", "trimmed_lines",
+                                 "window_dropped_lines")),
 }
 PREDICTIONS = ("lo2_if_predictions.parquet", "lo2_if_predictions.csv")
 PREDICTION_COLUMNS = ("seq_id", "score_if")
