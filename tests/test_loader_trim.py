@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from loglead_lo2.detection.groundtruth import MANIFEST_SCHEMA
 from loglead_lo2.detection.evaluations import ground_truth_input
+from loglead_lo2.detection.groundtruth import MANIFEST_SCHEMA
 from loglead_lo2.loader.cli import main
 from loglead_lo2.loader.discover import SelectOptions, select
 from loglead_lo2.loader.parse import parse_files
