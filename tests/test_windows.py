@@ -43,22 +43,23 @@ def _events(rows: list[tuple[str, str, str, float | None, str]]) -> pl.DataFrame
     )
 
 
-# Case "err" of run r1, two services: the earliest event (b, 100.4 s) anchors the grid at
-# 100 s, the latest (b, exactly 111 s) ends it at 111 s: windows [100, 105), [105, 110) are
-# full, the tail [110, 115) is partial and its two events (one a 3-line stack trace) go.
+# Case "err" of run r1, two services: the earliest event (b, 100.4 s) anchors the grid; the
+# latest (b, 111.0 s) is 10.6 s later, so the case lasts 11 s (rounded up to the second):
+# windows [100.4, 105.4) and [105.4, 110.4) are full, the tail [110.4, 115.4) is partial and
+# its two events (one a 3-line stack trace) go.
 HAND = [
     ("r1", "err", "a", 100.9, "INFO a0"),
-    ("r1", "err", "a", 104.999, "INFO a1"),
-    ("r1", "err", "a", 105.0, "INFO a2"),
+    ("r1", "err", "a", 105.3, "INFO a1"),
+    ("r1", "err", "a", 105.4, "INFO a2"),
     ("r1", "err", "a", 109.5, "INFO a3"),
-    ("r1", "err", "a", 110.2, "ERROR boom\n\tat x.Y.z(Y.java:1)\n\tat x.Y.w(Y.java:2)"),
+    ("r1", "err", "a", 110.6, "ERROR boom\n\tat x.Y.z(Y.java:1)\n\tat x.Y.w(Y.java:2)"),
     ("r1", "err", "b", 100.4, "INFO b0"),
     ("r1", "err", "b", 107.0, "INFO b1"),
     ("r1", "err", "b", 111.0, "INFO b2"),
-    # Case "short": 200.5 .. 203.2 s -> grid [200, 204): shorter than one 5 s window.
+    # Case "short": 200.5 .. 203.2 s -> 3 s: shorter than one 5 s window.
     ("r1", "short", "a", 200.5, "INFO s0"),
     ("r1", "short", "a", 203.2, "INFO s1"),
-    # Same case name in another run: its own grid (anchor 300 s), whole 10 s, no tail.
+    # Same case name in another run: its own grid (anchor 300 s), 10 s, no tail.
     ("r2", "err", "a", 300.0, "INFO c0"),
     ("r2", "err", "a", 309.999, "INFO c1"),
 ]
@@ -70,13 +71,14 @@ def test_hand_made_grid_indices_bounds_and_tail() -> None:
     validate_schema(kept.schema, WINDOW_COLUMNS, "windowed events")
     got = kept.select("run", "test_case", "service", "m_message", "window",
                       "window_start", "window_end", "seq_id").rows()
+    w0, w1 = (_at(100.4), _at(105.4)), (_at(105.4), _at(110.4))
     expect = [
-        ("r1", "err", "a", "INFO a0", 0, _at(100), _at(105), "r1__err__a__w0000"),
-        ("r1", "err", "a", "INFO a1", 0, _at(100), _at(105), "r1__err__a__w0000"),
-        ("r1", "err", "a", "INFO a2", 1, _at(105), _at(110), "r1__err__a__w0001"),
-        ("r1", "err", "a", "INFO a3", 1, _at(105), _at(110), "r1__err__a__w0001"),
-        ("r1", "err", "b", "INFO b0", 0, _at(100), _at(105), "r1__err__b__w0000"),
-        ("r1", "err", "b", "INFO b1", 1, _at(105), _at(110), "r1__err__b__w0001"),
+        ("r1", "err", "a", "INFO a0", 0, *w0, "r1__err__a__w0000"),
+        ("r1", "err", "a", "INFO a1", 0, *w0, "r1__err__a__w0000"),
+        ("r1", "err", "a", "INFO a2", 1, *w1, "r1__err__a__w0001"),
+        ("r1", "err", "a", "INFO a3", 1, *w1, "r1__err__a__w0001"),
+        ("r1", "err", "b", "INFO b0", 0, *w0, "r1__err__b__w0000"),
+        ("r1", "err", "b", "INFO b1", 1, *w1, "r1__err__b__w0001"),
         ("r2", "err", "a", "INFO c0", 0, _at(300), _at(305), "r2__err__a__w0000"),
         ("r2", "err", "a", "INFO c1", 1, _at(305), _at(310), "r2__err__a__w0001"),
     ]
@@ -86,30 +88,30 @@ def test_hand_made_grid_indices_bounds_and_tail() -> None:
     assert t == {
         "cases": 3, "full_windows": 4, "cases_without_full_window": 1,
         "events_in": 12, "events_kept": 8,
-        "dropped_tail_events": 4,  # a@110.2, b@111.0 and both events of "short"
+        "dropped_tail_events": 4,  # a@110.6, b@111.0 and both events of "short"
         "dropped_tail_lines": 6,  # the stack trace has 3 lines
         "dropped_tail_windows": 2, "dropped_tail_sequences": 3,
         "events_of_cases_without_full_window": 2, "dropped_untimed_events": 0,
     }
     cases = stats.cases.select("run", "test_case", "length_s", "full_windows").rows()
-    assert cases == [("r1", "err", 11, 2), ("r1", "short", 4, 0), ("r2", "err", 10, 2)]
+    assert cases == [("r1", "err", 11, 2), ("r1", "short", 3, 0), ("r2", "err", 10, 2)]
     files = stats.per_file().rows()
     assert files == [("r1", "err", "a", 3), ("r1", "err", "b", 1), ("r1", "short", "a", 2)]
 
 
-def test_event_on_a_whole_second_ends_the_case_there() -> None:
-    # The last event is exactly at 109.000 s: the case ends at 109 s (docker logs --until is
-    # inclusive, so nothing was recorded after it), window [105, 110) is not full and both
-    # events after 105 s go. One millisecond later the case would end at 110 s.
+def test_case_length_is_the_span_rounded_up_to_the_second() -> None:
+    # A load generator run of 10 s from the first event: 9.9 s of traffic is one 10 s case
+    # (two full 5 s windows); an event exactly 10 s after the first opens the tail.
     rows = [("r", "e", "a", 100.2, "m0"), ("r", "e", "a", 106.0, "m1"),
-            ("r", "e", "a", 109.0, "m2")]
+            ("r", "e", "a", 110.1, "m2")]
     kept, stats = cut_windows(_events(rows), 5.0)
-    assert kept["m_message"].to_list() == ["m0"]
-    assert stats.totals()["dropped_tail_events"] == 2
-    later = [(*r[:3], 109.001 if r[3] == 109.0 else r[3], r[4]) for r in rows]
-    kept, stats = cut_windows(_events(later), 5.0)  # type: ignore[arg-type]
     assert kept["window"].to_list() == [0, 1, 1]
     assert stats.totals()["dropped_tail_events"] == 0
+    assert kept["window_start"].to_list() == [_at(100.2), _at(105.2), _at(105.2)]
+    later = [(*r[:3], 110.2 if r[3] == 110.1 else r[3], r[4]) for r in rows]
+    kept, stats = cut_windows(_events(later), 5.0)  # type: ignore[arg-type]
+    assert kept["m_message"].to_list() == ["m0", "m1"]
+    assert stats.totals()["dropped_tail_events"] == 1
 
 
 def test_every_kept_window_has_the_same_length() -> None:
@@ -129,7 +131,7 @@ def test_every_kept_window_has_the_same_length() -> None:
 
 
 def test_untimed_events_are_dropped_and_counted() -> None:
-    rows = [("r", "e", "a", 100.2, "m0"), ("r", "e", "a", 110.0, "m1"),
+    rows = [("r", "e", "a", 100.2, "m0"), ("r", "e", "a", 110.3, "m1"),
             ("r", "e", "b", None, "x\ny")]
     kept, stats = cut_windows(_events(rows), 5.0)
     assert kept["m_message"].to_list() == ["m0"]
@@ -208,7 +210,7 @@ def _raw_cells(tree: Path) -> pl.DataFrame:
 
     raw, _ = parse_files(select(tree, SelectOptions()).files)
     ts = pl.col("m_timestamp").dt.epoch("ms")
-    anchor = ts.min().over("run", "test_case") // 1000 * 1000
+    anchor = ts.min().over("run", "test_case")
     return raw.select("run", "test_case", "service", cell=(ts - anchor) // 5000)
 
 

@@ -6,12 +6,14 @@ window of a service becomes its own sequence, and only *full* windows are kept, 
 window carries a length signal:
 
 * **One grid per case.** The anchor of a (run, test case) is its earliest kept event
-  (``m_timestamp``, after start-up trimming) over *all* its services, floored to the whole
-  second; the case end is its latest kept event, ceiled to the whole second. The recording
-  harness (``locust_loop.sh``) cuts every log with ``docker logs --since S --until E`` on
-  whole epoch seconds and ``--until`` is inclusive, so an event stamped exactly on a whole
-  second ``x`` is still inside a recording that ended at ``x``: ``ceil(x) = x`` and the case
-  end is ``x``, not ``x + 1``. Window ``k`` covers ``[anchor + k*w, anchor + (k+1)*w)``.
+  (``m_timestamp``, after start-up trimming) over *all* its services; the case length is the
+  time to its latest kept event, rounded up to the whole second, and the case end is the
+  anchor plus that length. The recording harness runs the load generator for a whole number
+  of seconds (``locust.conf``: ``run-time = 10s``; ``correct``: ``--run-time 1m``) and all
+  traffic starts with it, so a case's first event starts its first window and its traffic
+  fills ``run-time`` seconds from there (flooring the anchor to the second instead would
+  leave the first window short by the load generator's start-up delay and push an extra
+  partial second to the end). Window ``k`` covers ``[anchor + k*w, anchor + (k+1)*w)``.
 * **Full windows only.** Window ``k`` is full iff ``anchor + (k+1)*w <= case end``. Every
   case has at most one partial window, the tail after its last full one (an event exactly on
   the case end lies in it); its events are dropped, never scored as a short window, and
@@ -39,11 +41,9 @@ FILE_KEYS = ("run", "test_case", "service")
 DROP_WARN_FRACTION = 0.05
 """Above this share of dropped events the summary suggests a window that fits the cases."""
 MAX_SUGGESTED_SECONDS = 600
-ANCHOR_RULE = ("earliest kept event of the (run, test case) over all its services, floored "
-               "to the whole second")
-END_RULE = ("latest kept event of the (run, test case), ceiled to the whole second; an event "
-            "exactly on a whole second ends the case at that second (docker logs --until is "
-            "inclusive)")
+ANCHOR_RULE = "earliest kept event of the (run, test case) over all its services"
+END_RULE = ("anchor + the time to the case's latest kept event, rounded up to the whole second "
+            "(the load generator runs a whole number of seconds)")
 GRID_RULE = ("window k = [anchor + k*w, anchor + (k+1)*w), kept only when anchor + (k+1)*w "
              "<= case end; the events of the partial tail window are dropped")
 
@@ -298,9 +298,11 @@ def _blocks(keys: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
                  .sort("__b"))
     return keys.with_columns(per_block.get_column("__lo"), per_block.get_column("__hi")
                              ).with_columns(
-        __anchor=pl.col("__lo").min().over(CASE_KEYS) // 1000 * 1000,
-        __end=-((-pl.col("__hi").max().over(CASE_KEYS)) // 1000) * 1000,
-    ).drop("__lo", "__hi")
+        __anchor=pl.col("__lo").min().over(CASE_KEYS),
+        __span=pl.col("__hi").max().over(CASE_KEYS) - pl.col("__lo").min().over(CASE_KEYS),
+    ).with_columns(
+        __end=pl.col("__anchor") + (-((-pl.col("__span")) // 1000)) * 1000,
+    ).drop("__lo", "__hi", "__span")
 
 
 def _stats(grid: pl.DataFrame, blocks: pl.DataFrame, dropped: pl.DataFrame, seconds: float,
