@@ -330,7 +330,8 @@ def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainRes
                               min_groups=opts.sup_holdout_min_groups,
                               shuffle=opts.sup_holdout_shuffle, seed=opts.seed)
     train, hold = split.frames(df)
-    settings = RunSettings(opts.label_mode, "holdout", split.note, window, False).as_dict()
+    settings = RunSettings(opts.label_mode, "holdout", split.note, window, False,
+                           threshold="model").as_dict()
     say(f"[Split] train: {len(split.train_runs)} run(s), {train.height:,} sequences; held out: "
         f"{len(split.test_runs)} run(s) {', '.join(sorted(split.test_runs))}, {hold.height:,} "
         f"sequences ({int(hold['anomaly'].sum())} anomalous). Explanations use the held-out "
@@ -338,7 +339,7 @@ def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainRes
     result = ExplainResult(out_dir=out)
     warnings = result.warnings
     warnings.extend(labels.notes)
-    leak = leakage_report(hold)
+    leak = leakage_report(hold, windowed=window.windowed, label_mode=opts.label_mode)
     if leak.get("warning"):
         warnings.append(f"[Leakage] {leak['warning']}")
     limits, guard_lines = memory_limits(enabled=opts.memory_guard)
