@@ -202,9 +202,12 @@ def needed_columns(opts: ExplainOptions, schema: dict[str, Any], bundle_vec: Any
 def _metrics(hold: pl.DataFrame, scores: np.ndarray, threshold: float) -> dict[str, Any]:
     from loglead_lo2.detection.evaluate import evaluate
 
-    m = evaluate(hold["anomaly"].cast(pl.Int8).to_numpy(), scores, threshold=threshold)
-    keep = ("precision", "recall", "f1", "roc_auc", "pr_auc", "tp", "fp", "tn", "fn")
-    return {k: m[k] for k in keep}
+    groups = hold["row_group"].to_numpy() if "row_group" in hold.columns else None
+    m = evaluate(hold["anomaly"].cast(pl.Int8).to_numpy(), scores, threshold=threshold,
+                 groups=groups)
+    keep = ("precision", "recall", "f1", "roc_auc", "pr_auc", "tp", "fp", "tn", "fn",
+            "fp_rate_correct", "fp_rate_non_target")
+    return {k: m.get(k) for k in keep}
 
 
 def _load_if(opts: ExplainOptions) -> Any:

@@ -163,8 +163,8 @@ def summary_markdown(s: Mapping[str, Any]) -> str:
         "## Models on the held-out runs",
         "",
         "| model | kind | threshold | threshold source | flagged | false positives | "
-        "precision | recall | ROC-AUC | SHAP |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "FP rate correct | FP rate non-target | precision | recall | ROC-AUC | SHAP |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, m in s["models"].items():
         h, shap = m["holdout"], m["shap"] or {}
@@ -173,6 +173,7 @@ def summary_markdown(s: Mapping[str, Any]) -> str:
         lines.append(
             f"| {key} | {m['kind']} | {_f(m['threshold']['value'], 6)} | "
             f"{m['threshold']['source']} | {h['flagged']} | {h['false_positives']} | "
+            f"{_f(h.get('fp_rate_correct'))} | {_f(h.get('fp_rate_non_target'))} | "
             f"{_f(h.get('precision'))} | {_f(h.get('recall'))} | {_f(h.get('roc_auc'))} | "
             f"{shap_txt.replace('|', '/')} |"
         )
