@@ -34,8 +34,9 @@ from tests.detection_data import make_enhanced_sequences
 KEYS = (
     "event_lr_words", "event_dt_trigrams", "event_lsvm_words", "event_rf_words",
     "event_xgb_words", "event_lof_words", "event_kmeans_words", "event_oneclass_svm_words",
-    "event_rarity_words", "event_oov_words", "sequence_lr_numeric", "sequence_lr_words",
-    "sequence_shap_lr_words",
+    "event_rarity_words", "event_oov_words", "event_surprisal_words",
+    "event_surprisal_templates", "event_lr_templates", "event_dt_words",
+    "sequence_lr_numeric", "sequence_lr_words", "sequence_shap_lr_words",
 )
 
 
@@ -46,7 +47,7 @@ def data() -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 # -- registry contents -------------------------------------------------------------------
-def test_registry_has_the_13_keys_with_consistent_specs() -> None:
+def test_registry_has_the_17_keys_with_consistent_specs() -> None:
     assert tuple(REGISTRY) == KEYS
     assert set(DEFAULT_MODELS) <= set(REGISTRY)
     for key, spec in REGISTRY.items():
@@ -118,7 +119,8 @@ def test_every_model_fits_scores_in_direction_and_round_trips(
     np.testing.assert_array_equal(again, scores)
 
 
-@pytest.mark.parametrize("key", ["event_rarity_words", "event_oov_words"])
+@pytest.mark.parametrize("key", ["event_rarity_words", "event_oov_words",
+                                 "event_surprisal_words"])
 def test_token_detectors_write_nothing_while_scoring(
     key: str, data: tuple[pl.DataFrame, pl.DataFrame]
 ) -> None:
@@ -192,6 +194,24 @@ def test_vectorizer_selection_options() -> None:
     assert log[2, 2] == pytest.approx(np.log1p(3))
     l2 = ListVectorizer("w", norm="l2").fit_transform(df).toarray()
     np.testing.assert_allclose(np.linalg.norm(l2, axis=1), 1.0)
+
+
+def test_vectorizer_idf_weights_are_exact() -> None:
+    df = pl.DataFrame({"w": [["a", "b", "x"], ["a", "b"], ["a", "c", "c", "c"], ["a"]]})
+    vec = ListVectorizer("w", min_df=2, oov_feature=True, binary=True, idf=True).fit(df)
+    assert vec.feature_names_ == ["a", "b", OOV_FEATURE]  # x and c (1 row each) are OOV
+    idf = np.log(5 / np.array([5.0, 3.0, 3.0])) + 1  # log((1 + n) / (1 + df)) + 1, n = 4
+    np.testing.assert_allclose(vec.idf_, idf)
+    np.testing.assert_allclose(
+        vec.transform(df).toarray(),
+        [[idf[0], idf[1], idf[2]], [idf[0], idf[1], 0], [idf[0], 0, idf[2]], [idf[0], 0, 0]])
+    new = pl.DataFrame({"w": [["zz", "a", "a"]]})
+    unit = ListVectorizer("w", min_df=2, oov_feature=True, sublinear_tf=True, idf=True,
+                          norm="l2").fit(df).transform(new).toarray()[0]
+    raw = np.array([np.log1p(2) * idf[0], 0, np.log1p(1) * idf[2]])
+    np.testing.assert_allclose(unit, raw / np.linalg.norm(raw))
+    assert ListVectorizer("w").fit(df).idf_ is None
+    assert ListVectorizer("w", idf=True).get_params()["idf"] is True
 
 
 def test_vectorizer_batches_do_not_change_the_result() -> None:

@@ -41,18 +41,27 @@ class RarityDetector(OutlierMixin, BaseEstimator):
     rows containing it (tokens never seen get the maximum, ``log(n + 2)``). A row's score is
     the mean rarity of its ``top_k`` rarest present tokens (all of them when it has fewer; 0 for
     a row without tokens), so a few error tokens among thousands of ordinary ones still stand
-    out. ``threshold_`` is the ``1 - contamination`` quantile of the training scores.
+    out. ``tie_weight > 0`` adds ``tie_weight`` times the summed rarity of *all* present tokens:
+    a small continuous term that orders rows sharing the same top-``k`` mean (with ``top_k=1``
+    the score is "maximum surprisal + a little of the total surprisal", so a row with two
+    unseen tokens outranks one with a single unseen token). ``threshold_`` is the
+    ``1 - contamination`` quantile of the training scores.
     """
 
-    def __init__(self, top_k: int = 5, contamination: float = 0.01) -> None:
+    def __init__(
+        self, top_k: int = 5, contamination: float = 0.01, tie_weight: float = 0.0
+    ) -> None:
         self.top_k = top_k
         self.contamination = contamination
+        self.tie_weight = tie_weight
 
     def fit(self, X, y=None) -> RarityDetector:  # noqa: ANN001
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
         if not 0 <= self.contamination < 1:
             raise ValueError(f"contamination must be in [0, 1), got {self.contamination}")
+        if not self.tie_weight >= 0:
+            raise ValueError(f"tie_weight must be >= 0, got {self.tie_weight}")
         mat = _as_csr(X)
         n = mat.shape[0]
         present = (mat > 0).astype(np.int64)
@@ -81,7 +90,10 @@ class RarityDetector(OutlierMixin, BaseEstimator):
         top = order[keep]
         total = np.bincount(row[top], weights=val[top], minlength=n_rows)
         used = np.minimum(counts, self.top_k)
-        return np.divide(total, used, out=np.zeros(n_rows), where=used > 0)
+        score = np.divide(total, used, out=np.zeros(n_rows), where=used > 0)
+        if self.tie_weight:
+            score += self.tie_weight * np.bincount(row, weights=val, minlength=n_rows)
+        return score
 
     def score_samples(self, X) -> np.ndarray:  # noqa: ANN001
         """scikit-learn convention: ``-decision_function`` (lower = more abnormal)."""

@@ -44,8 +44,13 @@ class ListVectorizer:
     training rows), ``max_features`` (keep the most frequent tokens; ties by token order),
     ``binary`` (presence instead of counts). ``sublinear_tf`` uses ``log1p(count)``;
     ``norm="l2"`` scales each row's token part to unit length. ``oov_feature`` appends the
-    count of tokens not in the vocabulary. ``batch_tokens`` bounds the exploded tokens held
-    in memory at once.
+    count of tokens not in the vocabulary (on the training rows too: tokens below ``min_df``
+    land there, so the column varies in training when ``min_df > 1``). ``idf=True`` multiplies
+    each token column (``__oov__`` included) by its smoothed inverse document frequency over
+    the training rows, ``log((1 + n) / (1 + df)) + 1`` (scikit-learn's ``smooth_idf``), after
+    ``binary``/``sublinear_tf`` and before ``norm``: with ``binary`` and ``norm="l2"`` a row's
+    rare tokens take most of its length, a compact rarity-weighted representation for the
+    Isolation Forest. ``batch_tokens`` bounds the exploded tokens held in memory at once.
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class ListVectorizer:
         norm: str | None = None,
         oov_feature: bool = False,
         batch_tokens: int = 2_000_000,
+        idf: bool = False,
     ) -> None:
         self.item = item
         self.numeric = tuple(numeric)
@@ -74,6 +80,8 @@ class ListVectorizer:
         self.norm = norm
         self.oov_feature = oov_feature
         self.batch_tokens = batch_tokens
+        self.idf = idf
+        self.idf_: np.ndarray | None = None
         self.vocabulary_: dict[str, int] = {}
         self.feature_names_: list[str] = []
         self.last_oov_count_: int = 0
@@ -93,6 +101,7 @@ class ListVectorizer:
             "norm": self.norm,
             "oov_feature": self.oov_feature,
             "batch_tokens": self.batch_tokens,
+            "idf": getattr(self, "idf", False),  # vectorisers pickled before idf existed
         }
 
     def get_feature_names_out(self) -> np.ndarray:
@@ -228,6 +237,11 @@ class ListVectorizer:
         self.vocabulary_ = {tok: i for i, tok in enumerate(vocab)}
         names = list(vocab) + ([OOV_FEATURE] if self.item and self.oov_feature else [])
         self.feature_names_ = names + list(self.numeric)
+        self.idf_ = None
+        if self.item and getattr(self, "idf", False):
+            present = self._token_matrix(df)  # before idf_ is set: unweighted
+            doc_freq = np.bincount(present.indices, minlength=present.shape[1])
+            self.idf_ = np.log((1.0 + df.height) / (1.0 + doc_freq)) + 1.0
         if self.numeric:
             num = df.select([pl.col(c).cast(pl.Float64) for c in self.numeric])
             mean = num.mean().row(0)
@@ -262,6 +276,9 @@ class ListVectorizer:
         elif self.sublinear_tf:
             mat.data = np.log1p(mat.data)
         mat.sort_indices()
+        idf = getattr(self, "idf_", None)  # vectorisers pickled before idf existed: None
+        if idf is not None:
+            mat.data = mat.data * idf[mat.indices]
         if self.norm == "l2" and mat.nnz:
             norms = np.sqrt(np.asarray(mat.multiply(mat).sum(axis=1)).ravel())
             norms[norms == 0] = 1.0
