@@ -4,7 +4,7 @@ Core API (imported lazily so ``lo2-detect --help`` stays fast):
 
 - :class:`~loglead_lo2.detection.features.ListVectorizer`: sparse bag of tokens from a polars
   ``List[str]`` column plus numeric columns;
-- :data:`~loglead_lo2.detection.registry.REGISTRY`: the 13 models by key
+- :data:`~loglead_lo2.detection.registry.REGISTRY`: every model by key
   (:class:`~loglead_lo2.detection.registry.ModelSpec`), :data:`DEFAULT_MODELS`,
   :func:`resolve_models`;
 - :func:`~loglead_lo2.detection.split.run_grouped_split`: whole runs on one side;
