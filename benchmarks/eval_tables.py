@@ -210,6 +210,44 @@ def full_table(outcomes: list[dict[str, Any]]) -> list[str]:
                     "fit s"], rows)]
 
 
+def _shortcut_line(outcomes: list[dict[str, Any]]) -> str | None:
+    """The test-case / whole-sequence shortcut in numbers: the model with the best label
+    ROC-AUC there, with its true-label ROC-AUC and its flags on non-target rows."""
+    cells = [o for o in _pick(outcomes, "test-case", None) if not o["config"].per_service]
+    if not cells:
+        return None
+    board = cells[0]["board"].filter(pl.col("service") == "all").drop_nulls("roc_auc")
+    if board.height == 0:
+        return None
+    r = board.sort(["roc_auc", "model"], descending=[True, False]).row(0, named=True)
+    return (f"- **The shortcut, measured.** With `test-case` labels on whole sequences the best "
+            f"hold-out ROC-AUC is `{r['model']}`'s {_f(r['roc_auc'])}; against true labels "
+            f"it is {_f(r.get('gt_roc_auc'))}, and it flags {_f(r.get('fp_rate_non_target'))} "
+            "of the other services' rows of error cases, which hold no error: it tells "
+            "error-case recordings from `correct`, not errors from traffic.")
+
+
+READING = [
+    "- **Labels.** `target-service` labels keep every row: the other services' rows of an "
+    "error case are normal, so a model that flags them pays in `FP non-target`. Training on "
+    "them also removes the recording-length shortcut from supervised models.",
+    "- **Windows.** Equal windows (only full ones are kept) remove length as a signal; the "
+    "leakage table shows what is left per service. 10 s windows leave each error case one "
+    "window (its start-of-case traffic) against six for `correct`; 5 s windows give two and "
+    "twelve and keep every service under the 0.65 warning line.",
+    "- **Targets column vs ROC-AUC column.** Under target-service labels a target window "
+    "that holds no injected event still counts as anomalous, so the label ROC-AUC is capped "
+    "by that label noise; `true ROC-AUC` and the ground-truth recall are the figures that say "
+    "whether the error events are found.",
+    "- **How far this holds on real data.** The generated errors bring words (error codes, "
+    "status names) that never occur in normal windows, so novelty scores (`event_oov_words`, "
+    "`event_surprisal_words`) and word-based classifiers separate them almost perfectly here. "
+    "Real LO2 has a larger, noisier vocabulary and error-like lines in `correct`; expect lower "
+    "figures there, most for the signatures whose code also occurs in `correct` (listed "
+    "above as `code also in correct`).",
+]
+
+
 def document(outcomes: list[dict[str, Any]], facts: dict[str, Any]) -> str:
     sample, loads = facts["sample"], facts["loads"]
     classes = signature_classes(Path(facts["manifest"]))
@@ -236,6 +274,8 @@ def document(outcomes: list[dict[str, Any]], facts: dict[str, Any]) -> str:
         + "; ".join(load_bits) + ". Hold-out runs: "
         + ", ".join(split.get("holdout_runs") or []) + f". Models: `{facts['models']}`.", "",
     ]
+    shortcut = _shortcut_line(outcomes)
+    lines += ["## Reading the matrix", "", *([shortcut] if shortcut else []), *READING, ""]
     lines += targets_section(outcomes, classes)
     lines += leakage_section(outcomes)
     lines += full_table(outcomes)
