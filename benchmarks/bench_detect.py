@@ -3,10 +3,14 @@
 
 Each model runs in its own (spawned) child process that reads the data from Parquet, so its
 peak RSS (``ru_maxrss``) is its own: data + vectoriser + model.
+Each model takes the detection phase's own path: target-service labels, run-grouped hold-out,
+calibration runs held back, fit, fp-target threshold, every row scored
+(``loglead_lo2.detection.runner.run_model``; the forest: ``train_iforest`` + scoring).
 Data: for each of ``--runs`` (default 5 and 20) an LO2 sample made by the package's generator at
 ``--scale`` (default 1.0: ~1.1 M lines per run) and loaded + enhanced by the loader
-(``--enhancer-run-batch 2``), cached under ``--work``; or an enhanced-sequence Parquet file
-(``--parquet``); or ``--synthetic`` sequences from ``tests/detection_data.py``.
+(``--enhancer-run-batch 2``, ``--window`` seconds, default 5; ``--window 0`` = whole
+sequences), cached under ``--work``; or an enhanced-sequence Parquet file (``--parquet``); or
+``--synthetic`` sequences from ``tests/detection_data.py``.
 
     python benchmarks/bench_detect.py --runs 5 20
     python benchmarks/bench_detect.py --parquet demo/result/lo2/lo2_sequences_enhanced.parquet
@@ -43,19 +47,21 @@ def synthetic(n_runs: int, seed: int = 0) -> pl.DataFrame:
                                    non_target=True, events_per_seq=60, seed=seed)
 
 
-def generated(n_runs: int, scale: float, seed: int, work: Path) -> pl.DataFrame:
+def generated(n_runs: int, scale: float, seed: int, work: Path, window: float | None
+              ) -> pl.DataFrame:
     """Enhanced sequences of ``n_runs`` generated runs (generated and loaded once, cached)."""
     from loglead_lo2.generator import generate
     from loglead_lo2.loader import LoadOptions, run_loader
 
     tree = work / f"runs{n_runs}_scale{scale:g}_seed{seed}"
-    out = work / f"loaded_runs{n_runs}_scale{scale:g}_seed{seed}"
+    win = f"_w{window:g}" if window else ""
+    out = work / f"loaded_runs{n_runs}_scale{scale:g}_seed{seed}{win}"
     enhanced = out / "lo2_sequences_enhanced.parquet"
     if not enhanced.exists():
         if not (tree / "lo2_sample.json").exists():
             generate(tree, runs=n_runs, seed=seed, scale=scale, overwrite=True)
         run_loader(LoadOptions(root=tree, output_dir=out, save_parquet=True, run_batch=2,
-                               overwrite=True))
+                               window=window, overwrite=True))
     return pl.read_parquet(enhanced)
 
 
@@ -71,29 +77,31 @@ def _peak_rss_mib() -> float:
 
 
 def _bench_one(key: str, path: str, queue: Any) -> None:
+    from loglead_lo2.detection.labels import apply_label_mode
     from loglead_lo2.detection.split import run_grouped_split
+    from loglead_lo2.detection.thresholds import ThresholdSettings, fp_target_threshold
 
-    df = pl.read_parquet(path)
+    df, _ = apply_label_mode(pl.read_parquet(path), "target-service")
     split = run_grouped_split(df, fraction=0.2)
-    train, hold = split.frames(df)
+    train, _hold = split.frames(df)
     t0 = time.perf_counter()
     if key == "isolation_forest":
         from loglead_lo2.detection.iforest import IFConfig, score_iforest, train_iforest
 
-        res = train_iforest(train, IFConfig(threshold_percentile=99))
+        res = train_iforest(train, IFConfig())
         fit = time.perf_counter() - t0
         t1 = time.perf_counter()
-        score_iforest(res.model, res.vectorizer, df)
+        scores = score_iforest(res.model, res.vectorizer, df)
+        cal = (df["run"].is_in(res.threshold_runs) & df["normal"]).to_numpy()
+        fp_target_threshold(scores[cal], 0.01)
+        score = time.perf_counter() - t1
     else:
-        from loglead_lo2.detection.evaluate import fit_model, score_model
+        from loglead_lo2.detection.runner import run_model
 
-        fitted = fit_model(REGISTRY[key], train)
-        fit = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        score_model(fitted, hold)
-    queue.put({"model": key, "fit_seconds": round(fit, 3),
-               "score_seconds": round(time.perf_counter() - t1, 3),
-               "peak_rss_mib": round(_peak_rss_mib(), 1)})
+        run = run_model(REGISTRY[key], df, train, sorted(split.test_runs), ThresholdSettings())
+        fit, score = run.fitted.fit_seconds, run.score_seconds
+    queue.put({"model": key, "fit_seconds": round(fit, 3), "score_seconds": round(score, 3),
+               "rows": df.height, "peak_rss_mib": round(_peak_rss_mib(), 1)})
 
 
 def bench(path: Path, keys: list[str]) -> list[dict[str, Any]]:
@@ -107,6 +115,7 @@ def bench(path: Path, keys: list[str]) -> list[dict[str, Any]]:
         proc.join()
         rows.append(row)
         print(f"  {key:<26} fit {row['fit_seconds']:>8.2f}s  score {row['score_seconds']:>7.2f}s"
+              f" ({row['rows']:,} rows)"
               f"  peak RSS {row['peak_rss_mib']:>8.1f} MiB", flush=True)
     return rows
 
@@ -119,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="run counts (default 5 20)")
     p.add_argument("--scale", type=float, default=1.0, help="generator scale (default 1.0)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--window", type=float, default=5.0,
+                   help="loader --window for generated data (default 5; 0 = whole sequences)")
     p.add_argument("--work", type=Path, default=Path("/tmp/lo2_bench"),
                    help="cache for generated and loaded samples")
     p.add_argument("--synthetic", action="store_true",
@@ -136,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         datasets = [(f"synthetic {n} runs", lambda n=n: synthetic(n)) for n in args.runs]
     else:
         datasets = [(f"generated {n} runs at scale {args.scale:g}",
-                     lambda n=n: generated(n, args.scale, args.seed, args.work))
+                     lambda n=n: generated(n, args.scale, args.seed, args.work,
+                                           args.window or None))
                     for n in args.runs]
     for name, load in datasets:
         t = time.perf_counter()
