@@ -323,7 +323,8 @@ def _write_summaries(opts: DetectOptions, split: Any, result: DetectResult,
         table = rep.recall_table({k: v[0] for k, v in recalls.items()},
                                  {k: v[1] for k, v in recalls.items()})
         result.artifacts += rep.write_recall_table(mdir, table)
-        result.artifacts += rep.write_signature_table(mdir, evals.signature_table())
+        result.artifacts += rep.write_signature_table(mdir, evals.signature_table(),
+                                                      result.settings)
     for key, tables in sorted(evals.gt_tables.items()):
         result.artifacts.append(rep.write_ground_truth(mdir, key, tables))
     run = {

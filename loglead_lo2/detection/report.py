@@ -437,8 +437,8 @@ def metric_line(name: str, metrics: Mapping[str, Any] | None,
     return f"[Metrics] {name} ({tag}: " + ", ".join(parts)
 
 
-def write_signature_table(metrics_dir: str | os.PathLike[str],
-                          table: pl.DataFrame) -> list[Path]:
+def write_signature_table(metrics_dir: str | os.PathLike[str], table: pl.DataFrame,
+                          settings: Mapping[str, Any] | None = None) -> list[Path]:
     """``signature_recall.csv`` (long: model, part, error case, recall at the threshold and
     at 1 % FP) and ``signature_recall.md`` (one row per error case, one column pair per
     model part)."""
@@ -464,6 +464,7 @@ def write_signature_table(metrics_dir: str | os.PathLike[str],
                            on="test_case", how="left").sort("test_case")
     write_text_atomic(md_path,
                       "# Recall per error case (signature), hold-out runs\n\n"
+                      f"Settings: {settings_text(settings)}.\n\n"
                       f"Basis: {basis}. Each cell: recall at the model's threshold / recall "
                       "at the cut flagging 1 % of the hold-out normal rows (report-only, "
                       "threshold-free ranking quality). `injected_events`: injected error "
