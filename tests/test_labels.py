@@ -382,3 +382,45 @@ def test_explain_target_service_summary(root: Path, sequences: pl.DataFrame,
     assert summary["split"]["holdout_anomalous"] == summary["models"]["event_lr_words"][
         "holdout"]["tp"] + summary["models"]["event_lr_words"]["holdout"]["fn"]
     assert "label mode `target-service`" in (out / "summary.md").read_text()
+
+
+def test_signature_table_per_error_case_with_and_without_ground_truth(
+        root: Path, sequences: pl.DataFrame, tmp_path: Path) -> None:
+    # without a manifest: the error cases' target-service hold-out rows
+    assert run(root, "--phase", "full", "--models", "event_lr_words", "--skip-if") == 0
+    table = pl.read_csv(root / "metrics/signature_recall.csv")
+    hold_runs = json.loads((root / "metrics/detect_run.json").read_text())["split"][
+        "holdout_runs"]
+    preds = pl.read_parquet(root / "metrics/event_lr_words_predictions.parquet").filter(
+        pl.col("split") == "holdout", pl.col("row_group") == "target")
+    assert set(table["basis"]) == {"target-service rows (no manifest)"}
+    assert sorted(table["test_case"]) == sorted(preds["test_case"].unique())
+    for row in table.iter_rows(named=True):
+        rows = preds.filter(pl.col("test_case") == row["test_case"])
+        assert row["rows"] == rows.height
+        assert row["recall_at_threshold"] == pytest.approx(rows["pred"].mean())
+        assert 0 <= row["recall_at_1pct_fp"] <= 1
+    assert "Settings: label mode `target-service`" in (
+        root / "metrics/signature_recall.md").read_text()
+    # with a manifest: units of (run, error case, target service) with injected events
+    units = sequences.filter(pl.col("service") == pl.col("target_service"))
+    manifest = units.select(
+        "run", "test_case", "service", line_no=pl.lit(500, dtype=pl.Int64),
+        n_lines=pl.lit(1, dtype=pl.Int64),
+        timestamp=pl.col("start_time").dt.strftime("%Y-%m-%dT%H:%M:%S%.3f"),
+        kind=pl.lit("injected"), mechanism=pl.lit("A"), code=pl.lit("ERR12014"))
+    manifest.write_csv(tmp_path / "lo2_manifest.csv")
+    assert run(root, "--phase", "full", "--models", "event_lr_words", "--skip-if",
+               "--manifest", str(tmp_path / "lo2_manifest.csv")) == 0
+    table = pl.read_csv(root / "metrics/signature_recall.csv")
+    gt = pl.read_csv(root / "metrics/ground_truth_event_lr_words.csv")
+    assert set(table["basis"]) == {"ground truth (units with an injected event)"}
+    joined = table.join(gt, on="test_case")
+    assert (joined["recall_at_threshold"] == joined["recall"]).all()
+    assert (joined["injected_events"] == joined["injected_events_right"]).all()
+    expected = manifest.filter(pl.col("run").is_in(hold_runs)).group_by("test_case").len()
+    assert dict(table.select("test_case", "injected_events").iter_rows()) == dict(
+        expected.iter_rows())
+    record = json.loads((root / "metrics/event_lr_words.json").read_text())
+    assert record["ground_truth"]["overall"]["roc_auc_true"] is not None
+    assert record["at_1pct_fp"]["normal_rows"] > 0
