@@ -114,7 +114,8 @@ def targets_section(outcomes: list[dict[str, Any]], classes: pl.DataFrame) -> li
              "model.", ""]
     rows = []
     for service in sorted(auc["service"].unique()):
-        sub = auc.filter(pl.col("service") == service).sort("auc", descending=True)
+        sub = auc.filter(pl.col("service") == service).sort(
+            ["auc", "model", "services"], descending=[True, False, False])
         best = sub.row(0, named=True)
         uns = sub.filter(pl.col("kind") == "unsupervised")
         ub = uns.row(0, named=True) if uns.height else {"model": "n/a", "auc": None,
@@ -134,7 +135,8 @@ def targets_section(outcomes: list[dict[str, Any]], classes: pl.DataFrame) -> li
                  .agg(reached=(pl.col("recall_at_1pct_fp") >= TARGET_RECALL).sum(),
                       cases=pl.col("test_case").n_unique(),
                       mean=pl.col("recall_at_1pct_fp").mean())
-                 .sort(["reached", "mean"], descending=True))
+                 .sort(["reached", "mean", "model", "services"],
+                       descending=[True, True, False, False]))
     lines += [f"Signatures that never occur in `correct`: {n_never} of the "
               f"{classes.height} error cases (the others: "
               + ", ".join(f"{n} {c}" for c, n in classes.group_by("class").len()
