@@ -16,6 +16,7 @@ from loglead_lo2.cli_common import (
     say,
     start_cli,
 )
+from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, LABEL_MODES
 from loglead_lo2.errors import UserError
 
 DESCRIPTION = """\
@@ -68,11 +69,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "(default 42)")
     g.add_argument("--disable-memory-guard", action="store_true",
                    help="keep the default hyper-parameter limits even when RAM is low")
-    g.add_argument("--label-mode", choices=("test-case", "target-service"), default="test-case",
-                   help="test-case (default): a sequence is anomalous iff its test case is an "
-                        "error case; target-service: iff the error case targets the "
-                        "sequence's service (other services' sequences of error cases are "
-                        "left out of training and explanations, and counted)")
+    g.add_argument("--label-mode", choices=LABEL_MODES, default=DEFAULT_LABEL_MODE,
+                   help="target-service (default): a row is anomalous iff its error case "
+                        "targets the row's service (correct rows and the other services' "
+                        "rows of error cases are normal); test-case: iff its test case is an "
+                        "error case (the dataset's own labels)")
     s = p.add_argument_group("hold-out split (whole runs; explanations use held-out runs)")
     s.add_argument("--sup-holdout-fraction", type=number, default=0.2,
                    help="share of runs held out (default 0.2, newest runs)")

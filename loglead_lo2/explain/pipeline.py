@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from loglead_lo2.detection import iforest as ifo
-from loglead_lo2.detection.labels import RunSettings, prepare_labels
+from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, RunSettings, prepare_labels
 from loglead_lo2.detection.registry import DEFAULT_MODELS, REGISTRY, available_numeric
 from loglead_lo2.errors import UserError
 from loglead_lo2.explain.shap_report import ShapSettings
@@ -82,7 +82,7 @@ class ExplainOptions:
     seed: int = 42
     overwrite: bool = False
     memory_guard: bool = True
-    label_mode: str = "test-case"
+    label_mode: str = DEFAULT_LABEL_MODE
 
     @property
     def output(self) -> Path:
