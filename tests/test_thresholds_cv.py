@@ -62,6 +62,16 @@ def test_fp_target_threshold_flags_at_most_the_target_share() -> None:
         fp_target_threshold(np.zeros(0), 0.01)
 
 
+def test_small_calibration_sets_are_named() -> None:
+    from loglead_lo2.detection.thresholds import CalibrationSplit, from_calibration
+
+    split = CalibrationSplit(("a",), ("b",), "")
+    few = from_calibration(np.arange(6.0), ThresholdSettings(), split, in_sample=False)
+    assert few.value > 5 and "only 6 calibration normal row(s)" in few.notes[0]
+    many = from_calibration(np.arange(500.0), ThresholdSettings(), split, in_sample=False)
+    assert many.notes == () and many.calibration_fp == pytest.approx(5 / 500)
+
+
 def test_calibration_split_holds_back_the_newest_training_runs(
         sequences: pl.DataFrame) -> None:
     runs = sorted(sequences["run"].unique().to_list())

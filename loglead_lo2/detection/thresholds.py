@@ -148,11 +148,16 @@ def from_calibration(normal_scores: np.ndarray, settings: ThresholdSettings,
     n = int(np.asarray(normal_scores).size)
     where = (f"{n:,} normal rows of {len(split.calibration_runs)} calibration run(s)"
              if not in_sample else f"{n:,} training normal rows (in-sample)")
+    notes = [IN_SAMPLE_NOTE] if in_sample else []
+    if 0 < n and n * settings.fp_target < 1:
+        notes.append(f"only {n} calibration normal row(s): the smallest false-positive rate "
+                     f"they resolve is 1/{n} = {1 / n:.3f} > {settings.fp_target:g}, so the "
+                     "threshold lies above all of them; load more runs for a meaningful cut")
     return Threshold(value=value, rule="fp-target",
                      source=f"fp-target {settings.fp_target:g} on {where}",
                      fp_target=settings.fp_target, calibration_runs=split.calibration_runs,
                      calibration_rows=n, calibration_fp=flagged_share(normal_scores, value),
-                     in_sample=in_sample, notes=(IN_SAMPLE_NOTE,) if in_sample else ())
+                     in_sample=in_sample, notes=tuple(notes))
 
 
 def model_cutoff(value: float, source: str) -> Threshold:
