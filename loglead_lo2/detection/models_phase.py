@@ -64,7 +64,8 @@ def _detection_shap(opts: Any, fitted: Any, part: ServicePart, split: Any,
         return {"error": str(exc)}, [], [msg]
     top = outcome.table.head(10)
     say(f"[SHAP] {fitted.spec.key} ({outcome.explainer}, {outcome.rows} held-out rows): top "
-        + ", ".join(top[top.columns[0]].cast(str).to_list()[:5]))
+        + ", ".join(top["feature" if "feature" in top.columns else top.columns[0]]
+                    .cast(str).to_list()[:5]))
     return ({"split": "holdout", "explainer": outcome.explainer, "rows": outcome.rows,
              "files": [str(f) for f in files], "top": top.to_dicts()}, list(files), [])
 
