@@ -20,7 +20,8 @@ REPORTS = {"metrics/leaderboard.csv", "metrics/leaderboard.md", "metrics/leakage
            "metrics/detect_run.json", "metrics/signature_recall.csv",
            "metrics/signature_recall.md"}
 IF_FILES = {"lo2_if_predictions.parquet", "metrics/if_metrics.json", "metrics/if_metrics.csv",
-            "metrics/isolation_forest_predictions.parquet"}
+            "metrics/isolation_forest_predictions.parquet",
+            "metrics/models/isolation_forest.joblib", "metrics/models/isolation_forest.yml"}
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,8 @@ def test_phase_full_artifacts_and_reports(root: Path) -> None:
     assert run(root, "--phase", "full", "--report-precision-at", "5",
                "--report-fp-alpha", "0.1") == 0
     model_files = {f"metrics/{k}{s}" for k in DEFAULT_MODELS
-                   for s in (".json", "_predictions.parquet")}
+                   for s in (".json", "_predictions.parquet")} | {
+        f"metrics/models/{k}{s}" for k in DEFAULT_MODELS for s in (".joblib", ".yml")}
     shap_files = {f"metrics/shap_sequence_shap_lr_words_{n}"
                   for n in ("top_features.csv", "summary.png")}  # SHAP in this phase
     assert files(root) == {ENHANCED} | IF_FILES | REPORTS | model_files | shap_files
@@ -124,7 +126,9 @@ def test_phase_full_artifacts_and_reports(root: Path) -> None:
 def test_skip_if_artifacts(root: Path) -> None:
     assert run(root, "--phase", "full", "--skip-if", "--models", "event_lr_words") == 0
     assert files(root) == {ENHANCED, "metrics/event_lr_words.json",
-                           "metrics/event_lr_words_predictions.parquet"} | REPORTS
+                           "metrics/event_lr_words_predictions.parquet",
+                           "metrics/models/event_lr_words.joblib",
+                           "metrics/models/event_lr_words.yml"} | REPORTS
 
 
 def test_report_psi(root: Path) -> None:

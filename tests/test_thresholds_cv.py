@@ -237,3 +237,21 @@ def test_registry_models_all_take_the_one_path(root: Path) -> None:
         assert preds["score"].is_finite().all(), key
         assert json.loads((root / f"metrics/{key}.json").read_text())["threshold"][
             "rule"] == "fp-target"
+
+
+def test_run_bundles_reproduce_the_predictions(root: Path, sequences: pl.DataFrame) -> None:
+    """Every model of a run is saved under <metrics>/models/ and scores its rows again."""
+    from loglead_lo2.detection.persistence import load_bundle
+
+    assert run(root, "--models", "event_lr_words,event_surprisal_words") == 0
+    for key in ("event_lr_words", "event_surprisal_words", "isolation_forest"):
+        bundle = load_bundle(root / "metrics" / "models" / f"{key}.joblib")
+        assert bundle.verified and bundle.metadata is not None
+        preds = pl.read_parquet(root / f"metrics/{key}_predictions.parquet").sort("seq_id")
+        rows = sequences.sort("seq_id")
+        X = bundle.vectorizer.transform(rows)
+        spec = REGISTRY.get(key)
+        scores = (spec.scores(bundle.model, X) if spec is not None
+                  else -bundle.model.score_samples(X))
+        assert np.allclose(scores, preds["score"].to_numpy()), key
+        assert bundle.threshold == pytest.approx(preds["threshold"][0]), key

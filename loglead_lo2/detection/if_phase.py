@@ -239,6 +239,13 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
         say(rep.metric_line(IF_KEY, metrics, settings,
                             None if service == ALL_SERVICES else service))
         records.append(record)
+        from loglead_lo2.detection.models_phase import run_bundle
+
+        own = run_bundle(opts.metrics_path, IF_KEY, service)
+        own_sha = save_bundle(own, res.model, res.vectorizer, overwrite=True)
+        own_meta = write_metadata(own.with_suffix(".yml"),
+                                  if_metadata(res, record, config, own, own_sha))
+        result.artifacts += [own, own_meta]
         if opts.save_model:
             bundle = service_bundle(Path(opts.save_model), service)
             sha = save_bundle(bundle, res.model, res.vectorizer, overwrite=opts.overwrite_model)

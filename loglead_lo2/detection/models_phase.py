@@ -47,6 +47,17 @@ def sup_bundle(save_dir: Path, key: str, service: str) -> Path:
     return service_bundle(Path(save_dir) / f"{key}.joblib", service)
 
 
+RUN_BUNDLES = "models"
+"""Folder under the metrics directory where every run saves each fitted model:
+``<metrics>/models/<key>.joblib`` + ``<key>.yml`` (per service ``<metrics>/models/<service>/``),
+the bundles the explainability phase reuses."""
+
+
+def run_bundle(metrics_dir: Path, key: str, service: str) -> Path:
+    """``<metrics>/models[/<service>]/<key>.joblib``: this run's bundle of one model part."""
+    return sup_bundle(Path(metrics_dir) / RUN_BUNDLES, key, service)
+
+
 def _detection_shap(opts: Any, fitted: Any, part: ServicePart, split: Any,
                     say: Say) -> tuple[dict[str, Any], list[Path], list[str]]:
     """SHAP top features of ``fitted`` on held-out rows (the registry's ``shap_in_detection``
@@ -128,15 +139,19 @@ def run_part(opts: Any, spec: Any, part: ServicePart, split: Any, limits: Any, s
         record["shap"], files, notes = _detection_shap(opts, fitted, part, split, say)
         out.artifacts += files
         out.notes += notes
+    targets = [(run_bundle(opts.metrics_path, spec.key, service), True)]
     if opts.save_sup_models:
-        bundle = sup_bundle(opts.save_sup_models, spec.key, service)
-        sha = save_bundle(bundle, fitted.estimator, fitted.vectorizer,
-                          overwrite=opts.overwrite_model)
+        targets.append((sup_bundle(opts.save_sup_models, spec.key, service),
+                        opts.overwrite_model))
+    for bundle, overwrite in targets:
+        sha = save_bundle(bundle, fitted.estimator, fitted.vectorizer, overwrite=overwrite)
         meta = write_metadata(bundle.with_suffix(".yml"),
                               model_metadata(spec, fitted, record, bundle, sha))
         out.artifacts += [bundle, meta]
-        say(f"[Model] wrote {bundle} + {meta.name}")
+    if opts.save_sup_models:
+        say(f"[Model] wrote {targets[-1][0]} + {targets[-1][0].with_suffix('.yml').name}")
     return out
 
 
-__all__ = ["PartOutcome", "run_part", "split_info", "sup_bundle"]
+__all__ = ["RUN_BUNDLES", "PartOutcome", "run_bundle", "run_part", "split_info",
+           "sup_bundle"]
