@@ -5,7 +5,7 @@ Each model runs in its own (spawned) child process that reads the data from Parq
 peak RSS (``ru_maxrss``) is its own: data + vectoriser + model.
 Each model takes the detection phase's own path: target-service labels, run-grouped hold-out,
 calibration runs held back, fit, fp-target threshold, every row scored
-(``loglead_lo2.detection.runner.run_model``; the forest: ``train_iforest`` + scoring).
+(``loglead_lo2.detection.runner.run_model``, the forest included: it is a registry entry).
 Data: for each of ``--runs`` (default 5 and 20) an LO2 sample made by the package's generator at
 ``--scale`` (default 1.0: ~1.1 M lines per run) and loaded + enhanced by the loader
 (``--enhancer-run-batch 2``, ``--window`` seconds, default 5; ``--window 0`` = whole
@@ -79,27 +79,15 @@ def _peak_rss_mib() -> float:
 def _bench_one(key: str, path: str, queue: Any) -> None:
     from loglead_lo2.detection.labels import apply_label_mode
     from loglead_lo2.detection.split import run_grouped_split
-    from loglead_lo2.detection.thresholds import ThresholdSettings, fp_target_threshold
+    from loglead_lo2.detection.thresholds import ThresholdSettings
 
     df, _ = apply_label_mode(pl.read_parquet(path), "target-service")
     split = run_grouped_split(df, fraction=0.2)
     train, _hold = split.frames(df)
-    t0 = time.perf_counter()
-    if key == "isolation_forest":
-        from loglead_lo2.detection.iforest import IFConfig, score_iforest, train_iforest
+    from loglead_lo2.detection.runner import run_model
 
-        res = train_iforest(train, IFConfig())
-        fit = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        scores = score_iforest(res.model, res.vectorizer, df)
-        cal = (df["run"].is_in(res.threshold_runs) & df["normal"]).to_numpy()
-        fp_target_threshold(scores[cal], 0.01)
-        score = time.perf_counter() - t1
-    else:
-        from loglead_lo2.detection.runner import run_model
-
-        run = run_model(REGISTRY[key], df, train, sorted(split.test_runs), ThresholdSettings())
-        fit, score = run.fitted.fit_seconds, run.score_seconds
+    run = run_model(REGISTRY[key], df, train, sorted(split.test_runs), ThresholdSettings())
+    fit, score = run.fitted.fit_seconds, run.score_seconds
     queue.put({"model": key, "fit_seconds": round(fit, 3), "score_seconds": round(score, 3),
                "rows": df.height, "peak_rss_mib": round(_peak_rss_mib(), 1)})
 
@@ -139,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                         "Forest is always included")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
-    keys = ["isolation_forest", *resolve_models(args.models)]
+    keys = list(dict.fromkeys(["isolation_forest", *resolve_models(args.models)]))
     results: list[dict[str, Any]] = []
     if args.parquet:
         datasets = [(str(args.parquet), lambda: pl.read_parquet(args.parquet))]

@@ -20,6 +20,7 @@ REPORTS = {"metrics/leaderboard.csv", "metrics/leaderboard.md", "metrics/leakage
            "metrics/detect_run.json", "metrics/signature_recall.csv",
            "metrics/signature_recall.md"}
 IF_FILES = {"lo2_if_predictions.parquet", "metrics/if_metrics.json", "metrics/if_metrics.csv",
+            "metrics/isolation_forest.json",
             "metrics/isolation_forest_predictions.parquet",
             "metrics/models/isolation_forest.joblib", "metrics/models/isolation_forest.yml"}
 

@@ -226,7 +226,7 @@ def test_deterministic_given_the_seed(root: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["--sup-models", "event_lr_words,nope"], "Valid keys: event_lr_words"),
+    (["--sup-models", "event_lr_words,nope"], "Valid keys: isolation_forest, event_lr_words"),
     (["--skip-if", "--nn-source", "if", "--sup-models", "event_lr_words"], "--nn-source if"),
     (["--skip-if", "--sup-models", "event_lr_words", "--nn-source", "event_dt_trigrams"],
      "choose one of: event_lr_words"),

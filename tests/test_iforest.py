@@ -48,7 +48,7 @@ def test_trains_on_normal_rows_of_older_runs_only(leaky: pl.DataFrame) -> None:
     hold = leaky.filter(pl.col("normal") & pl.col("run").is_in(res.threshold_runs))
     expected = np.percentile(score_iforest(res.model, res.vectorizer, hold), 95)
     assert res.threshold == pytest.approx(expected)
-    assert "hold-out normal" in res.threshold_source
+    assert "normal rows of 2 calibration run(s)" in res.threshold_source
 
 
 def test_higher_score_is_more_anomalous(leaky: pl.DataFrame) -> None:
@@ -73,8 +73,8 @@ def test_batches_give_identical_scores(leaky: pl.DataFrame) -> None:
 def test_threshold_fallback_with_one_normal_run() -> None:
     one = make_enhanced_sequences(1)
     res = train_iforest(one, IFConfig(threshold_percentile=99))
-    assert res.threshold_runs == [] and "TRAINING" in res.threshold_source
-    assert any("fallback" in n for n in res.notes)
+    assert res.threshold_runs == [] and "in-sample" in res.threshold_source
+    assert any("optimistic" in n for n in res.notes)
 
 
 def test_contamination_threshold_without_percentile(leaky: pl.DataFrame) -> None:

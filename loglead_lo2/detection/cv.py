@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from loglead_lo2.detection.evaluations import Evaluations
-from loglead_lo2.detection.labels import ALL_SERVICES, ROW_GROUP, service_parts
+from loglead_lo2.detection.labels import ALL_SERVICES, service_parts
 from loglead_lo2.detection.split import run_sort_key
 from loglead_lo2.errors import UserError
 
@@ -72,37 +72,19 @@ def _row(key: str, service: str, fold: Fold, record: dict[str, Any]) -> dict[str
     return out
 
 
-def _forest(opts: Any, part: Any, fold: Fold, limits: Any) -> tuple[np.ndarray, float]:
-    """The forest of one fold part: fitted and thresholded like the leaderboard's."""
-    from loglead_lo2.detection.guards import plan_guards
-    from loglead_lo2.detection.iforest import (
-        IF_KEY,
-        make_forest,
-        score_iforest,
-        train_iforest,
-    )
-    from loglead_lo2.detection.thresholds import fp_target_threshold
-
-    config = opts.if_config
-    plan = plan_guards(IF_KEY, make_forest(config).get_params(), dict(config.vectorizer),
-                       limits, has_item=config.item is not None, isolation_forest=True)
-    res = train_iforest(part.train, config, overrides=plan.params)
-    hold_scores = score_iforest(res.model, res.vectorizer, part.hold, config.batch_size)
-    if res.percentile is None and opts.thresholds.rule == "fp-target":
-        normal = part.train.filter(pl.col("normal"))
-        cal = normal.filter(pl.col("run").is_in(res.threshold_runs))
-        cal = cal if cal.height else normal.filter(pl.col("run").is_in(res.fit_runs))
-        cal_scores = score_iforest(res.model, res.vectorizer, cal, config.batch_size)
-        res.threshold = fp_target_threshold(cal_scores, opts.thresholds.fp_target)
-    return hold_scores, res.threshold
-
-
-def cross_validate(opts: Any, df: pl.DataFrame, specs: Sequence[Any], truth: Any,
-                   limits: Any, say: Say, with_forest: bool) -> pl.DataFrame:
-    """Per-fold metrics of every model (and the forest) on every service part."""
-    from loglead_lo2.detection.evaluate import evaluate
+def cross_validate(opts: Any, df: pl.DataFrame, specs: Sequence[Any], truth: Any, say: Say,
+                   with_forest: bool) -> pl.DataFrame:
+    """Per-fold metrics of every model (and the forest, configured by the ``--if-*`` flags)
+    on every service part, each through :func:`~loglead_lo2.detection.runner.run_model`."""
+    from loglead_lo2.detection.iforest import forest_spec, forest_thresholds
     from loglead_lo2.detection.runner import holdout_metrics, run_model
 
+    jobs = [(spec, opts.thresholds, opts.seed) for spec in specs]
+    if with_forest:
+        config = opts.if_config
+        jobs.insert(0, (forest_spec(config),
+                        forest_thresholds(config, opts.thresholds.rule,
+                                          opts.thresholds.fp_target), config.seed))
     folds = run_folds(df["run"].unique().to_list(), int(opts.cv))
     rows: list[dict[str, Any]] = []
     for fold in folds:
@@ -114,22 +96,10 @@ def cross_validate(opts: Any, df: pl.DataFrame, specs: Sequence[Any], truth: Any
             if part.skip:
                 say(f"[CV] fold {fold.index}: service {part.service} skipped ({part.skip})")
                 continue
-            groups = part.hold[ROW_GROUP].to_numpy() if ROW_GROUP in part.hold.columns \
-                else None
-            y = part.hold["anomaly"].cast(pl.Int8).to_numpy()
-            if with_forest:
-                from loglead_lo2.detection.iforest import IF_KEY
-
-                scores, thr = _forest(opts, part, fold, limits)
-                record = {"metrics": evaluate(y, scores, threshold=thr, groups=groups),
-                          "threshold": {"value": thr}, "rows": part.hold.height}
-                evals(IF_KEY, part.service, part.hold, scores, thr, record)
-                rows.append(_row(IF_KEY, part.service, fold, record))
-            for spec in specs:
+            for spec, settings, seed in jobs:
                 try:
                     mrun = run_model(spec, part.rows, part.train, list(fold.test_runs),
-                                     opts.thresholds, seed=opts.seed,
-                                     batch_size=opts.batch_size)
+                                     settings, seed=seed, batch_size=opts.batch_size)
                 except UserError as exc:
                     if part.service == ALL_SERVICES:
                         raise

@@ -1,13 +1,16 @@
-"""The Isolation Forest step of a detection run: fit (or load) per service part, calibrate,
-score every sequence with its own service's forest, evaluate on the hold-out, save bundles.
+"""The Isolation Forest step of a detection run: for every service part, fit (or load) the
+registry's ``isolation_forest`` entry configured by the ``--if-*`` flags, threshold it, score
+every row, evaluate on the hold-out and save its predictions and bundles.
 
-The model itself (config, training, scoring, threshold rule) is :mod:`.iforest`.
+Fitting, thresholding and scoring are the one model path (:func:`.runner.run_model`); this
+module only adds what the forest step has of its own: the ``--if-*`` configuration, loading
+a saved bundle (``--load-model``), ``lo2_if_predictions.parquet`` (``score_if``, ``rank_if``,
+``pred_if_threshold``), ``if_metrics.*`` and ``model.yml``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,19 +19,16 @@ import polars as pl
 from loglead_lo2.detection.iforest import (
     IF_KEY,
     IFConfig,
-    IFResult,
-    calibrate_threshold,
+    forest_spec,
+    forest_thresholds,
     is_isolation_forest,
-    make_forest,
     predictions_frame,
-    score_iforest,
+    result_of,
     split_labels,
-    train_iforest,
     write_predictions,
 )
-from loglead_lo2.detection.labels import ROW_GROUP
+from loglead_lo2.detection.runner import holdout_metrics, run_model
 from loglead_lo2.detection.runner import predictions_frame as common_predictions
-from loglead_lo2.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -47,104 +47,40 @@ def load_if_bundle(opts: Any, path: Any = None) -> Any:
     )
 
 
-def _loaded_result(opts: Any, loaded: Any, train: pl.DataFrame, split: Any,
-                   say: Any) -> IFResult:
-    from loglead_lo2.detection.split import normal_holdout_split
+def _loaded_model(opts: Any, loaded: Any, split: Any, say: Any) -> Any:
+    """A :class:`~.evaluate.FittedModel` of a loaded bundle; its threshold is the one in
+    ``model.yml`` (or the forest's contamination cut-off without one)."""
+    from loglead_lo2.detection.evaluate import FittedModel
 
-    config: IFConfig = opts.if_config
     for note in loaded.notes:
         say(note)
     meta = loaded.metadata or {}
-    trained_on = set((meta.get("training") or {}).get("runs") or [])
-    res = IFResult(model=loaded.model, vectorizer=loaded.vectorizer,
-                   threshold=float(-loaded.model.offset_),
-                   threshold_source="contamination of the loaded model (its training scores)",
-                   percentile=None, fit_runs=sorted(trained_on), threshold_runs=[],
-                   fit_rows=int((meta.get("training") or {}).get("rows") or 0),
-                   threshold_rows=0)
+    training = meta.get("training") or {}
+    trained_on = sorted(training.get("runs") or [])
     say(f"[IF] loaded {loaded.path}: item {loaded.vectorizer.item}, numeric "
         f"{','.join(loaded.vectorizer.numeric) or '(none)'}; training skipped")
-    if split is not None and trained_on & set(split.test_runs):
+    if split is not None and set(trained_on) & set(split.test_runs):
         say("[IF] WARNING: the loaded model was trained on hold-out run(s) "
-            f"{', '.join(sorted(trained_on & set(split.test_runs)))}: hold-out metrics are "
-            "optimistic")
-    if config.threshold_percentile is not None:
-        normal = train.filter(pl.col("normal"))
-        try:
-            thr = normal_holdout_split(normal, config.holdout_fraction or 0.2, config.seed)
-            thr_df = normal.filter(pl.col("run").is_in(thr.test_runs))
-        except UserError:
-            thr_df = normal.clear()
-        res.threshold_runs = sorted(thr_df["run"].unique().to_list())
-        res.threshold_rows = thr_df.height
-        calibrate_threshold(res, thr_df if thr_df.height else normal, config,
-                            from_holdout=thr_df.height > 0)
-    elif loaded.threshold is not None:
-        res.threshold = loaded.threshold
-        res.percentile = (meta.get("threshold") or {}).get("percentile")
-        res.threshold_source = f"model.yml ({(meta.get('threshold') or {}).get('source')})"
-    return res
+            f"{', '.join(sorted(set(trained_on) & set(split.test_runs)))}: hold-out metrics "
+            "are optimistic")
+    if loaded.threshold is not None:
+        value = loaded.threshold
+        source = f"model.yml ({(meta.get('threshold') or {}).get('source')})"
+    else:
+        value = float(-loaded.model.offset_)
+        source = "contamination of the loaded model (its training scores)"
+    return FittedModel(key=IF_KEY, spec=forest_spec(opts.if_config), estimator=loaded.model,
+                       vectorizer=loaded.vectorizer, fit_seconds=0.0,
+                       train_rows=int(training.get("rows") or 0), train_runs=trained_on,
+                       threshold=value, threshold_source=source)
 
 
-
-
-def _fp_target_threshold(opts: Any, res: IFResult, rows: pl.DataFrame, scores: Any,
-                         labels: pl.Series, loaded: bool) -> str:
-    """Apply the run's threshold rule to a forest (in place); returns the rule used.
-
-    An explicit ``--if-threshold-percentile`` (already applied) and a loaded bundle's
-    ``model.yml`` threshold are kept; ``--threshold model`` keeps the contamination cut-off;
-    otherwise (``fp-target``) the threshold flags at most ``--fp-target`` of the normal rows
-    of the forest's calibration runs (``--if-holdout-fraction`` of the normal training runs,
-    which the forest is not fitted on), or of its own training rows when none was held out.
-    """
-    from loglead_lo2.detection.thresholds import fp_target_threshold
-
-    if res.percentile is not None:
-        return "percentile"
-    if loaded:
-        return "loaded"
-    settings = opts.thresholds
-    if settings.rule == "model":
-        return "model"
-    normal = rows["normal"].to_numpy()
-    lab = labels.to_numpy()
-    mask = (lab == "threshold") & normal
-    where = f"{int(mask.sum()):,} normal rows of {len(res.threshold_runs)} calibration run(s)"
-    if not mask.any():
-        mask = (lab == "train") & normal & rows["run"].is_in(res.fit_runs).to_numpy()
-        where = f"{int(mask.sum()):,} training normal rows (in-sample: optimistic)"
-        res.notes.append("[IF] no normal run held out for the threshold: fp-target set on "
-                         "the training rows, the false-positive rate will be optimistic")
-    res.threshold = fp_target_threshold(scores[mask], settings.fp_target)
-    res.threshold_source = f"fp-target {settings.fp_target:g} on {where}"
-    return "fp-target"
-
-
-def _fit_or_load(opts: Any, train: pl.DataFrame, split: Any, limits: Any, say: Any,
-                 loaded: Any, where: str) -> tuple[IFResult, tuple[str, ...], dict[str, Any]]:
-    """The forest of one part (``where`` names it in messages): loaded or trained."""
-    from dataclasses import replace
-
-    from loglead_lo2.detection.guards import format_resource, plan_guards, resource_stats
-
+def _settings(opts: Any, loaded: bool) -> Any:
+    """The forest's threshold settings: ``--if-threshold-percentile`` wins; a loaded bundle
+    keeps its ``model.yml`` threshold; otherwise the run's ``--threshold`` rule."""
     config: IFConfig = opts.if_config
-    if loaded is not None:
-        return _loaded_result(opts, loaded, train, split, say), (), {}
-    plan = plan_guards(IF_KEY, make_forest(config).get_params(), dict(config.vectorizer),
-                       limits, has_item=config.item is not None, isolation_forest=True)
-    for line in plan.lines:
-        say(line)
-    config = replace(config, vectorizer={**dict(config.vectorizer), **plan.vectorizer})
-    say(f"[IF] {where}training on {int(train['normal'].sum()):,} normal sequences of "
-        f"{train['run'].n_unique()} training run(s): item {config.item}, numeric "
-        f"{','.join(config.numeric) or '(none)'}")
-    res = train_iforest(train, config, overrides=plan.params)
-    for note in res.notes:
-        say(note)
-    stats = resource_stats(res.model, res.vectorizer, res.fit_seconds)
-    say(format_resource(IF_KEY, stats))
-    return res, plan.lines, stats
+    rule = "model" if loaded else opts.thresholds.rule
+    return forest_thresholds(config, rule, opts.thresholds.fp_target)
 
 
 def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: Any,
@@ -163,6 +99,8 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
     from pathlib import Path
 
     from loglead_lo2.detection import report as rep
+    from loglead_lo2.detection.guards import format_resource, plan_guards, resource_stats
+    from loglead_lo2.detection.iforest import make_forest
     from loglead_lo2.detection.labels import ALL_SERVICES, service_bundle
     from loglead_lo2.detection.persistence import if_metadata, save_bundle, write_metadata
 
@@ -177,35 +115,50 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
             continue
         service = part.service
         where = "" if service == ALL_SERVICES else f"service {service}: "
-        res, guard_lines, _stats = _fit_or_load(opts, part.train, split, limits, say,
-                                                (loaded or {}).get(service), where)
-        t = time.perf_counter()
-        n_batches = max(1, -(-part.rows.height // config.batch_size))
-        say(f"[IF] {where}scoring {part.rows.height:,} sequences in {n_batches} batch(es)")
-        scores = score_iforest(res.model, res.vectorizer, part.rows, config.batch_size)
-        score_seconds = time.perf_counter() - t
+        bundle_from = (loaded or {}).get(service)
+        prefitted = _loaded_model(opts, bundle_from, split, say) if bundle_from else None
+        guard_lines: tuple[str, ...] = ()
+        guards = None
+        if prefitted is None:
+            plan = plan_guards(IF_KEY, make_forest(config).get_params(),
+                               dict(config.vectorizer), limits, has_item=config.item is not None,
+                               isolation_forest=True)
+            guard_lines, guards = plan.lines, plan.as_mapping()
+            for line in plan.lines:
+                say(line)
+            say(f"[IF] {where}training on the normal rows of the training runs: item "
+                f"{config.item}, numeric {','.join(config.numeric) or '(none)'}")
+        mrun = run_model(forest_spec(config), part.rows, part.train, holdout_runs,
+                         _settings(opts, prefitted is not None), guards=guards,
+                         seed=config.seed, batch_size=config.batch_size, fitted=prefitted)
+        res = result_of(mrun, config)
+        rule = mrun.threshold.rule
+        if prefitted is not None and config.threshold_percentile is None and \
+                bundle_from.threshold is not None:
+            rule = "loaded"  # the calibrated threshold recorded in model.yml
+        if prefitted is None:
+            if mrun.calibration.calibration_runs:
+                res.notes.insert(0, f"[IF] {mrun.calibration.note}")
+            for note in res.notes:
+                say(note)
+            say(format_resource(IF_KEY, resource_stats(res.model, res.vectorizer,
+                                                       res.fit_seconds)))
+        scores, score_seconds = mrun.scores, mrun.score_seconds
+        say(f"[IF] {where}scored {part.rows.height:,} sequences; threshold "
+            f"{res.threshold:.6f}: {res.threshold_source}")
         labels = split_labels(part.rows, holdout_runs, res.threshold_runs)
-        rule = _fp_target_threshold(opts, res, part.rows, scores, labels,
-                                    (loaded or {}).get(service) is not None)
-        say(f"[IF] {where}threshold {res.threshold:.6f}: {res.threshold_source}")
-        calibrated = res.percentile is not None or rule == "fp-target"
+        calibrated = rule in ("percentile", "fp-target", "loaded")
         percentile_used = percentile_used or calibrated
         preds_parts.append(predictions_frame(
             part.rows, scores, res.threshold if calibrated else None, labels))
         common_parts.append(common_predictions(
-            IF_KEY, scores, labels.replace("threshold", "calibration").to_numpy(),
-            res.threshold, part.rows, evaluated.row_truth(part.rows)))
+            IF_KEY, scores, mrun.split, res.threshold, part.rows,
+            evaluated.row_truth(part.rows)))
         mask = (labels == "holdout").to_numpy()
         metrics = psi = None
         split_info: dict[str, Any] = {"name": rep.HOLDOUT}
         if split is not None and mask.any():
-            from loglead_lo2.detection.evaluate import evaluate
-
-            y = part.rows["anomaly"].cast(pl.Int8).to_numpy()
-            groups = part.rows[ROW_GROUP].to_numpy()[mask] if ROW_GROUP in part.rows.columns \
-                else None
-            metrics = evaluate(y[mask], scores[mask], threshold=res.threshold,
-                               k=opts.precision_at, alpha=opts.fp_alpha, groups=groups)
+            metrics = holdout_metrics(mrun, part.rows, k=opts.precision_at, alpha=opts.fp_alpha)
             if opts.report_psi:
                 from loglead_lo2.metrics_utils import population_stability_index
 
@@ -228,7 +181,6 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
             k=opts.precision_at, alpha=opts.fp_alpha, psi=psi,
             guards=guard_lines, notes=res.notes, settings=settings, service=service,
         )
-        bundle_from = (loaded or {}).get(service)
         record["training"] = {"rows": res.fit_rows, "runs": res.fit_runs,
                               "threshold_rows": res.threshold_rows,
                               "threshold_runs": res.threshold_runs,
@@ -282,4 +234,5 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
         result.artifacts += rep.write_if_metrics(opts.metrics_path, top,
                                                  [*records, rep.macro_record(IF_KEY, records)])
     result.records[IF_KEY] = top
+    result.artifacts.append(rep.write_json(opts.metrics_path / f"{IF_KEY}.json", top))
     return records

@@ -4,9 +4,12 @@
   normal runs among them (``holdout_fraction``) are held out to calibrate the threshold.
 * ``score_if`` is ``-IsolationForest.score_samples``: higher = more anomalous.
   ``rank_if`` is its dense rank (1 = most anomalous).
-* The threshold is the ``threshold_percentile`` of the held-out normal scores; when no normal
-  run can be held out it falls back to the training scores and says so. Without a percentile
-  the forest's own ``contamination`` cut-off is used. One rule: ``pred = score >= threshold``.
+* The forest is the registry entry ``isolation_forest`` (:func:`forest_spec` configures it
+  from these flags) and is fitted, thresholded and scored by the one model path
+  (:mod:`loglead_lo2.detection.runner`); :func:`train_iforest` is that path for a training
+  frame. Thresholds (:func:`forest_thresholds`): an explicit ``threshold_percentile`` of the
+  calibration normal scores, else the run's rule (``fp-target`` on the calibration normal
+  rows, or the forest's own ``contamination`` cut-off). One rule: ``pred = score >= threshold``.
 
 :func:`score_with_bundle` is the short way to score new data with a saved bundle::
 
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,81 +176,73 @@ def make_forest(config: IFConfig, overrides: Mapping[str, Any] | None = None) ->
     return IsolationForest(**params)
 
 
-def _clamp_max_samples(value: int | float | str, rows: int) -> tuple[int | float | str, str | None]:
-    if isinstance(value, int) and value > rows:
-        return rows, f"[IF] --if-max-samples {value} > {rows} training rows; using {rows}"
-    return value, None
+def forest_spec(config: IFConfig) -> Any:
+    """The registry's ``isolation_forest`` entry configured by ``config`` (the ``--if-*``
+    flags): token column, numeric columns, vectoriser settings and forest parameters."""
+    from dataclasses import replace
+
+    from loglead_lo2.detection.registry import REGISTRY
+
+    base = REGISTRY[IF_KEY]
+    return replace(base, item=config.item, numeric=tuple(config.numeric),
+                   vectorizer=dict(config.vectorizer),
+                   params={**base.params, **config.estimator_params()})
+
+
+def forest_thresholds(config: IFConfig, rule: str = "model",
+                      fp_target: float = 0.01) -> Any:
+    """The forest's :class:`~loglead_lo2.detection.thresholds.ThresholdSettings`: an explicit
+    ``threshold_percentile`` wins; otherwise ``rule`` (``fp-target`` or ``model``: the
+    contamination cut-off). Its calibration runs are ``holdout_fraction`` of the training
+    runs."""
+    from loglead_lo2.detection.thresholds import ThresholdSettings
+
+    if config.threshold_percentile is not None:
+        return ThresholdSettings("percentile", fp_target, config.holdout_fraction,
+                                 percentile=config.threshold_percentile)
+    return ThresholdSettings(rule, fp_target, config.holdout_fraction)
+
+
+def result_of(run: Any, config: IFConfig, notes: Sequence[str] = ()) -> IFResult:
+    """An :class:`IFResult` view of a :class:`~loglead_lo2.detection.runner.ModelRun`."""
+    thr = run.threshold
+    return IFResult(
+        model=run.fitted.estimator, vectorizer=run.fitted.vectorizer, threshold=thr.value,
+        threshold_source=thr.source,
+        percentile=config.threshold_percentile if thr.rule == "percentile" else None,
+        fit_runs=sorted(run.fitted.train_runs), threshold_runs=list(thr.calibration_runs),
+        fit_rows=run.fitted.train_rows, threshold_rows=thr.calibration_rows,
+        fit_seconds=run.fitted.fit_seconds, notes=[*notes, *(f"[IF] {n}" for n in thr.notes)])
 
 
 def train_iforest(train_df: pl.DataFrame, config: IFConfig,
-                  overrides: Mapping[str, Any] | None = None) -> IFResult:
-    """Fit on the normal rows of ``train_df``; calibrate the threshold on held-out normal runs.
+                  overrides: Mapping[str, Any] | None = None, *, rule: str = "model",
+                  fp_target: float = 0.01) -> IFResult:
+    """Fit the forest on the normal rows of ``train_df`` and set its threshold, through the
+    one model path (:func:`loglead_lo2.detection.runner.run_model` with
+    :func:`forest_spec` and :func:`forest_thresholds`).
 
     ``train_df`` must hold the *training runs only*; the caller keeps evaluation runs out.
+    The newest ``holdout_fraction`` of its runs are calibration runs (not fitted on) for a
+    percentile or ``fp-target`` threshold; ``rule="model"`` without a percentile keeps the
+    contamination cut-off. ``overrides`` replace forest parameters (memory guards).
     """
-    from loglead_lo2.detection.features import ListVectorizer
-    from loglead_lo2.detection.split import normal_holdout_split
+    from loglead_lo2.detection.runner import run_model
 
-    normal = train_df.filter(pl.col("normal"))
-    if normal.height == 0:
+    if not train_df["normal"].any():
         raise UserError("Isolation Forest: no normal ('correct') sequences in the training runs.")
-    notes: list[str] = []
-    fit_df, thr_df = normal, normal.clear()
-    thr_runs: list[str] = []
-    if config.holdout_fraction > 0:
-        try:
-            split = normal_holdout_split(normal, config.holdout_fraction, config.seed)
-        except UserError as exc:
-            notes.append(f"[IF] no normal run held out for the threshold: {exc}")
-        else:
-            thr_runs = sorted(split.test_runs)
-            thr_df = normal.filter(pl.col("run").is_in(thr_runs))
-            fit_df = normal.filter(~pl.col("run").is_in(thr_runs))
-            if split.note and (thr_runs or config.threshold_percentile is not None):
-                notes.append(f"[IF] {split.note}")
-    vectorizer = ListVectorizer(config.item, config.numeric, **dict(config.vectorizer))
-    started = time.perf_counter()
-    X = vectorizer.fit_transform(fit_df)
-    max_samples, note = _clamp_max_samples(config.max_samples, fit_df.height)
-    if note:
-        notes.append(note)
-    model = make_forest(config, {**(overrides or {}), "max_samples": max_samples})
-    model.fit(X)
-    fit_seconds = time.perf_counter() - started
-    result = IFResult(
-        model=model, vectorizer=vectorizer, threshold=float(-model.offset_),
-        threshold_source=f"contamination={config.contamination} (training scores)",
-        percentile=None, fit_runs=sorted(fit_df["run"].unique().to_list()),
-        threshold_runs=thr_runs, fit_rows=fit_df.height, threshold_rows=thr_df.height,
-        fit_seconds=fit_seconds, notes=notes,
-    )
-    if config.threshold_percentile is not None:
-        calibrate_threshold(result, thr_df if thr_df.height else fit_df, config,
-                            from_holdout=thr_df.height > 0, X_fit=X)
-    return result
-
-
-def calibrate_threshold(result: IFResult, normal_df: pl.DataFrame, config: IFConfig, *,
-                        from_holdout: bool, X_fit: Any = None) -> None:
-    """Set ``result.threshold`` to the percentile of ``normal_df``'s scores (in place)."""
-    pct = float(config.threshold_percentile)  # type: ignore[arg-type]
-    if X_fit is not None and not from_holdout:
-        scores = -result.model.score_samples(X_fit)
-    else:
-        scores = score_iforest(result.model, result.vectorizer, normal_df, config.batch_size)
-    result.threshold = float(np.percentile(scores, pct))
-    result.percentile = pct
-    if from_holdout:
-        runs = sorted(normal_df["run"].unique().to_list())
-        result.threshold_source = (
-            f"p{pct:g} of {normal_df.height} hold-out normal scores ({len(runs)} newest run(s))"
-        )
-    else:
-        result.threshold_source = (
-            f"p{pct:g} of {normal_df.height} TRAINING normal scores (fallback: no normal run "
-            "could be held out; the false-positive rate will be optimistic)"
-        )
-        result.notes.append(f"[IF] threshold fallback: {result.threshold_source}")
+    settings = forest_thresholds(config, rule, fp_target)
+    run = run_model(forest_spec(config), train_df, train_df, [], settings,
+                    guards={"params": dict(overrides or {})}, seed=config.seed,
+                    batch_size=config.batch_size)
+    notes = []
+    asked, used = config.max_samples, run.fitted.params.get("max_samples")
+    if isinstance(asked, int) and used != asked:
+        notes.append(f"[IF] --if-max-samples {asked} > {run.fitted.train_rows} training rows; "
+                     f"using {used}")
+    if run.calibration.calibration_runs:
+        notes.append(f"[IF] {run.calibration.note}")
+    return result_of(run, config, notes)
 
 
 def dense_rank_desc(scores: np.ndarray) -> np.ndarray:

@@ -158,7 +158,11 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
     from loglead_lo2.detection.split import run_grouped_split
 
     result = DetectResult()
-    specs = [REGISTRY[k] for k in opts.models] if opts.phase == "full" else []
+    # The forest is a registry entry, run once by the forest step (--if-* flags): listing it
+    # in --models runs that step even with --skip-if.
+    forest = not opts.skip_if or (opts.phase == "full" and ifo.IF_KEY in opts.models)
+    specs = ([REGISTRY[k] for k in opts.models if k != ifo.IF_KEY]
+             if opts.phase == "full" else [])
     truth = ground_truth_input(opts.root, opts.manifest)  # bad --manifest fails early
     df = load_input(opts, specs, say, result)
     result.rows = df.height
@@ -196,7 +200,7 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
                  service_parts(df, [], [], opts.per_service)]
     report_parts(parts, opts.per_service, say, result.notes, result.skipped_services)
     loaded = (load_service_bundles(opts, parts, df.columns, say)
-              if opts.load_model and not opts.skip_if else {})
+              if opts.load_model and forest else {})
     _check_outputs(opts, specs, parts)
     if split is not None:
         _leakage(opts, hold, window.windowed, say, result)
@@ -205,7 +209,7 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
     for line in guard_lines:
         say(line)
     evals = Evaluations(truth=truth, say=say)
-    if not opts.skip_if:
+    if forest:
         recs = if_phase.run_if_phase(opts, parts, split, limits, say, result, evals, settings,
                                 loaded)
         result.board += _board_rows(ifo.IF_KEY, recs, opts.per_service)
@@ -224,7 +228,7 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
     elif specs:
         say("[Models] skipped: registry models need a hold-out split (see [Split] above)")
     if opts.cv:
-        _cross_validate(opts, df, specs, truth, limits, say, result)
+        _cross_validate(opts, df, specs, truth, say, result, forest and not opts.load_model)
     _write_summaries(opts, split, result, evals, say)
     return result
 
@@ -232,12 +236,11 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
 
 
 def _cross_validate(opts: DetectOptions, df: pl.DataFrame, specs: list[Any], truth: Any,
-                    limits: Any, say: Say, result: DetectResult) -> None:
+                    say: Say, result: DetectResult, with_forest: bool) -> None:
     from loglead_lo2.detection import cv
 
     started = time.perf_counter()
-    folds = cv.cross_validate(opts, df, specs, truth, limits, say,
-                              with_forest=not opts.skip_if and not opts.load_model)
+    folds = cv.cross_validate(opts, df, specs, truth, say, with_forest=with_forest)
     summary = cv.summarise(folds)
     result.artifacts += cv.write_cv(opts.metrics_path, folds, summary, int(opts.cv or 0),
                                     result.settings)

@@ -10,8 +10,9 @@ choices, ``--list-models``, the tests and the explainability phase all read :dat
 Naming follows LogLead's LO2 demo: ``event_<model>_<features>`` models are trained, like there,
 on sequence rows using the bag of the sequence's event tokens (``e_words`` / ``e_trigrams`` /
 ``e_event_drain_id`` templates); ``sequence_*`` models use sequence-level numeric columns or a
-length-normalised bag of words. The Isolation Forest baseline lives in
-:mod:`loglead_lo2.detection.iforest`, not here.
+length-normalised bag of words. The Isolation Forest (``isolation_forest``) is an ordinary
+entry: the forest step of a run configures it from the ``--if-*`` flags
+(:func:`loglead_lo2.detection.iforest.forest_spec`) and runs it through the same runner.
 
 ``benchmarks/explore_models.py`` compares the models on a windowed generated sample against
 the injected error events: ``event_surprisal_words`` (unsupervised) and ``event_lr_words``
@@ -34,6 +35,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from loglead_lo2.detection.detectors import OOVDetector, RarityDetector
 from loglead_lo2.detection.features import ListVectorizer
+from loglead_lo2.detection.iforest import IF_KEY, IF_VECTORIZER
 from loglead_lo2.errors import UserError
 
 SEED = 42
@@ -44,6 +46,12 @@ def make_random_forest(**params: Any) -> Any:
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(**params)
+
+
+def make_isolation_forest(**params: Any) -> Any:
+    from sklearn.ensemble import IsolationForest
+
+    return IsolationForest(**params)
 
 
 def make_xgboost(**params: Any) -> Any:
@@ -101,6 +109,14 @@ def _threshold_neg_offset(est: Any) -> float:
 def _adapt_lof(params: dict[str, Any], n_rows: int) -> dict[str, Any]:
     if n_rows <= params.get("n_neighbors", 20):
         params["n_neighbors"] = max(1, n_rows - 1)
+    return params
+
+
+def _adapt_forest(params: dict[str, Any], n_rows: int) -> dict[str, Any]:
+    """An integer ``max_samples`` above the training rows is clamped to them."""
+    value = params.get("max_samples")
+    if isinstance(value, int) and not isinstance(value, bool) and value > n_rows:
+        params["max_samples"] = max(1, n_rows)
     return params
 
 
@@ -198,6 +214,19 @@ _SURPRISAL_TEXT = (
 )
 
 _SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        key=IF_KEY,
+        kind="unsupervised",
+        description="Isolation Forest on idf-weighted, l2-normalised log word counts plus an"
+        " out-of-vocabulary column, trained on normal rows; score = -score_samples. The"
+        " forest step of every run (configured by the --if-* flags) runs this entry.",
+        item="e_words", numeric=(), vectorizer=IF_VECTORIZER, train_on="normal",
+        factory=make_isolation_forest,
+        params={"n_estimators": 100, "max_samples": "auto", "contamination": "auto",
+                "random_state": SEED},
+        shap="none", score="neg_score_samples", threshold=_threshold_neg_offset,
+        adapt=_adapt_forest,
+    ),
     ModelSpec(
         key="event_lr_words",
         kind="supervised",
@@ -360,7 +389,7 @@ _SPECS: tuple[ModelSpec, ...] = (
 )
 
 REGISTRY: dict[str, ModelSpec] = {spec.key: spec for spec in _SPECS}
-"""The 17 registry models by key (the Isolation Forest baseline is separate)."""
+"""Every model by key, the Isolation Forest (:data:`IF_KEY`) included."""
 
 DEFAULT_MODELS: tuple[str, ...] = (
     "event_lr_words",

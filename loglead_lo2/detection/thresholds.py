@@ -43,9 +43,16 @@ class ThresholdSettings:
     rule: str = DEFAULT_RULE
     fp_target: float = DEFAULT_FP_TARGET
     calibration_fraction: float = DEFAULT_CALIBRATION_FRACTION
+    percentile: float | None = None
+    """For ``rule="percentile"`` (the forest's ``--if-threshold-percentile``): the threshold
+    is this percentile of the calibration normal scores."""
 
     def __post_init__(self) -> None:
-        if self.rule not in THRESHOLD_RULES:
+        if self.rule == "percentile":
+            if self.percentile is None or not 0 < self.percentile <= 100:
+                raise UserError(f"threshold percentile must be in (0, 100], "
+                                f"got {self.percentile}.")
+        elif self.rule not in THRESHOLD_RULES:
             raise UserError(f"--threshold must be one of {', '.join(THRESHOLD_RULES)}, "
                             f"got {self.rule!r}.")
         if not 0 <= self.fp_target < 1:
@@ -57,7 +64,7 @@ class ThresholdSettings:
     @property
     def calibrates(self) -> bool:
         """Whether training runs are held back for the threshold."""
-        return self.rule == "fp-target" and self.calibration_fraction > 0
+        return self.rule in ("fp-target", "percentile") and self.calibration_fraction > 0
 
 
 @dataclass(frozen=True)
@@ -143,11 +150,22 @@ def flagged_share(scores: np.ndarray, threshold: float) -> float | None:
 
 def from_calibration(normal_scores: np.ndarray, settings: ThresholdSettings,
                      split: CalibrationSplit, *, in_sample: bool) -> Threshold:
-    """The ``fp-target`` threshold from calibration (or in-sample) normal scores."""
-    value = fp_target_threshold(normal_scores, settings.fp_target)
+    """The ``fp-target`` (or ``percentile``) threshold from calibration (or in-sample)
+    normal scores."""
     n = int(np.asarray(normal_scores).size)
     where = (f"{n:,} normal rows of {len(split.calibration_runs)} calibration run(s)"
              if not in_sample else f"{n:,} training normal rows (in-sample)")
+    if settings.rule == "percentile" and settings.percentile is not None:
+        if n == 0:
+            raise ValueError("no normal calibration scores")
+        value = float(np.percentile(np.asarray(normal_scores, dtype=np.float64),
+                                    settings.percentile))
+        return Threshold(value=value, rule="percentile",
+                         source=f"p{settings.percentile:g} of {where}",
+                         calibration_runs=split.calibration_runs, calibration_rows=n,
+                         calibration_fp=flagged_share(normal_scores, value),
+                         in_sample=in_sample, notes=(IN_SAMPLE_NOTE,) if in_sample else ())
+    value = fp_target_threshold(normal_scores, settings.fp_target)
     notes = [IN_SAMPLE_NOTE] if in_sample else []
     if 0 < n and n * settings.fp_target < 1:
         notes.append(f"only {n} calibration normal row(s): the smallest false-positive rate "
