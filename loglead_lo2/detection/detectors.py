@@ -1,40 +1,104 @@
-"""Token-statistics detectors (LogLead's Rarity and OOV models) as scikit-learn estimators.
+"""Token-statistics detectors (LogLead's Rarity and OOV models) following the PyOD contract.
 
 Both work on a non-negative token matrix (rows = sequences, columns = tokens, e.g. the output
 of :class:`~loglead_lo2.detection.features.ListVectorizer`); an entry ``> 0`` means the token
-is present. They train on normal rows only and follow one score convention:
+is present. They train on normal rows only and follow PyOD's detector contract (scikit-learn
+estimators otherwise: ``get_params``/``set_params``/``clone``, validated input):
 
+- :meth:`fit` ``(X, y=None)`` returns ``self``; ``y`` is ignored. It sets ``threshold_``,
+  ``decision_scores_`` (the training rows' scores), ``labels_`` (their 0/1 labels at
+  ``threshold_``) and ``n_features_in_``;
 - :meth:`decision_function`: **higher = more anomalous** (the project's, and PyOD's, rule);
-- :meth:`score_samples`: its negation (scikit-learn's outlier convention, lower = more
-  abnormal, as for ``IsolationForest`` and ``LocalOutlierFactor``);
-- :meth:`predict`: labels in ``{0, 1}`` (1 = anomalous) by ``decision_function >= threshold_``.
+- :meth:`predict`: PyOD labels in ``{0, 1}`` (1 = anomalous), ``decision_function >=
+  threshold_`` (the pipeline's ``threshold_scores`` rule; PyOD itself uses ``>``);
+  :meth:`fit_predict` returns ``labels_``;
+- :meth:`score_samples`: ``-decision_function`` (scikit-learn's orientation, lower = more
+  abnormal, as for ``IsolationForest`` and ``LocalOutlierFactor``).
 
-Fitted state is set in :meth:`fit` only; scoring never writes to the estimator.
+They are deliberately **not** scikit-learn ``OutlierMixin`` estimators: that contract means
+``predict`` in ``{-1, +1}`` (+1 = inlier) and ``decision_function < 0`` = outlier, the opposite
+of the 0/1 labels and the score orientation the pipeline and PyOD use, so declaring the
+``outlier_detector`` type would make scikit-learn tooling misread their outputs.
+
+Input is checked with :func:`sklearn.utils.validation.validate_data`: dense or sparse
+(CSR/CSC/COO; other formats are converted), finite, non-negative (token counts or weights; a
+negative entry has no meaning), and at scoring time with the training number of columns.
+Fitted state is set in :meth:`fit` only; scoring never writes to the estimator or its input.
 """
 
 from __future__ import annotations
 
+import numbers
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, OutlierMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
+
+_SPARSE_FORMATS = ("csr", "csc", "coo")
 
 
-def _as_csr(X) -> sp.csr_matrix:  # noqa: ANN001 - array-like or sparse
-    mat = sp.csr_matrix(X, dtype=np.float64)
-    mat.sort_indices()
-    return mat
+class _TokenDetector(BaseEstimator):
+    """Validation, labels and the PyOD-style API shared by the token detectors."""
 
+    _fitted_attr = "threshold_"
 
-def _check_width(est: BaseEstimator, X: sp.csr_matrix) -> None:
-    if X.shape[1] != est.n_features_in_:
-        raise ValueError(
-            f"X has {X.shape[1]} features, but {type(est).__name__} was fitted with "
-            f"{est.n_features_in_}"
+    def __sklearn_tags__(self) -> Any:  # noqa: ANN401 - sklearn.utils.Tags
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = True
+        tags.target_tags.required = False
+        return tags
+
+    def _validate(self, X: Any, *, reset: bool) -> sp.csr_matrix:  # noqa: ANN401
+        """Checked float64 CSR view of ``X`` (no copy of CSR float64 input; never mutated).
+
+        ``reset=True`` (fit) records ``n_features_in_`` and needs at least one row;
+        ``reset=False`` (scoring) checks the number of columns and accepts zero rows.
+        """
+        X = validate_data(
+            self, X, reset=reset, accept_sparse=_SPARSE_FORMATS, dtype=np.float64,
+            ensure_all_finite=True, ensure_min_samples=1 if reset else 0,
         )
+        if X.shape[0]:  # scikit-learn's own test fails on an empty dense array
+            check_non_negative(X, type(self).__name__)
+        mat = sp.csr_matrix(X)  # shares the arrays of CSR input
+        if not mat.has_sorted_indices:
+            mat = mat.sorted_indices()  # a copy: the caller's matrix is left as it is
+        return mat
+
+    def _set_training_scores(self, scores: np.ndarray, threshold: float) -> None:
+        self.threshold_ = float(threshold)
+        self.decision_scores_ = scores
+        self.labels_ = (scores >= self.threshold_).astype(np.int64)
+
+    def _scores(self, mat: sp.csr_matrix) -> np.ndarray:
+        raise NotImplementedError
+
+    def decision_function(self, X: Any) -> np.ndarray:  # noqa: ANN401
+        """Anomaly score per row, higher = more anomalous."""
+        check_is_fitted(self, self._fitted_attr)
+        return self._scores(self._validate(X, reset=False))
+
+    def score_samples(self, X: Any) -> np.ndarray:  # noqa: ANN401
+        """scikit-learn orientation: ``-decision_function`` (lower = more abnormal)."""
+        return -self.decision_function(X)
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: ANN401
+        """PyOD labels: 1 = anomalous (``decision_function >= threshold_``), 0 = normal."""
+        return (self.decision_function(X) >= self.threshold_).astype(np.int64)
+
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:  # noqa: ANN401
+        """``fit(X)`` and the training labels (``labels_``, equal to ``predict(X)``)."""
+        return self.fit(X, y).labels_.copy()  # type: ignore[attr-defined]
 
 
-class RarityDetector(OutlierMixin, BaseEstimator):
+def _real(value: Any) -> bool:  # noqa: ANN401
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+class RarityDetector(_TokenDetector):
     """Scores a row by how rare its tokens were among the training rows.
 
     A token's rarity is ``-log((df + 1) / (n + 2))`` where ``df`` is the number of training
@@ -45,8 +109,13 @@ class RarityDetector(OutlierMixin, BaseEstimator):
     a small continuous term that orders rows sharing the same top-``k`` mean (with ``top_k=1``
     the score is "maximum surprisal + a little of the total surprisal", so a row with two
     unseen tokens outranks one with a single unseen token). ``threshold_`` is the
-    ``1 - contamination`` quantile of the training scores.
+    ``1 - contamination`` quantile of the training scores (``decision_scores_``).
+
+    Fitted attributes: ``rarity_`` (per column), ``n_train_rows_``, ``n_features_in_``,
+    ``threshold_``, ``decision_scores_``, ``labels_``.
     """
+
+    _fitted_attr = "rarity_"
 
     def __init__(
         self, top_k: int = 5, contamination: float = 0.01, tie_weight: float = 0.0
@@ -55,29 +124,29 @@ class RarityDetector(OutlierMixin, BaseEstimator):
         self.contamination = contamination
         self.tie_weight = tie_weight
 
-    def fit(self, X, y=None) -> RarityDetector:  # noqa: ANN001
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
-        if not 0 <= self.contamination < 1:
-            raise ValueError(f"contamination must be in [0, 1), got {self.contamination}")
-        if not self.tie_weight >= 0:
-            raise ValueError(f"tie_weight must be >= 0, got {self.tie_weight}")
-        mat = _as_csr(X)
+    def _check_params(self) -> None:
+        top_k = self.top_k
+        if not (isinstance(top_k, numbers.Integral) and not isinstance(top_k, bool)) or top_k < 1:
+            raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
+        if not (_real(self.contamination) and 0 <= self.contamination < 1):
+            raise ValueError(f"contamination must be in [0, 1), got {self.contamination!r}")
+        if not (_real(self.tie_weight) and 0 <= self.tie_weight < np.inf):
+            raise ValueError(f"tie_weight must be a finite number >= 0, got {self.tie_weight!r}")
+
+    def fit(self, X: Any, y: Any = None) -> RarityDetector:  # noqa: ANN401
+        """Learn each column's rarity from the rows of ``X`` (``y`` is ignored)."""
+        self._check_params()
+        mat = self._validate(X, reset=True)
         n = mat.shape[0]
         present = (mat > 0).astype(np.int64)
         doc_freq = np.asarray(present.sum(axis=0)).ravel()
-        self.n_features_in_ = mat.shape[1]
         self.n_train_rows_ = n
         self.rarity_ = -np.log((doc_freq + 1.0) / (n + 2.0))
-        train = self.decision_function(mat)
-        self.threshold_ = float(np.quantile(train, 1 - self.contamination)) if n else 0.0
+        train = self._scores(mat)
+        self._set_training_scores(train, np.quantile(train, 1 - self.contamination))
         return self
 
-    def decision_function(self, X) -> np.ndarray:  # noqa: ANN001
-        """Anomaly score per row, higher = more anomalous."""
-        check_is_fitted(self, "rarity_")
-        mat = _as_csr(X)
-        _check_width(self, mat)
+    def _scores(self, mat: sp.csr_matrix) -> np.ndarray:
         mat = mat.multiply(mat > 0).tocsr()
         mat.eliminate_zeros()
         n_rows = mat.shape[0]
@@ -95,57 +164,45 @@ class RarityDetector(OutlierMixin, BaseEstimator):
             score += self.tie_weight * np.bincount(row, weights=val, minlength=n_rows)
         return score
 
-    def score_samples(self, X) -> np.ndarray:  # noqa: ANN001
-        """scikit-learn convention: ``-decision_function`` (lower = more abnormal)."""
-        return -self.decision_function(X)
 
-    def predict(self, X) -> np.ndarray:  # noqa: ANN001
-        """1 = anomalous (``decision_function >= threshold_``), 0 = normal."""
-        return (self.decision_function(X) >= self.threshold_).astype(np.int64)
-
-
-class OOVDetector(OutlierMixin, BaseEstimator):
+class OOVDetector(_TokenDetector):
     """Counts tokens (columns) never present in the training rows.
 
     The score of a row is the sum of its entries in columns that were all-zero during
     training: with a count matrix, the number of out-of-vocabulary token occurrences; with the
     vectoriser's ``__oov__`` column (zero on its own training rows) tokens unknown to the
     vectoriser count too. ``normalize=True`` divides by the row's total, giving the OOV
-    share. ``threshold_`` is the smallest positive score: any unseen token flags the row.
+    share. ``threshold_`` is the smallest positive score: any unseen token flags the row (the
+    training rows score 0 by construction, so ``labels_`` is all 0).
+
+    Fitted attributes: ``unseen_mask_``, ``vocabulary_size_``, ``n_train_rows_``,
+    ``n_features_in_``, ``threshold_``, ``decision_scores_``, ``labels_``.
     """
+
+    _fitted_attr = "unseen_mask_"
 
     def __init__(self, normalize: bool = False) -> None:
         self.normalize = normalize
 
-    def fit(self, X, y=None) -> OOVDetector:  # noqa: ANN001
-        mat = _as_csr(X)
-        self.n_features_in_ = mat.shape[1]
+    def fit(self, X: Any, y: Any = None) -> OOVDetector:  # noqa: ANN401
+        """Record which columns occur in the rows of ``X`` (``y`` is ignored)."""
+        if not isinstance(self.normalize, (bool, np.bool_)):
+            raise ValueError(f"normalize must be True or False, got {self.normalize!r}")
+        mat = self._validate(X, reset=True)
         self.n_train_rows_ = mat.shape[0]
         seen = np.asarray((mat > 0).sum(axis=0)).ravel() > 0
         self.unseen_mask_ = ~seen
         self.vocabulary_size_ = int(seen.sum())
-        self.threshold_ = 1e-12
+        self._set_training_scores(self._scores(mat), 1e-12)
         return self
 
-    def decision_function(self, X) -> np.ndarray:  # noqa: ANN001
-        """Anomaly score per row (OOV count or share), higher = more anomalous."""
-        check_is_fitted(self, "unseen_mask_")
-        mat = _as_csr(X)
-        _check_width(self, mat)
+    def _scores(self, mat: sp.csr_matrix) -> np.ndarray:
         pos = mat.multiply(mat > 0).tocsr()
         oov = np.asarray(pos @ self.unseen_mask_.astype(np.float64)).ravel()
         if not self.normalize:
             return oov
         total = np.asarray(pos.sum(axis=1)).ravel()
         return np.divide(oov, total, out=np.zeros_like(oov), where=total > 0)
-
-    def score_samples(self, X) -> np.ndarray:  # noqa: ANN001
-        """scikit-learn convention: ``-decision_function`` (lower = more abnormal)."""
-        return -self.decision_function(X)
-
-    def predict(self, X) -> np.ndarray:  # noqa: ANN001
-        """1 = at least one unseen token, 0 = none."""
-        return (self.decision_function(X) >= self.threshold_).astype(np.int64)
 
 
 __all__ = ["OOVDetector", "RarityDetector"]

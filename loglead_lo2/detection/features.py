@@ -11,6 +11,11 @@ so memory stays proportional to the batch, not the data set.
 Column layout: vocabulary terms (sorted), then ``__oov__`` when ``oov_feature`` is set (per-row
 count of tokens outside the vocabulary), then the numeric columns (standardised with the
 training mean and standard deviation when ``scale_numeric``; nulls become the training mean).
+
+It is a scikit-learn transformer (``get_params``/``set_params``/``clone``, ``fit(X, y=None)``,
+``get_feature_names_out``), so ``make_pipeline(ListVectorizer("e_words"), LogisticRegression())``
+fits on a polars DataFrame and labels. Its output is always sparse, so it does not take part in
+``set_output`` (like scikit-learn's ``CountVectorizer``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
 
 from loglead_lo2.errors import UserError
 from loglead_lo2.schema import BAG_COUNTS_SUFFIX as COUNTS_SUFFIX
@@ -36,7 +43,17 @@ OOV_FEATURE = "__oov__"
 _TOK = "__tok__"
 
 
-class ListVectorizer:
+def _require_frame(df: Any) -> None:  # noqa: ANN401
+    if not isinstance(df, pl.DataFrame):
+        raise TypeError(f"ListVectorizer takes a polars DataFrame, got {type(df).__name__}.")
+
+
+class VectorizerNotFittedError(NotFittedError, RuntimeError):
+    """``transform`` before ``fit``: scikit-learn's ``NotFittedError`` (a ``ValueError`` and
+    ``AttributeError``), and a ``RuntimeError`` as the vectoriser raised before."""
+
+
+class ListVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Bag of tokens over a polars ``List[str]`` column, plus numeric columns.
 
     Parameters mirror :class:`sklearn.feature_extraction.text.CountVectorizer`: ``min_df``
@@ -51,6 +68,11 @@ class ListVectorizer:
     ``binary``/``sublinear_tf`` and before ``norm``: with ``binary`` and ``norm="l2"`` a row's
     rare tokens take most of its length, a compact rarity-weighted representation for the
     Isolation Forest. ``batch_tokens`` bounds the exploded tokens held in memory at once.
+
+    Fitted attributes (set by :meth:`fit` only): ``vocabulary_``, ``feature_names_``,
+    ``idf_``, ``n_train_rows_``, ``bag_`` and, with numeric columns, ``numeric_mean_`` and
+    ``numeric_scale_``. ``last_oov_count_`` is a diagnostic that every :meth:`transform`
+    rewrites (tokens outside the vocabulary in the last transformed frame).
     """
 
     def __init__(
@@ -70,7 +92,7 @@ class ListVectorizer:
         idf: bool = False,
     ) -> None:
         self.item = item
-        self.numeric = tuple(numeric)
+        self.numeric = numeric  # stored as given (scikit-learn's clone contract)
         self.min_df = min_df
         self.max_df = max_df
         self.max_features = max_features
@@ -81,41 +103,39 @@ class ListVectorizer:
         self.oov_feature = oov_feature
         self.batch_tokens = batch_tokens
         self.idf = idf
-        self.idf_: np.ndarray | None = None
-        self.vocabulary_: dict[str, int] = {}
-        self.feature_names_: list[str] = []
-        self.last_oov_count_: int = 0
-        self.n_train_rows_: int = 0
 
-    # -- sklearn-style helpers -------------------------------------------------------------
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {
-            "item": self.item,
-            "numeric": self.numeric,
-            "min_df": self.min_df,
-            "max_df": self.max_df,
-            "max_features": self.max_features,
-            "binary": self.binary,
-            "scale_numeric": self.scale_numeric,
-            "sublinear_tf": self.sublinear_tf,
-            "norm": self.norm,
-            "oov_feature": self.oov_feature,
-            "batch_tokens": self.batch_tokens,
-            "idf": getattr(self, "idf", False),  # vectorisers pickled before idf existed
-        }
+    # -- scikit-learn API --------------------------------------------------------------------
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # vectorisers pickled before ``idf`` existed (get_params reads every parameter)
+        super().__setstate__({"idf": False, **state})
 
-    def get_feature_names_out(self) -> np.ndarray:
+    def __sklearn_is_fitted__(self) -> bool:
+        return bool(getattr(self, "feature_names_", None))
+
+    def __sklearn_tags__(self) -> Any:  # noqa: ANN401 - sklearn.utils.Tags
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # a polars DataFrame, not an array
+        tags.input_tags.string = True
+        tags.transformer_tags.preserves_dtype = []  # always float64 CSR
+        return tags
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:  # noqa: ANN401
+        """Output column names (:attr:`feature_names_`); ``input_features`` is ignored (the
+        names come from the vocabulary, not from the input columns)."""
+        self._check_fitted()
         return np.asarray(self.feature_names_, dtype=object)
 
     @property
     def n_features_(self) -> int:
-        return len(self.feature_names_)
-
-    def __repr__(self) -> str:
-        return f"ListVectorizer(item={self.item!r}, numeric={self.numeric!r})"
+        return len(getattr(self, "feature_names_", ()))
 
     # -- checks ----------------------------------------------------------------------------
-    def _validate_params(self) -> None:
+    def _check_params(self) -> None:
+        if isinstance(self.numeric, str):
+            raise UserError(
+                f"vectoriser numeric must be a sequence of column names, got the string "
+                f"{self.numeric!r} (use [{self.numeric!r}])."
+            )
         if self.item is None and not self.numeric:
             raise UserError("ListVectorizer needs an item column or numeric columns.")
         if not (isinstance(self.min_df, int) and self.min_df >= 1):
@@ -128,6 +148,7 @@ class ListVectorizer:
             raise UserError(f"vectoriser norm must be None or 'l2', got {self.norm!r}")
 
     def _check_columns(self, df: pl.DataFrame) -> None:
+        _require_frame(df)
         needed = ([self.item] if self.item else []) + list(self.numeric)
         if getattr(self, "bag_", False):
             needed.append(f"{self.item}{COUNTS_SUFFIX}")
@@ -193,12 +214,14 @@ class ListVectorizer:
         return block
 
     # -- fit / transform -------------------------------------------------------------------
-    def fit(self, df: pl.DataFrame) -> ListVectorizer:
-        """Learn the vocabulary and numeric scaling from ``df``'s rows."""
-        self._validate_params()
+    def fit(self, df: pl.DataFrame, y: Any = None) -> ListVectorizer:  # noqa: ANN401
+        """Learn the vocabulary and numeric scaling from ``df``'s rows (``y`` is ignored)."""
+        self._check_params()
+        _require_frame(df)
         self.bag_ = bool(self.item) and f"{self.item}{COUNTS_SUFFIX}" in df.columns
         self._check_columns(df)
         self.n_train_rows_ = df.height
+        self.last_oov_count_ = 0
         vocab: list[str] = []
         if self.item:
             parts = []
@@ -252,8 +275,8 @@ class ListVectorizer:
         return self
 
     def _check_fitted(self) -> None:
-        if not self.feature_names_:
-            raise RuntimeError("ListVectorizer is not fitted; call fit() first")
+        if not self.__sklearn_is_fitted__():
+            raise VectorizerNotFittedError("ListVectorizer is not fitted; call fit() first")
 
     def _token_matrix(self, df: pl.DataFrame) -> sp.csr_matrix:
         """Token counts: explode, map tokens to column codes by an Enum cast over the
@@ -313,8 +336,9 @@ class ListVectorizer:
         out = blocks[0] if len(blocks) == 1 else sp.hstack(blocks, format="csr")
         return sp.csr_matrix(out, dtype=np.float64)
 
-    def fit_transform(self, df: pl.DataFrame) -> sp.csr_matrix:
-        return self.fit(df).transform(df)
+    def fit_transform(self, df: pl.DataFrame, y: Any = None) -> sp.csr_matrix:  # noqa: ANN401
+        """``fit(df).transform(df)`` (``y`` is ignored)."""
+        return self.fit(df, y).transform(df)
 
 
-__all__ = ["OOV_FEATURE", "ListVectorizer"]
+__all__ = ["OOV_FEATURE", "ListVectorizer", "VectorizerNotFittedError"]
