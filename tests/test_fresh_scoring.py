@@ -1,0 +1,65 @@
+"""A saved bundle scores a freshly loaded copy of a hold-out run exactly as the evaluation did."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from loglead_lo2.detection.cli import main as detect_main
+from loglead_lo2.detection.scoring import score_bundle
+from loglead_lo2.errors import UserError
+
+MODELS = ("isolation_forest", "event_lr_words", "event_surprisal_words", "event_dt_words")
+
+
+@pytest.fixture(scope="module")
+def evaluated(lo2_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared sample loaded in 5 s windows and evaluated with every model above."""
+    from loglead_lo2.loader import LoadOptions, run_loader
+
+    out = tmp_path_factory.mktemp("fresh") / "result"
+    run_loader(LoadOptions(root=lo2_sample, output_dir=out, window=5.0, save_parquet=True))
+    assert detect_main(["--root", str(out), "--models", ",".join(MODELS[1:])]) == 0
+    return out
+
+
+def test_bundles_score_a_fresh_load_of_a_holdout_run(
+        evaluated: Path, lo2_sample: Path, tmp_path: Path) -> None:
+    from loglead_lo2.loader import LoadOptions, run_loader
+
+    hold_runs = json.loads((evaluated / "metrics/detect_run.json").read_text())["split"][
+        "holdout_runs"]
+    run = hold_runs[-1]
+    tree = tmp_path / "new_tree"
+    shutil.copytree(lo2_sample / run, tree / run)  # the logs only, loaded from scratch
+    fresh = tmp_path / "new_out"
+    run_loader(LoadOptions(root=tree, output_dir=fresh, window=5.0, save_parquet=True))
+    seqs = pl.read_parquet(fresh / "lo2_sequences_enhanced.parquet")
+    assert seqs.height > 0 and set(seqs["run"]) == {run}
+    for key in MODELS:
+        preds = score_bundle(seqs, evaluated / "metrics" / "models" / f"{key}.joblib")
+        evaluation = pl.read_parquet(evaluated / f"metrics/{key}_predictions.parquet").filter(
+            pl.col("run") == run, pl.col("split") == "holdout")
+        both = evaluation.join(preds, on="seq_id", suffix="_new")
+        assert both.height == evaluation.height == preds.height, key
+        assert np.allclose(both["score"].to_numpy(), both["score_new"].to_numpy(),
+                           rtol=0, atol=1e-12), key
+        assert (both["pred"] == both["pred_new"]).all(), key
+        assert preds["model"].unique().to_list() == [key]
+
+
+def test_score_bundle_errors(evaluated: Path, tmp_path: Path) -> None:
+    seqs = pl.read_parquet(evaluated / "lo2_sequences_enhanced.parquet")
+    with pytest.raises(UserError, match="lack column"):
+        score_bundle(seqs.drop("e_words"),
+                     evaluated / "metrics" / "models" / "event_lr_words.joblib")
+    with pytest.raises(UserError, match="not found"):
+        score_bundle(seqs, tmp_path / "nope.joblib")
+    own = score_bundle(seqs, evaluated / "metrics" / "models" / "event_lr_words.joblib",
+                       threshold=0.5)
+    assert (own["pred"] == (own["score"] >= 0.5).cast(pl.Int8)).all()
