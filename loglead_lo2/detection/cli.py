@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loglead_lo2.cli_common import (
     contamination,
@@ -17,13 +18,15 @@ from loglead_lo2.cli_common import (
 )
 from loglead_lo2.detection.iforest import IF_ITEMS, IFConfig
 from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, LABEL_MODES
-from loglead_lo2.detection.pipeline import DetectOptions, DetectResult, run_detection
 from loglead_lo2.detection.thresholds import (
     DEFAULT_FP_TARGET,
     THRESHOLD_RULES,
     ThresholdSettings,
 )
 from loglead_lo2.errors import UserError
+
+if TYPE_CHECKING:
+    from loglead_lo2.detection.pipeline import DetectOptions, DetectResult
 
 DESCRIPTION = """\
 Detection phase of the LO2 pipeline: reads the loader's lo2_sequences_enhanced.parquet (or
@@ -73,7 +76,7 @@ def _max_samples(text: str) -> int | float | str:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    from loglead_lo2.detection.registry import DEFAULT_MODELS
+    from loglead_lo2.detection.defaults import DEFAULT_MODELS
 
     p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -243,6 +246,7 @@ def check_flags(args: argparse.Namespace) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> DetectOptions:
+    from loglead_lo2.detection.pipeline import DetectOptions
     from loglead_lo2.detection.registry import DEFAULT_MODELS, resolve_models
 
     check_flags(args)
@@ -286,6 +290,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     started = time.perf_counter()
 
     def detect() -> tuple[DetectOptions, DetectResult]:
+        from loglead_lo2.detection.pipeline import run_detection
+
         opts = options_from_args(args)
         return opts, run_detection(opts, progress=say)
 

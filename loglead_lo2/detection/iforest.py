@@ -30,38 +30,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from loglead_lo2.detection.defaults import IF_KEY, IF_VECTORIZER
 from loglead_lo2.errors import UserError
 
 log = logging.getLogger(__name__)
 
-IF_KEY = "isolation_forest"
 IF_ITEMS: tuple[str, ...] = ("e_words", "e_trigrams", "e_event_drain_id")
 # Columns copied from the input into the predictions file (when present).
 PREDICTION_KEYS: tuple[str, ...] = (
     "seq_id", "run", "test_case", "service", "window", "normal", "anomaly", "target_service",
 )
 _EXCLUDED_NUMERIC = frozenset({"window", "line_no"})
-IF_VECTORIZER: Mapping[str, Any] = {
-    "min_df": 5,
-    "sublinear_tf": True,
-    "idf": True,
-    "norm": "l2",
-    "oov_feature": True,
-}
-"""Default token representation of the forest: log counts weighted by their inverse document
-frequency over the normal training rows, each row scaled to unit length, plus the ``__oov__``
-column (tokens in fewer than ``min_df`` training rows or never seen).
-
-A forest only splits on features that vary among its training rows, so a token it never saw
-is invisible in a plain bag; the ``__oov__`` column of rare training tokens varies, and idf
-weights with unit-length rows let a row's rare tokens shrink all its ordinary ones. On the
-windowed generated sample (8 runs, 5 s windows, newest 2 runs held out, labels = windows
-holding an injected event; ``benchmarks/explore_models.py``, mean of 5 forest seeds) the
-``e_words`` forest's ROC-AUC is 0.92-0.95 with these settings and 0.80-0.84 with raw counts
-(the old default, ``{}``). With ``--if-item e_event_drain_id`` every representation tried
-stays near 0.6: the error templates are unseen, so only ``__oov__`` carries them."""
-
-
 @dataclass(frozen=True)
 class IFConfig:
     """Isolation Forest settings (the ``--if-*`` flags)."""

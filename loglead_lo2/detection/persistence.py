@@ -366,38 +366,3 @@ def model_metadata(spec: Any, fitted: Any, record: Mapping[str, Any], bundle: Pa
         "git_commit": git_commit(),
         "bundle": bundle_section(bundle, sha),
     }
-
-
-def load_service_bundles(opts: Any, parts: Any, columns: Any, say: Any) -> dict[str, Any]:
-    """``--load-model`` bundles by service (per service: ``<dir>/<service>/<name>``), loaded
-    and checked before anything is written."""
-    from loglead_lo2.detection.if_phase import load_if_bundle
-    from loglead_lo2.detection.labels import service_bundle
-
-    loaded: dict[str, Any] = {}
-    for part in parts:
-        if part.skip:
-            continue
-        path = service_bundle(Path(opts.load_model), part.service)  # type: ignore[arg-type]
-        if opts.per_service and not path.is_file():
-            raise UserError(
-                f"--per-service --load-model {opts.load_model}: no bundle for service "
-                f"'{part.service}' at {path} (per-service bundles live in "
-                f"<dir>/<service>/<name>; save them with --per-service --save-model "
-                f"{opts.load_model}).")
-        bundle = load_if_bundle(opts, path)
-        missing = [c for c in (bundle.vectorizer.item, *bundle.vectorizer.numeric)
-                   if c and c not in columns]
-        if missing:
-            raise UserError(f"{path} uses column(s) {', '.join(missing)} that "
-                            f"{opts.root / 'lo2_sequences_enhanced.parquet'} lacks.")
-        meta = bundle.metadata or {}
-        if meta.get("service") not in (None, part.service):
-            say(f"[IF] WARNING: {path} was trained on service '{meta['service']}' rows, "
-                f"used here for '{part.service}'")
-        mode = (meta.get("settings") or {}).get("label_mode")
-        if mode and mode != opts.label_mode:
-            say(f"[IF] note: {path} was saved in label mode {mode}; this run uses "
-                f"{opts.label_mode}")
-        loaded[part.service] = bundle
-    return loaded

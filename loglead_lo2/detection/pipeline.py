@@ -52,7 +52,6 @@ from loglead_lo2.detection.labels import (
     service_parts,
 )
 from loglead_lo2.detection.models_phase import run_part, sup_bundle
-from loglead_lo2.detection.persistence import load_service_bundles
 from loglead_lo2.detection.thresholds import ThresholdSettings
 from loglead_lo2.errors import UserError
 
@@ -199,7 +198,7 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
         parts = [ServicePart(p.service, p.rows, p.rows, p.rows.clear()) for p in
                  service_parts(df, [], [], opts.per_service)]
     report_parts(parts, opts.per_service, say, result.notes, result.skipped_services)
-    loaded = (load_service_bundles(opts, parts, df.columns, say)
+    loaded = (if_phase.load_service_bundles(opts, parts, df.columns, say)
               if opts.load_model and forest else {})
     _check_outputs(opts, specs, parts)
     if split is not None:

@@ -33,9 +33,9 @@ from sklearn.neighbors import LocalOutlierFactor
 from sklearn.svm import LinearSVC, OneClassSVM
 from sklearn.tree import DecisionTreeClassifier
 
+from loglead_lo2.detection.defaults import DEFAULT_MODELS, IF_KEY, IF_VECTORIZER
 from loglead_lo2.detection.detectors import OOVDetector, RarityDetector
 from loglead_lo2.detection.features import ListVectorizer
-from loglead_lo2.detection.iforest import IF_KEY, IF_VECTORIZER
 from loglead_lo2.errors import UserError
 
 SEED = 42
@@ -390,19 +390,6 @@ _SPECS: tuple[ModelSpec, ...] = (
 
 REGISTRY: dict[str, ModelSpec] = {spec.key: spec for spec in _SPECS}
 """Every model by key, the Isolation Forest (:data:`IF_KEY`) included."""
-
-DEFAULT_MODELS: tuple[str, ...] = (
-    "event_lr_words",
-    "event_surprisal_words",
-    "sequence_lr_numeric",
-    "sequence_shap_lr_words",
-)
-"""Default ``--models``: the best supervised (``event_lr_words``) and unsupervised
-(``event_surprisal_words``) models of ``benchmarks/explore_models.py`` and the two
-sequence-level baselines. ``event_surprisal_words`` replaced LogLead's ``event_dt_trigrams``
-(still a key: ``--models event_dt_trigrams``), whose 0/1 leaf scores leave no 1 %
-false-positive cut on the windowed sample."""
-
 
 def resolve_models(text: str) -> list[str]:
     """Comma list of keys (``all`` = every key) -> keys, in order, without duplicates.
