@@ -62,7 +62,7 @@ def _detection_shap(opts: Any, fitted: Any, part: ServicePart, split: Any,
                     say: Say) -> tuple[dict[str, Any], list[Path], list[str]]:
     """SHAP top features of ``fitted`` on held-out rows (the registry's ``shap_in_detection``
     models), written beside the metrics; a SHAP failure is reported, never fatal."""
-    from loglead_lo2.explain.shap_report import ShapSettings, explain_model, write_shap
+    from loglead_lo2.detection.shap import ShapSettings, explain_model, write_shap
 
     out_dir = opts.metrics_path if part.service == ALL_SERVICES else (
         opts.metrics_path / part.service)
