@@ -1,20 +1,24 @@
-"""Explainability phase (F): artifacts of the users' commands, guards, errors, explainers.
+"""Explainability phase (F): reuse of the detection run's models, --retrain, artifacts of the
+users' commands, guards, errors, explainers.
 
 Data: seeded synthetic enhanced sequences (``tests/detection_data.py``) written to tmp_path;
-``main([...])`` runs in-process with reduced sizes.
+the detection phase (``lo2-detect``) runs first in-process, then ``main([...])`` explains its
+models with reduced sizes.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
+from loglead_lo2.detection.cli import main as detect_main
 from loglead_lo2.detection.evaluate import fit_model
-from loglead_lo2.detection.registry import REGISTRY
+from loglead_lo2.detection.registry import DEFAULT_MODELS, REGISTRY
 from loglead_lo2.detection.split import run_grouped_split
 from loglead_lo2.explain.cli import build_parser, main
 from loglead_lo2.explain.false_positives import false_positives, rarest_tokens
@@ -30,7 +34,10 @@ SECOND_COMMAND = [
     "--shap-feature-threshold", "30", "--shap-cell-threshold", "2000000",
     "--sup-holdout-fraction", "0.2",
 ]
-SHAP_KEYS = [k for k, s in REGISTRY.items() if s.shap != "none"]
+FIRST_COMMAND = ["--if-contamination", "0.15", "--nn-top-k", "5", "--shap-sample", "20"]
+DETECTED = ",".join(dict.fromkeys([*SUP.split(","), *DEFAULT_MODELS]))
+"""The models of the detection run both users' commands explain."""
+SHAP_KEYS = [k for k, s in REGISTRY.items() if s.shap != "none" and k != "isolation_forest"]
 
 
 def _data() -> pl.DataFrame:
@@ -39,8 +46,10 @@ def _data() -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enhanced sequences + a default detection run (forest + DETECTED) in <root>/metrics."""
     out = tmp_path_factory.mktemp("explain_root")
     write_parquet(_data(), out / "lo2_sequences_enhanced.parquet", "sequences_enhanced")
+    assert detect_main(["--root", str(out), "--models", DETECTED]) == 0
     return out
 
 
@@ -51,8 +60,27 @@ def second(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def first(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("explain_first") / "explainability"
+    assert main(["--root", str(root), "--out-dir", str(out), *FIRST_COMMAND]) == 0
+    return out
+
+
 def _summary(out: Path) -> dict:
     return json.loads((out / "summary.json").read_text())
+
+
+def _preds(root: Path, key: str) -> pl.DataFrame:
+    name = "isolation_forest" if key == "if" else key
+    return pl.read_parquet(root / "metrics" / f"{name}_predictions.parquet")
+
+
+def _copy(root: Path, tmp_path: Path) -> Path:
+    """A writable copy of the module's root (enhanced sequences + detection run)."""
+    out = tmp_path / "root"
+    shutil.copytree(root, out, ignore=shutil.ignore_patterns("explainability"))
+    return out
 
 
 def test_second_command_writes_every_artifact(second: Path) -> None:
@@ -67,19 +95,66 @@ def test_second_command_writes_every_artifact(second: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
 
 
-def test_summary_names_the_held_out_split(second: Path) -> None:
+def test_summary_names_the_detection_runs_split(root: Path, second: Path) -> None:
     s = _summary(second)
     split = s["split"]
+    run = json.loads((root / "metrics" / "detect_run.json").read_text())
+    assert split["train_runs"] == run["split"]["train_runs"]
+    assert split["holdout_runs"] == run["split"]["holdout_runs"]
     assert set(split["train_runs"]).isdisjoint(split["holdout_runs"])
     assert len(split["holdout_runs"]) == 2  # ceil(0.2 * 6)
+    assert s["settings"] == run["settings"]  # label mode, window, threshold rule
+    assert s["models_from"]["mode"] == "reuse"
+    assert s["models_from"]["ignored_flags"] == ["--sup-holdout-fraction"]
     assert "held-out" in s["evaluated_on"]
     assert "HELD-OUT" in (second / "summary.md").read_text()
+    assert "**reused**" in (second / "summary.md").read_text()
     assert "HELD-OUT" in (second / "nn_mapping.md").read_text()
     assert list(s["models"]) == SUP.split(",")
-    for m in s["models"].values():
+    for key, m in s["models"].items():
         assert m["holdout"]["split"] == "holdout"
         assert m["holdout"]["rows"] == split["holdout_rows"]
-        assert m["threshold"]["value"] == 0.5
+        record = json.loads((root / "metrics" / f"{key}.json").read_text())
+        assert m["threshold"]["rule"] == record["threshold"]["rule"] == "fp-target"
+        assert m["threshold"]["source"] == record["threshold"]["source"]
+        assert m["training"]["runs"] == record["training"]["runs"]
+        assert m["origin"]["bundle"] == str(root / "metrics" / "models" / f"{key}.joblib")
+
+
+@pytest.mark.parametrize("command", ["first", "second"])
+def test_everything_written_is_the_detection_phases_predictions(
+        root: Path, command: str, request: pytest.FixtureRequest) -> None:
+    """Scores, thresholds and flags of every file equal <metrics>/<key>_predictions.parquet."""
+    out: Path = request.getfixturevalue(command)
+    s = _summary(out)
+    for key, m in s["models"].items():
+        preds = _preds(root, key)
+        hold = preds.filter(pl.col("split") == "holdout")
+        threshold = preds["threshold"].unique().to_list()
+        assert m["threshold"]["value"] == threshold[0] and len(threshold) == 1
+        assert m["holdout"]["rows"] == hold.height
+        assert m["holdout"]["flagged"] == int(hold["pred"].sum())
+        name = "isolation_forest" if key == "if" else key
+        metrics = json.loads((root / "metrics" / f"{name}.json").read_text())["metrics"]
+        for field in ("precision", "recall", "f1", "roc_auc", "pr_auc", "tp", "fp", "tn", "fn",
+                      "fp_rate_correct"):
+            assert m["holdout"][field] == metrics[field], (key, field)
+        fps = pl.read_csv(out / f"false_positives_{key}.csv",
+                          schema_overrides={"top_tokens": pl.String})
+        expected = (hold.filter((pl.col("label") == 0) & (pl.col("pred") == 1))
+                    .sort(["score", "seq_id"], descending=[True, False]))
+        assert fps["seq_id"].to_list() == expected["seq_id"].to_list()
+        assert fps["score"].to_list() == expected["score"].to_list()
+        assert fps["threshold"].to_list() == expected["threshold"].to_list()
+        assert m["holdout"]["false_positives"] == expected.height == m["holdout"]["fp"]
+    nn = pl.read_csv(out / "nn_mapping.csv").join(
+        _preds(root, s["nn_mapping"]["source"]), on="seq_id", how="left")
+    assert nn["split"].to_list() == ["holdout"] * nn.height
+    assert nn["score"].to_list() == nn["score_right"].to_list()
+    assert nn["flagged"].to_list() == (nn["pred"] == 1).to_list()
+    ranked = (_preds(root, s["nn_mapping"]["source"]).filter(pl.col("split") == "holdout")
+              .sort(["score", "seq_id"], descending=[True, False]).head(nn.height))
+    assert nn.sort("rank")["seq_id"].to_list() == ranked["seq_id"].to_list()
 
 
 def test_nn_mapping_maps_top_scores_to_training_normals(second: Path) -> None:
@@ -107,7 +182,7 @@ def test_nn_mapping_maps_top_scores_to_training_normals(second: Path) -> None:
     assert row["n_tokens_absent_in_neighbour"] >= len(absent)
 
 
-def test_shap_tables_are_sorted_and_guarded(second: Path) -> None:
+def test_shap_tables_are_sorted_and_guarded(root: Path, second: Path) -> None:
     s = _summary(second)
     for key in SUP.split(","):
         table = pl.read_csv(second / f"shap_{key}_top_features.csv")
@@ -121,6 +196,23 @@ def test_shap_tables_are_sorted_and_guarded(second: Path) -> None:
     lr = s["models"]["event_lr_words"]["shap"]
     assert lr["features_total"] > 30 and lr["features_explained"] == 30
     assert any("--shap-feature-threshold" in w for w in s["warnings"])
+    # background: the rows event_lr_words was fitted on (its split 'train'), at most 16
+    fit_rows = _preds(root, "event_lr_words").filter(pl.col("split") == "train").height
+    assert lr["background_rows"] == min(16, fit_rows)
+
+
+def test_shap_is_the_loaded_estimators(root: Path, second: Path) -> None:
+    """SHAP runs on the saved bundle: its linear SHAP values are the bundle's weights."""
+    from loglead_lo2.detection.persistence import load_bundle
+
+    bundle = load_bundle(root / "metrics" / "models" / "sequence_shap_lr_words.joblib")
+    table = pl.read_csv(second / "shap_sequence_shap_lr_words_top_features.csv")
+    names = list(bundle.vectorizer.feature_names_)
+    coef = dict(zip(names, bundle.model.coef_[0], strict=True))
+    # a word with a positive weight raises the score, a negative one lowers it
+    for row in table.filter(pl.col("mean_abs_shap") > 1e-9).iter_rows(named=True):
+        want = "raises score" if coef[row["feature"]] > 0 else "lowers score"
+        assert row["direction"] == want, row
 
 
 def test_false_positives_are_flagged_held_out_normals(second: Path) -> None:
@@ -137,21 +229,76 @@ def test_false_positives_are_flagged_held_out_normals(second: Path) -> None:
         assert (fps["score"] >= fps["threshold"]).all()
 
 
-def test_first_command_with_isolation_forest(root: Path, tmp_path: Path) -> None:
+def test_first_command_reuses_the_forest_and_names_ignored_flags(
+        root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "ex"
-    code = main(["--root", str(root), "--out-dir", str(out), "--if-contamination", "0.15",
-                 "--nn-top-k", "5", "--shap-sample", "20",
-                 "--sup-models", "sequence_shap_lr_words"])
-    assert code == 0
+    assert main(["--root", str(root), "--out-dir", str(out), *FIRST_COMMAND]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[Reuse]")]
+    assert len(lines) == 1
+    assert f"reused the saved models of {root / 'metrics'}" in lines[0]
+    assert "ignored --if-contamination 0.15 (detection: auto)" in lines[0]
+    assert "--retrain" in lines[0]
     s = _summary(out)
     assert s["nn_mapping"]["source"] == "if"
-    assert s["models"]["if"]["training"]["runs"] == s["split"]["train_runs"]
-    assert "contamination=0.15" in s["models"]["if"]["threshold"]["source"]
+    assert list(s["models"]) == ["if", *DEFAULT_MODELS]
+    forest = json.loads((root / "metrics" / "isolation_forest.json").read_text())
+    assert s["models"]["if"]["training"]["runs"] == forest["training"]["runs"]
+    assert s["models"]["if"]["threshold"]["source"] == forest["threshold"]["source"]
+    assert "contamination=0.15" not in json.dumps(s["models"]["if"])
+    assert s["if_config"]["contamination"] == "auto"  # detection's forest
     assert (out / "false_positives_if.csv").is_file()
     assert not (out / "shap_if_summary.png").exists()
 
 
-def test_load_model_reuses_a_saved_forest(root: Path, tmp_path: Path) -> None:
+def test_no_training_flag_no_ignored_list(root: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--root", str(root), "--out-dir", str(tmp_path / "ex"), "--skip-if",
+                 "--skip-shap", "--sup-models", "event_lr_words", "--nn-top-k", "3"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[Reuse]")]
+    assert len(lines) == 1 and "no training flag given" in lines[0]
+
+
+def test_retrain_gives_the_detection_phases_scores(root: Path, second: Path,
+                                                   tmp_path: Path) -> None:
+    """--retrain runs the detection phase's own model path: with the same seed and settings
+    every score, threshold and flag is exactly the detection run's, so the files match the
+    reused ones byte for byte (SHAP values aside: same estimator, same rows)."""
+    out = tmp_path / "re"
+    assert main(["--root", str(root), "--out-dir", str(out), "--retrain",
+                 *[a for a in SECOND_COMMAND if a != "--skip-if"]]) == 0
+    s = _summary(out)
+    assert s["models_from"]["mode"] == "retrain"
+    assert "**retrained**" in (out / "summary.md").read_text()
+    comparison = s["models_from"]["comparison"]
+    assert list(comparison) == ["if", *SUP.split(",")]
+    for key, c in comparison.items():
+        assert c["shared_holdout_rows"] == s["split"]["holdout_rows"], key
+        assert c["max_abs_score_difference"] == 0.0 and c["same_flags"], key
+        preds = _preds(root, key)
+        assert s["models"][key]["threshold"]["value"] == preds["threshold"][0], key
+    for name in ("nn_mapping.csv", *(f"false_positives_{k}.csv" for k in SUP.split(",")),
+                 *(f"shap_{k}_top_features.csv" for k in SUP.split(","))):
+        assert (out / name).read_text() == (second / name).read_text(), name
+    assert s["split"]["holdout_runs"] == _summary(second)["split"]["holdout_runs"]
+
+
+def test_retrain_applies_the_training_flags(root: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "re"
+    assert main(["--root", str(root), "--out-dir", str(out), "--retrain", "--skip-shap",
+                 "--if-contamination", "0.15", "--threshold", "model",
+                 "--sup-models", "event_lr_words", "--nn-top-k", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "[Reuse]" not in text and "--if-contamination 0.15" in text
+    s = _summary(out)
+    assert s["models"]["if"]["threshold"]["rule"] == "model"
+    assert s["models"]["if"]["threshold"]["value"] != _preds(root, "if")["threshold"][0]
+    assert s["models"]["event_lr_words"]["threshold"]["value"] == 0.5  # the model's cut-off
+    assert s["if_config"]["contamination"] == 0.15
+    assert s["settings"]["threshold"] == "model"
+
+
+def test_retrain_load_model_scores_a_saved_forest(root: Path, tmp_path: Path) -> None:
     from loglead_lo2.detection.iforest import IFConfig, train_iforest
     from loglead_lo2.detection.persistence import save_bundle
 
@@ -161,36 +308,111 @@ def test_load_model_reuses_a_saved_forest(root: Path, tmp_path: Path) -> None:
     bundle = tmp_path / "lo2_if.joblib"
     save_bundle(bundle, res.model, res.vectorizer)
     out = tmp_path / "ex"
-    code = main(["--root", str(root), "--out-dir", str(out), "--load-model", str(bundle),
-                 "--skip-shap", "--sup-models", "event_lr_words", "--nn-top-k", "3"])
+    code = main(["--root", str(root), "--out-dir", str(out), "--retrain", "--load-model",
+                 str(bundle), "--skip-shap", "--sup-models", "event_lr_words",
+                 "--nn-top-k", "3"])
     assert code == 0
     m = _summary(out)["models"]["if"]
     assert m["training"]["loaded_from"] == str(bundle)
     assert m["threshold"]["value"] == pytest.approx(-res.model.offset_)
-    assert _summary(out)["detection_predictions"] is None  # no predictions file in root
 
 
-def test_detection_predictions_are_compared(tmp_path: Path) -> None:
-    from loglead_lo2.detection.iforest import IFConfig, score_with_bundle, train_iforest
-    from loglead_lo2.detection.persistence import save_bundle
+def test_missing_bundle_exits_2_with_one_line(root: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    copy = _copy(root, tmp_path)
+    (copy / "metrics" / "models" / "event_xgb_words.joblib").unlink()
+    assert main(["--root", str(copy), *SECOND_COMMAND]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert f"{copy / 'metrics' / 'models' / 'event_xgb_words.joblib'} not found" in err[0]
+    assert f"run lo2-detect --root {copy} --skip-if --models {SUP} first" in err[0]
+    assert "or pass --retrain" in err[0]
+    assert not (copy / "explainability").exists()
 
+
+@pytest.mark.parametrize("case, fragment", [
+    ("no-run", "detect_run.json not found"),
+    ("per-service", "detection ran --per-service"),
+    ("not-run", "event_lsvm_words is not among the models of the last detection run"),
+    ("predictions", "event_lr_words_predictions.parquet not found"),
+])
+def test_unusable_detection_runs_exit_2(root: Path, tmp_path: Path, case: str, fragment: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    copy = _copy(root, tmp_path)
+    metrics = copy / "metrics"
+    argv = ["--root", str(copy), "--skip-if", "--sup-models", "event_lr_words"]
+    if case == "no-run":
+        (metrics / "detect_run.json").unlink()
+    elif case == "per-service":
+        run = json.loads((metrics / "detect_run.json").read_text())
+        run["settings"]["per_service"] = True
+        (metrics / "detect_run.json").write_text(json.dumps(run))
+    elif case == "not-run":
+        for name in ("event_lsvm_words_predictions.parquet", "models/event_lsvm_words.joblib"):
+            shutil.copy(metrics / name.replace("event_lsvm_words", "event_lr_words"),
+                        metrics / name)
+        argv[-1] = "event_lsvm_words"
+    else:
+        (metrics / "event_lr_words_predictions.parquet").unlink()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0] and "--retrain" in err[0], err
+    # --retrain needs none of these files
+    if case != "not-run":
+        assert main([*argv, "--retrain", "--skip-shap", "--nn-top-k", "3"]) == 0
+
+
+@pytest.mark.parametrize("change", ["row dropped", "tokens edited"])
+def test_changed_sequences_are_never_mixed(root: Path, tmp_path: Path, change: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    copy = _copy(root, tmp_path)
     df = _data()
-    write_parquet(df, tmp_path / "lo2_sequences_enhanced.parquet", "sequences_enhanced")
-    split = run_grouped_split(df, fraction=0.2)
-    res = train_iforest(split.frames(df)[0], IFConfig(holdout_fraction=0.0))
-    bundle = tmp_path / "if.joblib"
-    save_bundle(bundle, res.model, res.vectorizer)
-    preds = score_with_bundle(df, bundle).with_columns(
-        split=pl.when(pl.col("run").is_in(split.test_runs)).then(pl.lit("holdout"))
-        .otherwise(pl.lit("train")))
-    write_parquet(preds, tmp_path / "lo2_if_predictions.parquet")
-    assert main(["--root", str(tmp_path), "--load-model", str(bundle), "--skip-shap",
-                 "--sup-models", "event_lr_words", "--nn-top-k", "3"]) == 0
-    cmp_ = _summary(tmp_path / "explainability")["detection_predictions"]
-    assert cmp_["shared_holdout_sequences"] == df.filter(
-        pl.col("run").is_in(split.test_runs)).height
-    assert cmp_["spearman"] == pytest.approx(1.0)
-    assert cmp_["their_split_of_our_holdout"] == {"holdout": cmp_["shared_holdout_sequences"]}
+    hold_run = json.loads((copy / "metrics" / "detect_run.json").read_text())[
+        "split"]["holdout_runs"][0]
+    if change == "row dropped":
+        df = df.slice(1)
+    else:  # same seq_ids and labels, other tokens in one hold-out sequence
+        target = df.filter((pl.col("run") == hold_run) & pl.col("normal"))["seq_id"][0]
+        noise = [f"NEWTOKEN{i}" for i in range(40)]
+        df = df.with_columns(
+            e_words=pl.when(pl.col("seq_id") == target)
+            .then(pl.lit(noise, dtype=pl.List(pl.String))).otherwise(pl.col("e_words")),
+            e_words_counts=pl.when(pl.col("seq_id") == target)
+            .then(pl.lit([1] * 40, dtype=pl.List(pl.Int64)))
+            .otherwise(pl.col("e_words_counts")))
+    write_parquet(df, copy / "lo2_sequences_enhanced.parquet", "sequences_enhanced")
+    assert main(["--root", str(copy), "--skip-if", "--sup-models", "event_lr_words"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "changed since detection" in err[0], err
+    assert "re-run lo2-detect" in err[0] and "Traceback" not in err[0]
+    why = "seq_id(s) not in the predictions" if change == "row dropped" else \
+        "scores its hold-out rows differently"
+    assert why in err[0]
+
+
+def test_label_mode_comes_from_the_detection_run(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Reused models keep detection's label mode (non-target rows and all): a different
+    --label-mode is named as ignored, and --retrain applies it."""
+    seqs = make_enhanced_sequences(8, non_target=True, seed=5)
+    write_parquet(seqs, tmp_path / "lo2_sequences_enhanced.parquet", "sequences_enhanced")
+    assert detect_main(["--root", str(tmp_path), "--skip-if", "--models", "event_lr_words",
+                        "--label-mode", "test-case"]) == 0
+    capsys.readouterr()
+    base = ["--root", str(tmp_path), "--label-mode", "target-service", "--skip-if",
+            "--sup-models", "event_lr_words", "--skip-shap", "--nn-top-k", "5"]
+    assert main([*base, "--out-dir", str(tmp_path / "reuse")]) == 0
+    assert "--label-mode target-service (detection: test-case)" in capsys.readouterr().out
+    assert main([*base, "--out-dir", str(tmp_path / "re"), "--retrain"]) == 0
+    non_target = seqs.filter((pl.col("test_case") != "correct")
+                             & (pl.col("service") != pl.col("target_service"))).height
+    for name, mode in (("reuse", "test-case"), ("re", "target-service")):
+        s = _summary(tmp_path / name)
+        m = s["models"]["event_lr_words"]["holdout"]
+        assert s["settings"]["label_mode"] == s["labels"]["mode"] == mode
+        assert s["labels"]["non_target_rows"] == non_target > 0
+        assert s["split"]["holdout_anomalous"] == m["tp"] + m["fn"]
+        assert f"label mode `{mode}`" in (tmp_path / name / "summary.md").read_text()
 
 
 def test_skip_shap_writes_no_shap_files(root: Path, tmp_path: Path) -> None:
@@ -215,9 +437,9 @@ def test_existing_results_need_overwrite_and_stale_files_go(root: Path, tmp_path
     assert (out / "notes.txt").read_text() == "mine"
 
 
-def test_deterministic_given_the_seed(root: Path, tmp_path: Path) -> None:
+def test_retrain_is_deterministic_given_the_seed(root: Path, tmp_path: Path) -> None:
     args = ["--root", str(root), "--skip-if", "--sup-models", "event_lr_words",
-            "--nn-top-k", "4", "--shap-sample", "10", "--sup-holdout-shuffle"]
+            "--nn-top-k", "4", "--shap-sample", "10", "--retrain", "--sup-holdout-shuffle"]
     assert main([*args, "--out-dir", str(tmp_path / "a")]) == 0
     assert main([*args, "--out-dir", str(tmp_path / "b")]) == 0
     for name in ("nn_mapping.csv", "shap_event_lr_words_top_features.csv",
@@ -260,7 +482,8 @@ def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
                  "--nn-top-k", "--shap-sample", "--shap-background",
                  "--shap-feature-threshold", "--shap-cell-threshold", "--sup-holdout-fraction",
                  "--sup-holdout-min-groups", "--sup-holdout-shuffle", "--sample-seed",
-                 "--skip-shap", "--overwrite"):
+                 "--skip-shap", "--overwrite", "--metrics-dir", "--retrain", "--threshold",
+                 "--fp-target", "--calibration-fraction", "--if-holdout-fraction"):
         assert flag in text
 
 

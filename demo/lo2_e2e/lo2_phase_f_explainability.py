@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Explainability phase (F) of the LO2 pipeline (thin wrapper over ``loglead_lo2.explain.cli``).
 
-Run from the repository root, e.g.
+It explains the models the detection phase saved in ``<root>/metrics`` (run
+``demo/lo2_e2e/LO2_samples.py`` first), or fits them again with ``--retrain``. Run from the
+repository root, e.g.
 ``MPLBACKEND=Agg python demo/lo2_e2e/lo2_phase_f_explainability.py --root demo/result/lo2``.
 """
 

@@ -1,11 +1,11 @@
-"""False-positive lists: held-out normal sequences a model flags at its own threshold.
+"""False-positive lists: held-out normal sequences a model flags at its threshold.
 
-A false positive is a held-out ``correct`` sequence with ``score >= threshold`` (the
-project's one thresholding rule). Each is listed with its score, its rank among all held-out
-sequences and its *rarest* tokens: the tokens of the sequence that occur in the fewest normal
-sequences of the TRAINING runs (``token (k/n)`` = seen in ``k`` of ``n`` training normal
-sequences). Those are the usual reason a normal sequence looks unusual (a rare ERROR line in
-a ``correct`` case, a start-up remnant, an unseen identifier).
+A false positive is a held-out normal sequence the model flags (``pred``: ``score >=
+threshold``, the project's one thresholding rule). Each is listed with its score, its rank
+among all held-out sequences and its *rarest* tokens: the tokens of the sequence that occur
+in the fewest normal sequences of the TRAINING runs (``token (k/n)`` = seen in ``k`` of
+``n`` training normal sequences). Those are the usual reason a normal sequence looks unusual
+(a rare ERROR line in a ``correct`` case, a start-up remnant, an unseen identifier).
 """
 
 from __future__ import annotations
@@ -66,14 +66,22 @@ def false_positives(
     threshold: float,
     train_normal: pl.DataFrame,
     column: str,
+    flags: np.ndarray | None = None,
 ) -> pl.DataFrame:
-    """Held-out normal rows with ``score >= threshold``, highest score first (columns
-    :data:`FP_COLUMNS`). ``train_normal`` are the training runs' normal sequences."""
+    """Held-out normal rows the model flags, highest score first (columns
+    :data:`FP_COLUMNS`). ``flags`` (aligned with ``hold``) are its predictions (the
+    detection phase's ``pred``), by default ``score >= threshold``. ``train_normal`` are the
+    training runs' normal sequences."""
+    from loglead_lo2.detection.evaluate import threshold_scores
+
+    flagged = (np.asarray(flags, dtype=bool) if flags is not None
+               else threshold_scores(np.asarray(scores, dtype=np.float64), threshold) == 1)
     ranked = hold.with_columns(score=pl.Series(scores, dtype=pl.Float64)).with_columns(
         holdout_rank=pl.col("score").rank(method="min", descending=True).cast(pl.Int64),
         threshold=pl.lit(float(threshold), dtype=pl.Float64),
+        _flagged=pl.Series(flagged),
     )
-    fps = ranked.filter(pl.col("normal") & (pl.col("score") >= threshold)).sort(
+    fps = ranked.filter(pl.col("normal") & pl.col("_flagged")).sort(
         ["score", "seq_id"], descending=[True, False]
     )
     if fps.height == 0:

@@ -165,17 +165,23 @@ def nn_mapping(
     token_column: str,
     template_column: str | None = "e_event_drain_id",
     labels: pl.DataFrame | None = None,
+    flags: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """The nearest-normal table (columns :data:`NN_COLUMNS`) for the top ``top_k`` of ``hold``.
 
     ``hold`` are the held-out sequences with ``scores`` (higher = more anomalous; ties broken
     by ``seq_id``); ``pool`` the normal sequences of the training runs; ``vectorizer`` the
-    model's fitted feature space.
+    model's fitted feature space. ``flags`` (aligned with ``hold``) are the model's
+    predictions (the detection phase's ``pred``); without them ``score >= threshold``.
     """
     if pool.height == 0:
         raise ValueError("no normal sequences in the training runs to map to")
+    from loglead_lo2.detection.evaluate import threshold_scores
+
+    flagged = pl.Series(np.asarray(flags, dtype=bool) if flags is not None else
+                        threshold_scores(np.asarray(scores, dtype=np.float64), threshold) == 1)
     ranked = (
-        hold.with_columns(score=pl.Series(scores, dtype=pl.Float64))
+        hold.with_columns(score=pl.Series(scores, dtype=pl.Float64), flagged=flagged)
         .sort(["score", "seq_id"], descending=[True, False])
         .head(top_k)
         .with_row_index("rank", offset=1)
@@ -187,7 +193,6 @@ def nn_mapping(
         neighbour_seq_id=neigh["seq_id"], neighbour_run=neigh["run"],
         neighbour_test_case=neigh["test_case"], neighbour_service=neigh["service"],
         cosine_similarity=pl.Series(np.round(sim, 6), dtype=pl.Float64),
-        flagged=pl.col("score") >= threshold,
     )
     both = pl.concat([ranked, pool], how="diagonal_relaxed").unique("seq_id", keep="first")
     tokens = token_differences(pairs, both, token_column).rename(

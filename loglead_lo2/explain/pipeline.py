@@ -1,20 +1,20 @@
 """The explainability phase (phase F) as a library function: :func:`run_explain`.
 
-Steps (every explanation is computed on the HELD-OUT runs of a run-grouped split):
+By default the phase explains **the models the detection phase evaluated**, not new ones
+(:mod:`.reuse`): it reads ``<metrics>/detect_run.json`` (settings, split, models), every
+requested model's ``<metrics>/<key>_predictions.parquet`` and its bundle
+``<metrics>/models/<key>.joblib`` (sha256 checked against ``<key>.yml``), and uses exactly
+those rows, that split (hold-out rows = ``split == "holdout"``), those scores, thresholds and
+flags (``pred``). It stops with one line when a file is missing, when detection ran
+``--per-service``, or when the enhanced sequences no longer match the predictions.
 
-1. read ``<root>/lo2_sequences_enhanced.parquet`` (only the needed columns), sorted by
-   ``seq_id``; split it with the detection phase's
-   :func:`~loglead_lo2.detection.split.run_grouped_split` (whole runs on one side);
-2. Isolation Forest (unless ``skip_if``): trained on the normal sequences of the training runs
-   with :func:`~loglead_lo2.detection.iforest.train_iforest`, or loaded from a bundle
-   (sha256-checked against its ``model.yml``); threshold = the forest's contamination cut-off,
-   or the threshold recorded in ``model.yml`` for a loaded bundle;
-3. every ``sup_models`` registry key: guarded, fitted on the training runs with
-   :func:`~loglead_lo2.detection.evaluate.fit_model`, scored on the held-out runs; threshold =
-   the model's own (:attr:`FittedModel.threshold`);
-4. nearest-normal mapping for ``nn_source`` (:mod:`.nearest`), SHAP per model whose registry
-   ``shap`` kind is not ``none`` (:mod:`.shap_report`), false-positive lists per model
-   (:mod:`.false_positives`), ``summary.md`` + ``summary.json`` (:mod:`.report`).
+With ``retrain`` (``--retrain``) the models are fitted again through the detection phase's
+own model path (:mod:`.retrain`) on a fresh run-grouped split of the enhanced sequences.
+
+Either way, every explanation is computed on the HELD-OUT runs (:mod:`.steps`):
+nearest-normal mapping for ``nn_source``, SHAP per registry model whose ``shap`` kind is not
+``none`` (on the loaded or retrained estimator; background from the rows it was fitted on),
+false-positive lists per model, ``summary.md`` + ``summary.json`` (:mod:`.report`).
 
 Output folder policy: the run refuses to start when the folder already holds explainability
 files (``nn_mapping.*``, ``shap_*``, ``false_positives_*``, ``summary.*``) unless
@@ -33,40 +33,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from loglead_lo2.detection import iforest as ifo
 from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, RunSettings, prepare_labels
 from loglead_lo2.detection.registry import DEFAULT_MODELS, REGISTRY, available_numeric
+from loglead_lo2.detection.thresholds import ThresholdSettings
 from loglead_lo2.errors import UserError
 from loglead_lo2.explain.shap_report import ShapSettings
+from loglead_lo2.explain.views import ModelView, build_view
 from loglead_lo2.schema import read_parquet, read_parquet_schema, with_bag_counts
 
 log = logging.getLogger(__name__)
 
 ENHANCED_FILE = "lo2_sequences_enhanced.parquet"
-PREDICTIONS_FILE = "lo2_if_predictions.parquet"
-TEMPLATES_FILE = "lo2_drain_templates.parquet"
 ARTIFACT_PATTERNS: tuple[str, ...] = (
     "nn_mapping.csv", "nn_mapping.md", "shap_*_summary.png", "shap_*_top_features.csv",
     "false_positives_*.csv", "summary.md", "summary.json",
 )
 KEY_COLUMNS: tuple[str, ...] = (*ifo.PREDICTION_KEYS, "seq_len", "duration_sec")
 TOKEN_COLUMNS: tuple[str, ...] = ("e_words", "e_event_drain_id")
-HOLDOUT_NOTE = "computed on the HELD-OUT runs only (models never saw them in training)"
 
 Say = Callable[[str], None]
 
 
 @dataclass
 class ExplainOptions:
-    """Resolved settings of one explainability run (the CLI flags)."""
+    """Resolved settings of one explainability run (the CLI flags).
+
+    ``training_flags`` are the ``(attribute, flag, value)`` triples of the flags the user gave
+    that configure training (split, forest, thresholds, guards, seed): applied with
+    ``retrain``, named as ignored without it (the attribute finds detection's value).
+    """
 
     root: Path = Path("demo/result/lo2")
     out_dir: Path | None = None
-    if_config: ifo.IFConfig = field(
-        default_factory=lambda: ifo.IFConfig(holdout_fraction=0.0))
+    metrics_dir: Path | None = None
+    retrain: bool = False
+    if_config: ifo.IFConfig = field(default_factory=ifo.IFConfig)
     if_item_explicit: bool = False
     if_numeric: str | None = None
     load_model: Path | None = None
@@ -79,14 +83,20 @@ class ExplainOptions:
     sup_holdout_fraction: float = 0.2
     sup_holdout_min_groups: int = 1
     sup_holdout_shuffle: bool = False
+    thresholds: ThresholdSettings = field(default_factory=ThresholdSettings)
     seed: int = 42
     overwrite: bool = False
     memory_guard: bool = True
     label_mode: str = DEFAULT_LABEL_MODE
+    training_flags: tuple[tuple[str, str, Any], ...] = ()
 
     @property
     def output(self) -> Path:
         return self.out_dir if self.out_dir is not None else self.root / "explainability"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.metrics_dir if self.metrics_dir is not None else self.root / "metrics"
 
     @property
     def source(self) -> str:
@@ -94,23 +104,6 @@ class ExplainOptions:
         if self.nn_source:
             return self.nn_source
         return "if" if not self.skip_if else (self.sup_models[0] if self.sup_models else "")
-
-
-@dataclass
-class ModelView:
-    """One model as the explainability phase sees it: feature space, held-out scores,
-    threshold and where they come from."""
-
-    key: str
-    kind: str
-    description: str
-    vectorizer: Any
-    scores: np.ndarray
-    threshold: float
-    threshold_source: str
-    training: dict[str, Any]
-    fitted: Any = None  # FittedModel for registry models, None for the Isolation Forest
-    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,12 +116,30 @@ class ExplainResult:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Prepared:
+    """The rows (sorted by ``seq_id``), split and model views the explanations use."""
+
+    df: pl.DataFrame
+    views: dict[str, ModelView]
+    split: dict[str, Any]
+    settings: dict[str, Any]
+    labels: dict[str, Any]
+    windowed: bool
+    label_mode: str
+    source: dict[str, Any]
+    if_config: dict[str, Any] | None
+
+
 def check_options(opts: ExplainOptions) -> None:
     """Reject contradictory or out-of-range settings with one clear message."""
+    if ifo.IF_KEY in opts.sup_models:
+        raise UserError(f"--sup-models {ifo.IF_KEY}: the Isolation Forest is explained as "
+                        "'if' unless --skip-if; drop it from --sup-models.")
     unknown = [k for k in opts.sup_models if k not in REGISTRY]
     if unknown:
         raise UserError(f"unknown model key(s): {', '.join(unknown)}. Valid keys: "
-                        f"{', '.join(REGISTRY)}")
+                        f"{', '.join(k for k in REGISTRY if k != ifo.IF_KEY)}")
     if opts.skip_if and not opts.sup_models:
         raise UserError("--skip-if without --sup-models leaves nothing to explain.")
     valid = (["if"] if not opts.skip_if else []) + list(opts.sup_models)
@@ -139,6 +150,9 @@ def check_options(opts: ExplainOptions) -> None:
     if not 0 < opts.sup_holdout_fraction < 1:
         raise UserError(f"--sup-holdout-fraction must be in (0, 1), got "
                         f"{opts.sup_holdout_fraction}.")
+    if not 0 <= opts.if_config.holdout_fraction < 1:
+        raise UserError(f"--if-holdout-fraction must be in [0, 1), got "
+                        f"{opts.if_config.holdout_fraction}.")
     for name, value in (("--nn-top-k", opts.nn_top_k), ("--shap-sample", opts.shap.sample),
                         ("--shap-background", opts.shap.background),
                         ("--shap-feature-threshold", opts.shap.feature_threshold),
@@ -181,9 +195,19 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> list[Path]:
     return found
 
 
-def needed_columns(opts: ExplainOptions, schema: dict[str, Any], bundle_vec: Any) -> list[str]:
-    """Columns to read: keys, token columns and every model's features."""
+def _read(path: Path, wanted: list[str], schema: dict[str, Any]) -> pl.DataFrame:
+    """The key, token and ``wanted`` feature columns of the enhanced sequences."""
+    missing = sorted({c for c in wanted if c not in schema})
+    if missing:
+        raise UserError(f"{path} lacks column(s) {', '.join(missing)} (available: "
+                        f"{', '.join(schema)}). Re-run the loader with --save-parquet.")
     cols = [c for c in (*KEY_COLUMNS, *TOKEN_COLUMNS) if c in schema]
+    return read_parquet(path, "sequences_enhanced",
+                        columns=with_bag_counts([*cols, *wanted], schema))
+
+
+def needed_columns(opts: ExplainOptions, schema: dict[str, Any], bundle_vec: Any) -> list[str]:
+    """Feature columns of the models a retrain fits (or of a ``--load-model`` forest)."""
     wanted: list[str] = []
     if not opts.skip_if:
         vec = bundle_vec if bundle_vec is not None else opts.if_config
@@ -191,128 +215,109 @@ def needed_columns(opts: ExplainOptions, schema: dict[str, Any], bundle_vec: Any
     for key in opts.sup_models:
         spec = REGISTRY[key]
         wanted += [c for c in (spec.item,) if c] + list(available_numeric(spec, schema))
-    missing = sorted({c for c in wanted if c not in schema})
-    if missing:
-        raise UserError(f"{opts.root / ENHANCED_FILE} lacks column(s) {', '.join(missing)} "
-                        f"(available: {', '.join(schema)}). Re-run the loader with "
-                        "--save-parquet.")
-    return with_bag_counts([*cols, *wanted], schema)
+    return wanted
 
 
-def _metrics(hold: pl.DataFrame, scores: np.ndarray, threshold: float) -> dict[str, Any]:
-    from loglead_lo2.detection.evaluate import evaluate
-
-    groups = hold["row_group"].to_numpy() if "row_group" in hold.columns else None
-    m = evaluate(hold["anomaly"].cast(pl.Int8).to_numpy(), scores, threshold=threshold,
-                 groups=groups)
-    keep = ("precision", "recall", "f1", "roc_auc", "pr_auc", "tp", "fp", "tn", "fn",
-            "fp_rate_correct", "fp_rate_non_target")
-    return {k: m.get(k) for k in keep}
+def _say_split(say: Say, df: pl.DataFrame, train_runs: list[str], holdout: list[str],
+               how: str) -> None:
+    hold = df.filter(pl.col("run").is_in(holdout))
+    say(f"[Split] {how}: train {len(train_runs)} run(s), {df.height - hold.height:,} "
+        f"sequences; held out {len(holdout)} run(s) {', '.join(holdout)}, {hold.height:,} "
+        f"sequences ({int(hold['anomaly'].sum())} anomalous). Explanations use the held-out "
+        "runs only.")
 
 
-def _load_if(opts: ExplainOptions) -> Any:
-    from loglead_lo2.detection.persistence import load_bundle
+def _reused(opts: ExplainOptions, path: Path, say: Say, warnings: list[str]) -> Prepared:
+    """Rows, split and views of the detection run in ``opts.metrics_path``."""
+    from loglead_lo2.explain import reuse
 
-    cfg = opts.if_config
-    return load_bundle(opts.load_model, expected_key=ifo.IF_KEY,  # type: ignore[arg-type]
-                       model_check=ifo.is_isolation_forest,
-                       expected_item=cfg.item if opts.if_item_explicit else None,
-                       expected_numeric=cfg.numeric if opts.if_numeric else None)
-
-
-def run_if(opts: ExplainOptions, train: pl.DataFrame, hold: pl.DataFrame, loaded: Any,
-           limits: Any, say: Say, warnings: list[str]) -> ModelView:
-    """Train (or take the loaded) Isolation Forest and score the held-out runs."""
-    t = time.perf_counter()
-    if loaded is not None:
-        meta = loaded.metadata or {}
-        trained_on = sorted((meta.get("training") or {}).get("runs") or [])
-        model, vec = loaded.model, loaded.vectorizer
-        if loaded.threshold is not None:
-            thr, source = loaded.threshold, f"model.yml of {opts.load_model}"
-        else:
-            thr = float(-model.offset_)
-            source = "contamination cut-off of the loaded forest (no threshold in model.yml)"
-        overlap = sorted(set(trained_on) & set(hold["run"].unique().to_list()))
-        if overlap:
-            warnings.append(f"[IF] the loaded forest was trained on held-out run(s) "
-                            f"{', '.join(overlap)}: its held-out explanations are optimistic")
-        training = {"loaded_from": str(opts.load_model), "runs": trained_on,
-                    "rows": (meta.get("training") or {}).get("rows"),
-                    "sha256_verified": loaded.verified}
-        say(f"[IF] loaded {opts.load_model} (item {vec.item}, numeric "
-            f"{','.join(vec.numeric) or '(none)'}); training skipped")
-    else:
-        from dataclasses import replace
-
-        from loglead_lo2.detection.guards import plan_guards
-
-        cfg = opts.if_config
-        plan = plan_guards(ifo.IF_KEY, ifo.make_forest(cfg).get_params(), dict(cfg.vectorizer),
-                           limits, has_item=cfg.item is not None, isolation_forest=True)
-        for line in plan.lines:
-            say(line)
-            warnings.append(line)
-        cfg = replace(cfg, vectorizer={**dict(cfg.vectorizer), **plan.vectorizer})
-        say(f"[IF] training on {int(train['normal'].sum()):,} normal sequences of the training "
-            f"runs (item {cfg.item}, numeric {','.join(cfg.numeric) or '(none)'}, "
-            f"contamination {cfg.contamination}, {cfg.n_estimators} trees)")
-        res = ifo.train_iforest(train, cfg, overrides=plan.params)
-        warnings.extend(res.notes)
-        model, vec, thr, source = res.model, res.vectorizer, res.threshold, res.threshold_source
-        training = {"runs": res.fit_runs, "rows": res.fit_rows,
-                    "selector": "normal sequences of the training runs"}
-    scores = ifo.score_iforest(model, vec, hold, opts.if_config.batch_size)
-    say(f"[IF] scored {hold.height:,} held-out sequences in {time.perf_counter() - t:.1f}s; "
-        f"threshold {thr:.6f} ({source})")
-    return ModelView(key="if", kind="isolation_forest",
-                     description="Isolation Forest on normal sequences of the training runs",
-                     vectorizer=vec, scores=scores, threshold=float(thr),
-                     threshold_source=source, training=training,
-                     metrics=_metrics(hold, scores, thr))
+    metrics = opts.metrics_path
+    fix = reuse.fix_command(opts.root, metrics, opts.sup_models, opts.skip_if)
+    run = reuse.read_detect_run(metrics, fix)
+    keys = (["if"] if not opts.skip_if else []) + list(opts.sup_models)
+    saved = reuse.load_saved(run, [reuse.detection_key(k) for k in keys], fix)
+    for model in saved.values():
+        for note in model.bundle.notes:
+            (warnings.append(note) if "WARNING" in note else log.info(note))
+    say(reuse.ignored_line(metrics, list(saved), [
+        (flag, value, run.option(attr)) for attr, flag, value in opts.training_flags]))
+    df = _read(path, reuse.feature_columns(saved), read_parquet_schema(path))
+    say(f"[Input] {path}: {df.height:,} sequences, {df['run'].n_unique()} run(s)")
+    df, labels, window = prepare_labels(df, run.label_mode, opts.root, say, "explanations")
+    warnings.extend(labels.notes)
+    df = df.sort("seq_id")
+    for model in saved.values():
+        reuse.check_rows(df, model.predictions, model.predictions_path, path)
+    holdout = sorted(run.split["holdout_runs"])
+    _say_split(say, df, run.split["train_runs"], holdout, f"the detection run's ({run.path})")
+    views = {key: build_view(src, df, holdout) for key, src in
+             reuse.model_sources(saved).items()}
+    hold = df.filter(pl.col("run").is_in(holdout))
+    for key in keys:
+        reuse.check_rescored(saved[reuse.detection_key(key)], hold, views[key].scores, path)
+    split = {"note": run.split.get("note") or run.settings.get("split_note"),
+             "train_runs": sorted(run.split["train_runs"]), "holdout_runs": holdout}
+    source = {"mode": "reuse", "metrics_dir": str(metrics), "detect_run": str(run.path),
+              "models": {k: {"bundle": str(m.bundle.path), "sha256": m.bundle.sha256,
+                             "predictions": str(m.predictions_path)}
+                         for k, m in ((k, saved[reuse.detection_key(k)]) for k in keys)},
+              "ignored_flags": [flag for _attr, flag, _v in opts.training_flags]}
+    return Prepared(df, views, split, run.settings, labels.as_dict(), window.windowed,
+                    run.label_mode, source,
+                    None if opts.skip_if else run.data.get("if_config"))
 
 
-def run_registry_model(key: str, opts: ExplainOptions, train: pl.DataFrame,
-                       hold: pl.DataFrame, limits: Any, say: Say,
-                       warnings: list[str]) -> ModelView:
-    """Fit a registry model (guards applied) on the training runs, score the held-out runs."""
-    from loglead_lo2.detection.evaluate import fit_model, score_model
-    from loglead_lo2.detection.guards import plan_guards
+def _retrained(opts: ExplainOptions, path: Path, say: Say, warnings: list[str]) -> Prepared:
+    """Rows, a fresh split and views of models fitted again (``--retrain``)."""
+    from loglead_lo2.detection.guards import memory_limits
+    from loglead_lo2.detection.split import run_grouped_split
+    from loglead_lo2.explain import report, retrain
 
-    spec = REGISTRY[key]
-    plan = plan_guards(key, spec.make_estimator().get_params(), dict(spec.vectorizer), limits,
-                       has_item=spec.item is not None)
-    for line in plan.lines:
-        say(line)
-        warnings.append(line)
-    rows = train.height if spec.train_on == "all" else int(train["normal"].sum())
-    say(f"[Model] {key}: fitting on {rows:,} training rows "
-        f"({'all' if spec.train_on == 'all' else 'normal only'}; {spec.features})")
-    fitted = fit_model(spec, train, guards=plan.as_mapping(), seed=opts.seed)
-    scores = score_model(fitted, hold)
-    n_feat = len(fitted.vectorizer.feature_names_)
-    say(f"[Model] {key}: fitted in {fitted.fit_seconds:.1f}s, {n_feat:,} features; "
-        f"threshold {fitted.threshold:.6g} ({fitted.threshold_source})")
-    return ModelView(key=key, kind=spec.kind, description=spec.description,
-                     vectorizer=fitted.vectorizer, scores=scores,
-                     threshold=float(fitted.threshold), threshold_source=fitted.threshold_source,
-                     training={"runs": sorted(fitted.train_runs), "rows": fitted.train_rows,
-                               "selector": "normal rows" if spec.train_on == "normal"
-                               else "all rows", "features": spec.features},
-                     fitted=fitted, metrics=_metrics(hold, scores, fitted.threshold))
+    bundle = retrain.load_forest(opts) if (opts.load_model and not opts.skip_if) else None
+    schema = read_parquet_schema(path)
+    # the input file's row order, as the detection phase fits on it
+    df = _read(path, needed_columns(opts, schema, bundle.vectorizer if bundle else None),
+               schema)
+    say(f"[Input] {path}: {df.height:,} sequences, {df['run'].n_unique()} run(s)")
+    df, labels, window = prepare_labels(df, opts.label_mode, opts.root, say, "explanations")
+    warnings.extend(labels.notes)
+    split = run_grouped_split(df, fraction=opts.sup_holdout_fraction,
+                              min_groups=opts.sup_holdout_min_groups,
+                              shuffle=opts.sup_holdout_shuffle, seed=opts.seed)
+    _say_split(say, df, split.train_runs, sorted(split.test_runs), "new run-grouped split")
+    limits, guard_lines = memory_limits(enabled=opts.memory_guard)
+    warnings.extend(guard_lines)
+    given = [f"{flag} {value}" if value is not True else flag
+             for _attr, flag, value in opts.training_flags]
+    say("[Retrain] fitting the models again through the detection phase's model path ("
+        + (", ".join(given) or "default training flags") + ")")
+    sources = retrain.retrain(opts, df, split, limits, say, warnings, bundle)
+    df = df.sort("seq_id")
+    holdout = sorted(split.test_runs)
+    views = {key: build_view(src, df, holdout) for key, src in sources.items()}
+    thr = opts.thresholds
+    settings = RunSettings(opts.label_mode, "holdout", split.note, window, False,
+                           threshold=f"fp-target {thr.fp_target:g}" if thr.rule == "fp-target"
+                           else "model").as_dict()
+    hold = df.filter(pl.col("run").is_in(holdout))
+    source = {"mode": "retrain", "metrics_dir": str(opts.metrics_path),
+              "comparison": report.compare_with_detection(opts.metrics_path, views, hold)}
+    return Prepared(df, views, {"note": split.note, "train_runs": sorted(split.train_runs),
+                                "holdout_runs": holdout},
+                    settings, labels.as_dict(), window.windowed, opts.label_mode, source,
+                    None if opts.skip_if else _plain_config(opts.if_config))
 
 
-def _token_column(view: ModelView, columns: list[str]) -> str:
-    return "e_words" if "e_words" in columns else (view.vectorizer.item or "e_words")
+def _plain_config(cfg: ifo.IFConfig) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(cfg)
 
 
 def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainResult:
     """Run the phase and write its artifacts (see the module docstring)."""
-    from loglead_lo2.detection.evaluate import leakage_report
-    from loglead_lo2.detection.guards import memory_limits
-    from loglead_lo2.detection.split import run_grouped_split
-    from loglead_lo2.explain import report
-    from loglead_lo2.explain.false_positives import false_positives, write_false_positives
+    from loglead_lo2.detection.leakage import leakage_report
+    from loglead_lo2.explain import report, steps
 
     say = progress or (lambda _m: None)
     started = time.perf_counter()
@@ -320,57 +325,27 @@ def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainRes
     path = input_path(opts.root)
     out = opts.output
     check_out_dir(out, opts.overwrite)
-    loaded = _load_if(opts) if (opts.load_model and not opts.skip_if) else None
-    if loaded is not None:
-        for note in loaded.notes:
-            say(note)
-    schema = read_parquet_schema(path)
-    cols = needed_columns(opts, schema, loaded.vectorizer if loaded is not None else None)
-    df = read_parquet(path, "sequences_enhanced", columns=cols).sort("seq_id")
-    say(f"[Input] {path}: {df.height:,} sequences, {df['run'].n_unique()} run(s)")
-    df, labels, window = prepare_labels(df, opts.label_mode, opts.root, say, "explanations")
-    split = run_grouped_split(df, fraction=opts.sup_holdout_fraction,
-                              min_groups=opts.sup_holdout_min_groups,
-                              shuffle=opts.sup_holdout_shuffle, seed=opts.seed)
-    train, hold = split.frames(df)
-    settings = RunSettings(opts.label_mode, "holdout", split.note, window, False,
-                           threshold="model").as_dict()
-    say(f"[Split] train: {len(split.train_runs)} run(s), {train.height:,} sequences; held out: "
-        f"{len(split.test_runs)} run(s) {', '.join(sorted(split.test_runs))}, {hold.height:,} "
-        f"sequences ({int(hold['anomaly'].sum())} anomalous). Explanations use the held-out "
-        "runs only.")
     result = ExplainResult(out_dir=out)
     warnings = result.warnings
-    warnings.extend(labels.notes)
-    leak = leakage_report(hold, windowed=window.windowed, label_mode=opts.label_mode)
+    prep = (_retrained if opts.retrain else _reused)(opts, path, say, warnings)
+    df, views, holdout = prep.df, prep.views, prep.split["holdout_runs"]
+    in_hold = pl.col("run").is_in(holdout)
+    train, hold = df.filter(~in_hold), df.filter(in_hold)
+    leak = leakage_report(hold, windowed=prep.windowed, label_mode=prep.label_mode)
     if leak.get("warning"):
         warnings.append(f"[Leakage] {leak['warning']}")
-    limits, guard_lines = memory_limits(enabled=opts.memory_guard)
-    warnings.extend(guard_lines)
-    views: dict[str, ModelView] = {}
-    if not opts.skip_if:
-        views["if"] = run_if(opts, train, hold, loaded, limits, say, warnings)
-    for key in opts.sup_models:
-        views[key] = run_registry_model(key, opts, train, hold, limits, say, warnings)
     out.mkdir(parents=True, exist_ok=True)
     train_normal = train.filter(pl.col("normal"))
-    nn_info = _nn_step(opts, views[opts.source], hold, train_normal, df.columns, split, say,
-                       warnings, result)
-    shap_info = {} if opts.skip_shap else _shap_step(opts, views, hold, train, split, say,
-                                                     warnings, result)
-    fp_counts: dict[str, int] = {}
-    for key, view in views.items():
-        fps = false_positives(hold, view.scores, view.threshold, train_normal,
-                              _token_column(view, df.columns))
-        fp_counts[key] = fps.height
-        result.artifacts.append(write_false_positives(fps, out, key))
-    say("[FP] false-positive lists: " + ", ".join(f"{k} {n}" for k, n in fp_counts.items()))
-    comparison = (report.compare_predictions(opts.root / PREDICTIONS_FILE, views["if"].scores,
-                                              hold) if "if" in views else None)
+    nn_info = steps.nn_step(views[opts.source], hold, train_normal, df.columns, holdout,
+                            top_k=opts.nn_top_k, root=opts.root, out_dir=out, say=say,
+                            warnings=warnings, artifacts=result.artifacts)
+    shap_info = {} if opts.skip_shap else steps.shap_step(
+        views, hold, train, opts.shap, len(holdout), out, say, warnings, result.artifacts)
+    fp_counts = steps.fp_step(views, hold, train_normal, df.columns, out, say,
+                              result.artifacts)
     result.summary = report.build_summary(
-        opts, path, df, split, train, hold, views, nn_info, shap_info, fp_counts, leak,
-        comparison, warnings, time.perf_counter() - started, settings=settings,
-        labels=labels.as_dict())
+        opts, path, prep, train, hold, nn_info, shap_info, fp_counts, leak, warnings,
+        time.perf_counter() - started)
     result.artifacts += report.write_summary(result.summary, out)
     if opts.overwrite:
         stale = [p for p in existing_artifacts(out) if p not in result.artifacts]
@@ -382,102 +357,12 @@ def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainRes
     return result
 
 
-def _nn_step(opts: ExplainOptions, view: ModelView, hold: pl.DataFrame,
-             train_normal: pl.DataFrame, columns: list[str], split: Any, say: Say,
-             warnings: list[str], result: ExplainResult) -> dict[str, Any]:
-    from loglead_lo2.explain.nearest import nn_mapping, template_labels, write_nn_mapping
-
-    t = time.perf_counter()
-    info: dict[str, Any] = {"source": view.key, "top_k": opts.nn_top_k,
-                            "pool": "normal sequences of the training runs",
-                            "pool_rows": train_normal.height,
-                            "pool_runs": sorted(train_normal["run"].unique().to_list())}
-    if train_normal.height == 0 or hold.height == 0:
-        msg = "[NN] skipped: " + ("no normal sequence in the training runs"
-                                  if train_normal.height == 0 else "no held-out sequence")
-        warnings.append(msg)
-        say(msg)
-        info["skipped"] = msg
-        return info
-    token_col = _token_column(view, columns)
-    labels = template_labels(opts.root / TEMPLATES_FILE)
-    table = nn_mapping(hold, view.scores, view.threshold, train_normal, view.vectorizer,
-                       top_k=opts.nn_top_k, token_column=token_col, labels=labels)
-    vec = view.vectorizer
-    space = (f"{view.key} features: {vec.item or '(no tokens)'}"
-             + (f" + numeric {','.join(vec.numeric)}" if vec.numeric else "")
-             + f", {len(vec.feature_names_):,} columns")
-    header = [
-        f"Source model: **{view.key}**; the top {table.height} held-out sequences by its score"
-        f" (threshold {view.threshold:.6g}: {int(table['flagged'].sum())} of them flagged).",
-        f"Nearest normal = highest cosine similarity in the {space}, among the "
-        f"{train_normal.height} normal sequences of the {len(info['pool_runs'])} TRAINING "
-        "run(s).",
-        f"Held-out runs ({len(split.test_runs)}): {', '.join(sorted(split.test_runs))}. "
-        f"Every row is {HOLDOUT_NOTE}.",
-        f"Tokens ({token_col}) and templates: `token (a/b)` = count in the anomaly / in its "
-        "neighbour; tokens absent from the neighbour first, then by share difference.",
-    ]
-    result.artifacts += write_nn_mapping(table, result.out_dir, header)
-    info.update(rows=table.height, token_column=token_col, feature_space=space,
-                labelled_anomalies=int(table["anomaly"].sum()),
-                flagged=int(table["flagged"].sum()),
-                mean_cosine=round(float(table["cosine_similarity"].mean() or 0.0), 4),
-                templates_file=str(opts.root / TEMPLATES_FILE) if labels is not None else None)
-    say(f"[NN] {table.height} top held-out sequences of {view.key} mapped to their nearest "
-        f"training normal (mean cosine {info['mean_cosine']:.3f}) in "
-        f"{time.perf_counter() - t:.1f}s")
-    return info
-
-
-def _shap_step(opts: ExplainOptions, views: dict[str, ModelView], hold: pl.DataFrame,
-               train: pl.DataFrame, split: Any, say: Say, warnings: list[str],
-               result: ExplainResult) -> dict[str, Any]:
-    from loglead_lo2.explain.shap_report import explain_model, write_shap
-
-    info: dict[str, Any] = {}
-    for key, view in views.items():
-        if view.fitted is None:
-            info[key] = {"skipped": "the Isolation Forest is explained by the nearest-normal "
-                                    "mapping and its false-positive list, not SHAP"}
-            continue
-        kind = view.fitted.spec.shap
-        if kind == "none":
-            info[key] = {"skipped": "registry shap kind 'none' (no explainer for this model)"}
-            say(f"[SHAP] {key}: skipped (registry shap kind 'none')")
-            continue
-        say(f"[SHAP] {key}: {kind} explainer on up to {opts.shap.sample} held-out rows ...")
-        try:
-            outcome = explain_model(view.fitted, hold, train, opts.shap)
-        except (ValueError, TypeError, RuntimeError, MemoryError) as exc:
-            log.debug("SHAP failed for %s", key, exc_info=True)
-            msg = f"[SHAP] {key}: failed ({type(exc).__name__}: {exc}); no SHAP files"
-            warnings.append(msg)
-            say(msg)
-            info[key] = {"skipped": msg}
-            continue
-        for line in outcome.warnings:
-            say(line)
-        warnings.extend(outcome.warnings)
-        paths = write_shap(outcome, result.out_dir, len(split.test_runs))
-        result.artifacts += paths
-        top = outcome.table.head(5)["feature"].to_list()
-        info[key] = {"explainer": kind, "scale": outcome.scale, "rows": outcome.rows,
-                     "background_rows": outcome.background_rows,
-                     "features_total": outcome.features_total,
-                     "features_explained": outcome.features_explained,
-                     "seconds": round(outcome.seconds, 2), "top_features": top,
-                     "files": [p.name for p in paths], "warnings": outcome.warnings}
-        say(f"[SHAP] {key}: {outcome.rows} rows x {outcome.features_explained} features in "
-            f"{outcome.seconds:.1f}s; top: {', '.join(top[:3]) or '(none)'}")
-    return info
-
-
 __all__ = [
     "ARTIFACT_PATTERNS",
     "ExplainOptions",
     "ExplainResult",
     "ModelView",
+    "Prepared",
     "check_options",
     "check_out_dir",
     "existing_artifacts",

@@ -1,8 +1,10 @@
 """``summary.json`` and ``summary.md`` of the explainability phase.
 
-Both say what was computed, on which runs (training vs held-out), with which thresholds,
-how many sequences were flagged and how many of those are false positives, which SHAP
-reductions were applied and every warning printed during the run.
+Both say where the models come from (reused from a detection run, or retrained and then
+compared with that run's predictions), what was computed, on which runs (training vs
+held-out), with which thresholds, how many sequences were flagged and how many of those are
+false positives, which SHAP reductions were applied and every warning printed during the
+run.
 """
 
 from __future__ import annotations
@@ -33,42 +35,45 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def build_summary(opts: Any, path: Path, df: pl.DataFrame, split: Any, train: pl.DataFrame,
-                  hold: pl.DataFrame, views: Mapping[str, Any], nn: Mapping[str, Any],
-                  shap: Mapping[str, Any], fp_counts: Mapping[str, int],
-                  leak: Mapping[str, Any], comparison: Mapping[str, Any] | None,
-                  warnings: list[str], seconds: float,
-                  settings: Mapping[str, Any] | None = None,
-                  labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``summary.json`` content (see the module docstring)."""
+def build_summary(opts: Any, path: Path, prep: Any, train: pl.DataFrame,
+                  hold: pl.DataFrame, nn: Mapping[str, Any], shap: Mapping[str, Any],
+                  fp_counts: Mapping[str, int], leak: Mapping[str, Any],
+                  warnings: list[str], seconds: float) -> dict[str, Any]:
+    """The ``summary.json`` content (see the module docstring); ``prep`` is the run's
+    :class:`~loglead_lo2.explain.pipeline.Prepared`."""
     from loglead_lo2.detection.persistence import git_commit, library_versions, utc_now
 
     models: dict[str, Any] = {}
-    for key, view in views.items():
-        flagged = int((view.scores >= view.threshold).sum())
+    for key, view in prep.views.items():
         models[key] = {
             "kind": view.kind,
             "description": view.description,
+            "origin": {k: v for k, v in view.origin.items()},
             "training": view.training,
             "threshold": {"value": view.threshold, "source": view.threshold_source,
-                          "rule": "score >= threshold"},
-            "holdout": {"split": SPLIT_NAME, "rows": hold.height, "flagged": flagged,
+                          "rule": view.threshold_rule, "decision": "score >= threshold"},
+            "holdout": {"split": SPLIT_NAME, "rows": hold.height,
+                        "flagged": int(view.flags.sum()),
                         "false_positives": fp_counts.get(key), **view.metrics},
             "shap": shap.get(key) if not opts.skip_shap else {"skipped": "--skip-shap"},
             "false_positive_file": f"false_positives_{key}.csv",
         }
-    options = {k: v for k, v in asdict(opts).items() if k not in ("if_config", "shap")}
+    options = {k: v for k, v in asdict(opts).items()
+               if k not in ("if_config", "shap", "thresholds", "training_flags")}
+    sp = prep.split
     return _plain({
         "phase": "explainability (phase F)",
         "created_at": utc_now(),
         "evaluated_on": "held-out runs only: every score, explanation and list in this folder "
                         "is computed on runs no model was trained on",
-        "settings": dict(settings or {}),
-        "labels": dict(labels or {}),
-        "input": {"file": path, "sequences": df.height, "runs": df["run"].n_unique()},
+        "models_from": prep.source,
+        "settings": dict(prep.settings),
+        "labels": dict(prep.labels),
+        "input": {"file": path, "sequences": prep.df.height,
+                  "runs": prep.df["run"].n_unique()},
         "split": {
-            "name": SPLIT_NAME, "note": split.note,
-            "train_runs": sorted(split.train_runs), "holdout_runs": sorted(split.test_runs),
+            "name": SPLIT_NAME, "note": sp.get("note"),
+            "train_runs": sp["train_runs"], "holdout_runs": sp["holdout_runs"],
             "train_rows": train.height, "holdout_rows": hold.height,
             "holdout_anomalous": int(hold["anomaly"].sum()),
             "holdout_normal": int(hold["normal"].sum()),
@@ -76,9 +81,10 @@ def build_summary(opts: Any, path: Path, df: pl.DataFrame, split: Any, train: pl
         "models": models,
         "nn_mapping": dict(nn),
         "leakage": {k: leak.get(k) for k in ("roc_auc", "separability", "limit", "warning")},
-        "detection_predictions": comparison,
         "options": options,
-        "if_config": None if opts.skip_if else asdict(opts.if_config),
+        "training_flags": [f for _a, f, _v in opts.training_flags],
+        "if_config": prep.if_config,
+        "threshold_settings": asdict(opts.thresholds) if opts.retrain else None,
         "shap_settings": asdict(opts.shap),
         "warnings": list(warnings),
         "seconds": round(seconds, 2),
@@ -87,31 +93,42 @@ def build_summary(opts: Any, path: Path, df: pl.DataFrame, split: Any, train: pl
     })
 
 
-def compare_predictions(path: Path, scores: np.ndarray,
-                        hold: pl.DataFrame) -> dict[str, Any] | None:
-    """Agreement of this run's IF ``scores`` (aligned with ``hold``) with ``path``
-    (``lo2_if_predictions.parquet`` of the detection phase): Spearman correlation on the
-    shared held-out sequences; ``None`` when the file does not exist."""
-    if not path.is_file():
-        return None
-    try:
-        schema = read_parquet_schema(path)
-        cols = [c for c in ("seq_id", "score_if", "split") if c in schema]
-        prev = read_parquet(path, columns=cols)
-    except UserError as exc:
-        return {"file": str(path), "error": str(exc)}
-    if "score_if" not in prev.columns:
-        return {"file": str(path), "error": "no score_if column"}
-    ours = hold.select("seq_id").with_columns(ours=pl.Series(scores, dtype=pl.Float64))
-    both = ours.join(prev, on="seq_id", how="inner")
-    out: dict[str, Any] = {"file": str(path), "shared_holdout_sequences": both.height,
-                           "spearman": None}
-    if both.height >= 3:
-        r = both.select(pl.corr(pl.col("ours").rank(), pl.col("score_if").rank())).item()
-        out["spearman"] = None if r is None or not np.isfinite(r) else round(float(r), 4)
-    if "split" in both.columns:
-        counts = both.group_by("split").len().sort("split")
-        out["their_split_of_our_holdout"] = dict(counts.iter_rows())
+def compare_with_detection(metrics: Path, views: Mapping[str, Any],
+                           hold: pl.DataFrame) -> dict[str, Any]:
+    """After a retrain: how each model's held-out scores compare with the detection phase's
+    ``<metrics>/<key>_predictions.parquet`` (shared rows, largest score difference, Spearman
+    correlation, identical flags); a model without such a file is left out."""
+    from loglead_lo2.explain.reuse import detection_key
+
+    out: dict[str, Any] = {}
+    for key, view in views.items():
+        path = metrics / f"{detection_key(key)}_predictions.parquet"
+        if not path.is_file():
+            continue
+        try:
+            schema = read_parquet_schema(path)
+            if not {"seq_id", "score", "pred"} <= set(schema):
+                out[key] = {"file": str(path), "error": "no seq_id/score/pred columns"}
+                continue
+            prev = read_parquet(path, columns=["seq_id", "score", "pred"])
+        except UserError as exc:
+            out[key] = {"file": str(path), "error": str(exc)}
+            continue
+        ours = hold.select("seq_id").with_columns(
+            ours=pl.Series(view.scores, dtype=pl.Float64),
+            ours_pred=pl.Series(view.flags.astype(np.int8), dtype=pl.Int8))
+        both = ours.join(prev, on="seq_id", how="inner")
+        entry: dict[str, Any] = {"file": str(path), "shared_holdout_rows": both.height,
+                                 "max_abs_score_difference": None, "spearman": None,
+                                 "same_flags": None}
+        if both.height:
+            diff = (both["ours"] - both["score"]).abs().max()
+            entry["max_abs_score_difference"] = float(diff)  # type: ignore[arg-type]
+            entry["same_flags"] = bool((both["ours_pred"] == both["pred"].cast(pl.Int8)).all())
+        if both.height >= 3:
+            r = both.select(pl.corr(pl.col("ours").rank(), pl.col("score").rank())).item()
+            entry["spearman"] = None if r is None or not np.isfinite(r) else round(float(r), 6)
+        out[key] = entry
     return out
 
 
@@ -133,7 +150,17 @@ def _f(value: Any, digits: int = 4) -> str:
 def _background(shap: Mapping[str, Any]) -> str:
     if shap["explainer"] == "tree":
         return "no background (tree_path_dependent: the trees' own cover statistics)"
-    return f"{shap['background_rows']} background rows (training)"
+    return f"{shap['background_rows']} background rows (the model's training rows)"
+
+
+def _origin_text(src: Mapping[str, Any]) -> str:
+    if src.get("mode") == "reuse":
+        ignored = src.get("ignored_flags") or []
+        return (f"Models: **reused** from the detection run `{src.get('detect_run')}` (its "
+                "bundles, split, scores, thresholds and flags, unchanged)"
+                + (f"; ignored training flags: {', '.join(ignored)}" if ignored else "") + ".")
+    return ("Models: **retrained** (--retrain) through the detection phase's model path on "
+            "the split below.")
 
 
 def summary_markdown(s: Mapping[str, Any]) -> str:
@@ -151,6 +178,8 @@ def summary_markdown(s: Mapping[str, Any]) -> str:
         f"Settings: {settings_text(s.get('settings'))}."
         + _dropped_text(s.get("labels") or {}),
         "",
+        _origin_text(s.get("models_from") or {}),
+        "",
         "## Split (whole runs)",
         "",
         f"- {sp['note']}",
@@ -162,9 +191,10 @@ def summary_markdown(s: Mapping[str, Any]) -> str:
         "",
         "## Models on the held-out runs",
         "",
-        "| model | kind | threshold | threshold source | flagged | false positives | "
-        "FP rate correct | FP rate non-target | precision | recall | ROC-AUC | SHAP |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | kind | threshold | threshold rule | threshold source | flagged | "
+        "false positives | FP rate correct | FP rate non-target | precision | recall | "
+        "ROC-AUC | SHAP |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, m in s["models"].items():
         h, shap = m["holdout"], m["shap"] or {}
@@ -172,7 +202,8 @@ def summary_markdown(s: Mapping[str, Any]) -> str:
                     "features" if "explainer" in shap else shap.get("skipped", "n/a"))
         lines.append(
             f"| {key} | {m['kind']} | {_f(m['threshold']['value'], 6)} | "
-            f"{m['threshold']['source']} | {h['flagged']} | {h['false_positives']} | "
+            f"{m['threshold']['rule']} | {m['threshold']['source']} | {h['flagged']} | "
+            f"{h['false_positives']} | "
             f"{_f(h.get('fp_rate_correct'))} | {_f(h.get('fp_rate_non_target'))} | "
             f"{_f(h.get('precision'))} | {_f(h.get('recall'))} | {_f(h.get('roc_auc'))} | "
             f"{shap_txt.replace('|', '/')} |"
@@ -207,14 +238,15 @@ def summary_markdown(s: Mapping[str, Any]) -> str:
     for key, m in s["models"].items():
         lines.append(f"- {key}: {m['holdout']['false_positives']} in "
                      f"`{m['false_positive_file']}`")
-    cmp_ = s.get("detection_predictions")
+    cmp_ = (s.get("models_from") or {}).get("comparison") or {}
     if cmp_:
-        lines += ["", "## Detection-phase IF predictions", ""]
-        lines.append(f"- `{cmp_.get('file')}`: " + (
-            cmp_["error"] if "error" in cmp_ else
-            f"{cmp_['shared_holdout_sequences']} shared held-out sequences, Spearman "
-            f"{_f(cmp_.get('spearman'))} with this run's IF scores; their split labels of "
-            f"these sequences: {cmp_.get('their_split_of_our_holdout', 'n/a')}"))
+        lines += ["", "## Retrained vs detection predictions (held-out rows)", ""]
+        for key, c in cmp_.items():
+            lines.append(f"- {key}, `{c.get('file')}`: " + (
+                c["error"] if "error" in c else
+                f"{c['shared_holdout_rows']} shared rows, max |score difference| "
+                f"{_f(c.get('max_abs_score_difference'), 3)}, Spearman {_f(c.get('spearman'))}, "
+                f"same flags: {c.get('same_flags')}"))
     lines += ["", "## Warnings", ""]
     lines += [f"- {w}" for w in s["warnings"]] or ["- none"]
     lines += ["", f"Run time {s['seconds']:.1f}s; git commit {s.get('git_commit') or 'n/a'}.",
@@ -230,4 +262,4 @@ def write_summary(summary: Mapping[str, Any], out_dir: Path) -> list[Path]:
     return [json_path, md_path]
 
 
-__all__ = ["build_summary", "compare_predictions", "summary_markdown", "write_summary"]
+__all__ = ["build_summary", "compare_with_detection", "summary_markdown", "write_summary"]
