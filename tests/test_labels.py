@@ -369,6 +369,8 @@ def test_windowed_sample_keeps_labels_per_window(
 def test_explain_target_service_summary(root: Path, sequences: pl.DataFrame,
                                         tmp_path: Path) -> None:
     out = tmp_path / "explain"
+    # explanations reuse the detection phase's models: detection first
+    assert run(root, "--phase", "full", "--skip-if", "--models", "event_lr_words") == 0
     assert explain_main(["--root", str(root), "--out-dir", str(out), "--label-mode",
                          "target-service", "--skip-if", "--sup-models", "event_lr_words",
                          "--skip-shap", "--nn-top-k", "5"]) == 0
