@@ -296,6 +296,7 @@ class ParquetStreamWriter:
             self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
         elif table.schema != self._schema:
             table = table.cast(self._schema)
+        assert self._writer is not None
         self._writer.write_table(table)
         self.rows += df.height
 

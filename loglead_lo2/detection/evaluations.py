@@ -227,7 +227,7 @@ class Evaluations:
         threshold and at 1 % FP (see :data:`SIGNATURE_SCHEMA`)."""
         if not self.signatures:
             return pl.DataFrame(schema=SIGNATURE_SCHEMA)
-        return (pl.concat(self.signatures, how="vertical_relaxed").cast(SIGNATURE_SCHEMA)
+        return (pl.concat(self.signatures, how="vertical_relaxed").cast(pl.Schema(SIGNATURE_SCHEMA))
                 .sort("model", "part", "test_case"))
 
 

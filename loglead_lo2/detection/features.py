@@ -53,7 +53,8 @@ class VectorizerNotFittedError(NotFittedError, RuntimeError):
     ``AttributeError``), and a ``RuntimeError`` as the vectoriser raised before."""
 
 
-class ListVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+class ListVectorizer(TransformerMixin, BaseEstimator,  # type: ignore[call-arg]
+                     auto_wrap_output_keys=None):
     """Bag of tokens over a polars ``List[str]`` column, plus numeric columns.
 
     Parameters mirror :class:`sklearn.feature_extraction.text.CountVectorizer`: ``min_df``
@@ -171,6 +172,7 @@ class ListVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         """``(offset, length)`` row batches holding at most ``batch_tokens`` tokens each."""
         if df.height == 0:
             return []
+        assert self.item is not None
         lens = df.select(pl.col(self.item).list.len().fill_null(0)).to_series().to_numpy()
         cum = np.cumsum(lens)
         out, start = [], 0
@@ -187,6 +189,7 @@ class ListVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
     ) -> sp.csr_matrix:
         """Count matrix of one row batch over ``enum``'s categories plus a last column for
         tokens outside them (no Python loop over tokens)."""
+        assert self.item is not None
         lists = df.get_column(self.item).slice(off, length)
         lens = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
         flat = lists.list.explode(keep_nulls=False, empty_as_null=False)

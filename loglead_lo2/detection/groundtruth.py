@@ -310,7 +310,7 @@ def ground_truth_recall(manifest: pl.DataFrame, sequences: pl.DataFrame, flagged
                      pl.col("trimmed").sum().cast(pl.Int64).alias("trimmed_events"))
                 .with_columns(recall=pl.when(pl.col("units_with_trace") > 0)
                               .then(pl.col("detected") / pl.col("units_with_trace")))
-                .select(list(PER_CASE_SCHEMA)).cast(PER_CASE_SCHEMA).sort("test_case"))
+                .select(list(PER_CASE_SCHEMA)).cast(pl.Schema(PER_CASE_SCHEMA)).sort("test_case"))
     normal = seqs.filter(pl.col("test_case") == NORMAL_CASE)
     # Error-case rows holding no placed injected event: a model that finds the errors
     # leaves them alone; one that learnt "not correct" (length, start-up) flags them too.
@@ -324,12 +324,12 @@ def ground_truth_recall(manifest: pl.DataFrame, sequences: pl.DataFrame, flagged
         "with_trace": with_trace,
         "detected": detected,
         "recall": detected / with_trace if with_trace else None,
-        "macro_recall": float(case_recalls.mean()) if case_recalls.len() else None,
+        "macro_recall": float(case_recalls.mean()) if case_recalls.len() else None,  # type: ignore[arg-type]
         "cases": per_case.height,
-        "fp_rate_normal": float(normal["flagged"].mean()) if normal.height else None,
+        "fp_rate_normal": float(normal["flagged"].mean()) if normal.height else None,  # type: ignore[arg-type]
         "n_normal": normal.height,
         "flagged_normal": int(normal["flagged"].sum()),
-        "flag_rate_no_trace": float(no_trace["flagged"].mean()) if no_trace.height else None,
+        "flag_rate_no_trace": float(no_trace["flagged"].mean()) if no_trace.height else None,  # type: ignore[arg-type]
         "n_no_trace": no_trace.height,
         "flagged_no_trace": int(no_trace["flagged"].sum()),
         "injected_events": int(per_case["injected_events"].sum()),

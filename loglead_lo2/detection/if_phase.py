@@ -170,7 +170,7 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
                          seed=config.seed, batch_size=config.batch_size, fitted=prefitted)
         res = result_of(mrun, config)
         rule = mrun.threshold.rule
-        if prefitted is not None and config.threshold_percentile is None and \
+        if bundle_from is not None and config.threshold_percentile is None and \
                 bundle_from.threshold is not None:
             rule = "loaded"  # the calibrated threshold recorded in model.yml
         if prefitted is None:

@@ -191,7 +191,8 @@ def _with_count_f1(metrics: Mapping[str, Any]) -> dict[str, Any]:
     being left out of it."""
     out = dict(metrics)
     tp, fp, fn = (metrics.get(k) for k in ("tp", "fp", "fn"))
-    if all(isinstance(v, int) for v in (tp, fp, fn)) and 2 * tp + fp + fn > 0:
+    if isinstance(tp, int) and isinstance(fp, int) and isinstance(fn, int) \
+            and 2 * tp + fp + fn > 0:
         out["f1"] = 2 * tp / (2 * tp + fp + fn)
     return out
 
@@ -200,9 +201,9 @@ def macro_record(key: str, records: Sequence[Mapping[str, Any]]) -> dict[str, An
     """The ``macro`` row of a model trained per service: the unweighted mean of every metric
     (and of ground-truth recall / FP rate) over its per-service records, summed timings and
     row counts; ``None`` where no service has a value."""
-    first = records[0] if records else {"model": key}
+    first: Mapping[str, Any] = records[0] if records else {"model": key}
     per = [_with_count_f1(r.get("metrics") or {}) for r in records]
-    metric_names = sorted({m for m in per for m in m})
+    metric_names = sorted({name for p in per for name in p})
     metrics = {m: _mean(p.get(m) for p in per) for m in metric_names}
     defined = {m: sum(1 for p in per if _mean([p.get(m)]) is not None) for m in metric_names}
     for name in ("support_pos", "support_neg", "tp", "fp", "tn", "fn"):
@@ -291,16 +292,16 @@ def write_leaderboard(metrics_dir: str | os.PathLike[str],
     from loglead_lo2.detection.leakage import service_separability
 
     metrics_dir = Path(metrics_dir)
-    records = [dict(r) for r in records]
+    rows = [dict(r) for r in records]
     if leakage:
-        for r in records:
+        for r in rows:
             r["len_sep"] = service_separability(dict(leakage), str(r.get("service", "all")))
-    table = leaderboard(records)
+    table = leaderboard(rows)
     csv_path = metrics_dir / "leaderboard.csv"
     md_path = metrics_dir / "leaderboard.md"
     write_text_atomic(csv_path, table.write_csv())
-    if settings is None and records:
-        settings = records[0].get("settings")
+    if settings is None and rows:
+        settings = rows[0].get("settings")
     header = "# LO2 detection leaderboard (hold-out split)\n\n"
     header += _leakage_banner(leakage)
     header += f"Settings: {settings_text(settings)}.\n\n"

@@ -79,7 +79,7 @@ def synthetic_events(n_events: int, seed: int = 0, n_pool: int = 20000) -> pl.Da
     for marker, pool in pools.items():
         frame = frame.with_columns(
             pl.col("m_message").str.replace_all(
-                marker, pool.gather(rng.integers(0, len(pool), n_events)), literal=True
+                marker, pool.gather(rng.integers(0, len(pool), n_events)), literal=True  # type: ignore[arg-type]
             )
         )
     cases = ["correct", *[f"error_case_{i:02d}" for i in range(53)]]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -53,7 +54,7 @@ ADDS: tuple[str, ...] = (
     "e_chars_len", "e_event_drain_id", "e_event_drain_id_len",
     *(c for t in TOKEN_COLUMNS for c in (t, f"{t}_counts", f"{t}_len")),
 )
-_KEY_TYPES = {"target_service": pl.String, "window": pl.Int32,
+_KEY_TYPES: dict[str, Any] = {"target_service": pl.String, "window": pl.Int32,
               "window_start": pl.Datetime("ms"), "window_end": pl.Datetime("ms")}
 
 

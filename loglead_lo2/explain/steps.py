@@ -72,7 +72,7 @@ def nn_step(view: ModelView, hold: pl.DataFrame, train_normal: pl.DataFrame,
     info.update(rows=table.height, token_column=tokens, feature_space=space,
                 labelled_anomalies=int(table["anomaly"].sum()),
                 flagged=int(table["flagged"].sum()),
-                mean_cosine=round(float(table["cosine_similarity"].mean() or 0.0), 4),
+                mean_cosine=round(float(table["cosine_similarity"].mean() or 0.0), 4),  # type: ignore[arg-type]
                 templates_file=str(root / TEMPLATES_FILE) if labels is not None else None)
     say(f"[NN] {table.height} top held-out sequences of {view.key} mapped to their nearest "
         f"training normal (mean cosine {info['mean_cosine']:.3f}) in "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,8 @@ def case_metrics(seed: int, run: int, slot: CaseSlot) -> dict[str, list[dict]]:
         series[name] = [{"metric": {"__name__": name, **NODE},
                          "values": [[int(t), v] for t, v in zip(times.tolist(),
                                                                 _fmt(held, dec), strict=True)]}]
-    cpu, memory = [], []
+    cpu: list[dict[str, Any]] = []
+    memory: list[dict[str, Any]] = []
     for service in SERVICES:
         base = 60.0 + 50.0 * rng.random() + 40 * _CPU_SHARE[service] * (run + 1)
         used = base + np.cumsum(rng.gamma(2.0, _CPU_SHARE[service] / 2.0, n))

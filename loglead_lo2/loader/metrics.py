@@ -13,12 +13,13 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 log = logging.getLogger(__name__)
 
-SCHEMA = {
+SCHEMA: dict[str, Any] = {
     "run": pl.String,
     "test_case": pl.String,
     "metric": pl.String,

@@ -311,7 +311,7 @@ def _parse_group(
     stats.head_cut_lines = int((n_lines - trim - read).sum())
     stats.file_parts = [meta.select(
         "run", "test_case", "service", lines=n_lines, trimmed_lines=trim
-    ).cast(PER_FILE_SCHEMA)]
+    ).cast(pl.Schema(PER_FILE_SCHEMA))]
     first_kept = pl.lit(trim).gather(pl.col("file_idx"))
     keep = pl.col("line_no") > first_kept
     if head is not None and head > 0:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -47,6 +48,9 @@ from loglead_lo2.schema import (
     write_parquet,
     write_text_atomic,
 )
+
+if TYPE_CHECKING:
+    from loglead_lo2.enhancers import DrainParser
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +228,7 @@ def _load_batch(
     opts: LoadOptions,
     sel: Selection,
     run_names: list[str],
-    drain: object | None,
+    drain: DrainParser | None,
     writers: dict[str, ParquetStreamWriter],
     report: LoadReport,
     services: set[str],

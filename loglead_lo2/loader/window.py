@@ -31,6 +31,7 @@ frame: the loader cuts whole runs at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
@@ -230,7 +231,7 @@ def _ms(column: str = "m_timestamp") -> pl.Expr:
     return pl.col(column).cast(pl.Datetime("ms")).cast(pl.Int64)
 
 
-def _lines(message: pl.Expr) -> pl.Expr:
+def _lines(message: Any) -> Any:
     """Physical lines of an event: its first line plus the continuation lines joined to it."""
     return message.str.count_matches("\n", literal=True).cast(pl.Int64) + 1
 
@@ -328,13 +329,13 @@ def _stats(grid: pl.DataFrame, blocks: pl.DataFrame, dropped: pl.DataFrame, seco
         events=pl.col("__timed").sum(),
         dropped_events=pl.col("__dropped").sum(),
         dropped_sequences=pl.col("service").filter(pl.col("__dropped") > 0).n_unique(),
-    ).cast(_CASE_SCHEMA).sort(CASE_KEYS))
+    ).cast(pl.Schema(_CASE_SCHEMA)).sort(CASE_KEYS))
     files = (table.filter(pl.col("window_dropped_lines") > 0).group_by(FILE_KEYS)
-             .agg(pl.col("window_dropped_lines").sum()).cast(_FILE_SCHEMA).sort(FILE_KEYS))
+             .agg(pl.col("window_dropped_lines").sum()).cast(pl.Schema(_FILE_SCHEMA)).sort(FILE_KEYS))
     seconds_hist = (grid.filter(pl.col("__t").is_not_null()).group_by(
         ((pl.col("__end") - pl.col("__anchor")) // 1000).alias("length_s"),
         ((pl.col("__t") - pl.col("__anchor")) // 1000).alias("s"))
-        .agg(n=pl.len()).cast(_SECOND_SCHEMA).sort("length_s", "s"))
+        .agg(n=pl.len()).cast(pl.Schema(_SECOND_SCHEMA)).sort("length_s", "s"))
     return WindowStats(seconds=seconds, untimed_events=untimed.height,
                        untimed_lines=int(untimed.get_column("__lines").sum()),
                        case_parts=[cases], file_parts=[files], second_parts=[seconds_hist])

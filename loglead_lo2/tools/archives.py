@@ -163,9 +163,9 @@ def iter_members(path: Path) -> Iterator[tuple[Member, Opener]]:
                     yield zip_member(info), partial(zf.open, info)
         else:
             with tarfile.open(path, mode="r|*") as tf:
-                while (info := tf.next()) is not None:
-                    yield tar_member(info), partial(_tar_open, tf, info)
-                    tf.members = []  # stream mode would keep every TarInfo in memory
+                while (tinfo := tf.next()) is not None:
+                    yield tar_member(tinfo), partial(_tar_open, tf, tinfo)
+                    tf.members = []  # type: ignore[attr-defined]  # stream mode keeps every TarInfo
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
         raise UserError(f"{path}: not a readable archive ({type(exc).__name__}: {exc}).") from exc
 

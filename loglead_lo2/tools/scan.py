@@ -293,29 +293,29 @@ def _scan_model_folder(models_dir: Path) -> list[Finding]:
     for path in sorted(models_dir.glob("*.joblib")):
         finding = Finding("models", path.name, str(path), OK, bytes=_size(path))
         out.append(finding)
-        meta_path = find_metadata(path)
-        if meta_path is None:
+        found = find_metadata(path)
+        if found is None:
             finding.status = UNVERIFIED
             finding.detail = f"no {path.stem}.yml or {IF_METADATA} records its sha256"
             continue
         try:
-            recorded = (read_metadata(meta_path).get("bundle") or {})
+            recorded = (read_metadata(found).get("bundle") or {})
         except UserError:
-            finding.status, finding.detail = UNVERIFIED, f"{meta_path.name} is unreadable"
+            finding.status, finding.detail = UNVERIFIED, f"{found.name} is unreadable"
             continue
         digest = sha256_file(path)
         want_sha, want_bytes = recorded.get("sha256"), recorded.get("bytes")
         if not want_sha:
-            finding.status, finding.detail = UNVERIFIED, f"{meta_path.name} has no sha256"
+            finding.status, finding.detail = UNVERIFIED, f"{found.name} has no sha256"
         elif want_sha != digest:
             finding.status = INCONSISTENT
-            finding.detail = (f"sha256 {digest[:12]}... does not match {meta_path.name} "
+            finding.detail = (f"sha256 {digest[:12]}... does not match {found.name} "
                               f"({str(want_sha)[:12]}...): modified or replaced after saving")
         elif want_bytes is not None and int(want_bytes) != finding.bytes:
             finding.status = INCONSISTENT
-            finding.detail = f"{finding.bytes} bytes, {meta_path.name} records {want_bytes}"
+            finding.detail = f"{finding.bytes} bytes, {found.name} records {want_bytes}"
         else:
-            finding.detail = f"sha256 verified against {meta_path.name}"
+            finding.detail = f"sha256 verified against {found.name}"
     names = {f.name for f in out}
     for name in (IF_BUNDLE, IF_METADATA):
         if name not in names:
