@@ -72,7 +72,7 @@ def _summary(out: Path) -> dict:
 
 
 def _preds(root: Path, key: str) -> pl.DataFrame:
-    name = "isolation_forest" if key == "if" else key
+    name = key
     return pl.read_parquet(root / "metrics" / f"{name}_predictions.parquet")
 
 
@@ -90,7 +90,7 @@ def test_second_command_writes_every_artifact(second: Path) -> None:
         expected |= {f"shap_{key}_summary.png", f"shap_{key}_top_features.csv",
                      f"false_positives_{key}.csv"}
     assert expected <= names
-    assert "false_positives_if.csv" not in names  # --skip-if
+    assert "false_positives_isolation_forest.csv" not in names  # --skip-if
     for png in second.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
 
@@ -134,7 +134,7 @@ def test_everything_written_is_the_detection_phases_predictions(
         assert m["threshold"]["value"] == threshold[0] and len(threshold) == 1
         assert m["holdout"]["rows"] == hold.height
         assert m["holdout"]["flagged"] == int(hold["pred"].sum())
-        name = "isolation_forest" if key == "if" else key
+        name = key
         metrics = json.loads((root / "metrics" / f"{name}.json").read_text())["metrics"]
         for field in ("precision", "recall", "f1", "roc_auc", "pr_auc", "tp", "fp", "tn", "fn",
                       "fp_rate_correct"):
@@ -239,15 +239,15 @@ def test_first_command_reuses_the_forest_and_names_ignored_flags(
     assert "ignored --if-contamination 0.15 (detection: auto)" in lines[0]
     assert "--retrain" in lines[0]
     s = _summary(out)
-    assert s["nn_mapping"]["source"] == "if"
-    assert list(s["models"]) == ["if", *DEFAULT_MODELS]
+    assert s["nn_mapping"]["source"] == "isolation_forest"
+    assert list(s["models"]) == ["isolation_forest", *DEFAULT_MODELS]
     forest = json.loads((root / "metrics" / "isolation_forest.json").read_text())
-    assert s["models"]["if"]["training"]["runs"] == forest["training"]["runs"]
-    assert s["models"]["if"]["threshold"]["source"] == forest["threshold"]["source"]
-    assert "contamination=0.15" not in json.dumps(s["models"]["if"])
+    assert s["models"]["isolation_forest"]["training"]["runs"] == forest["training"]["runs"]
+    assert s["models"]["isolation_forest"]["threshold"]["source"] == forest["threshold"]["source"]
+    assert "contamination=0.15" not in json.dumps(s["models"]["isolation_forest"])
     assert s["if_config"]["contamination"] == "auto"  # detection's forest
-    assert (out / "false_positives_if.csv").is_file()
-    assert not (out / "shap_if_summary.png").exists()
+    assert (out / "false_positives_isolation_forest.csv").is_file()
+    assert not (out / "shap_isolation_forest_summary.png").exists()
 
 
 def test_no_training_flag_no_ignored_list(root: Path, tmp_path: Path,
@@ -270,7 +270,7 @@ def test_retrain_gives_the_detection_phases_scores(root: Path, second: Path,
     assert s["models_from"]["mode"] == "retrain"
     assert "**retrained**" in (out / "summary.md").read_text()
     comparison = s["models_from"]["comparison"]
-    assert list(comparison) == ["if", *SUP.split(",")]
+    assert list(comparison) == ["isolation_forest", *SUP.split(",")]
     for key, c in comparison.items():
         assert c["shared_holdout_rows"] == s["split"]["holdout_rows"], key
         assert c["max_abs_score_difference"] == 0.0 and c["same_flags"], key
@@ -291,8 +291,8 @@ def test_retrain_applies_the_training_flags(root: Path, tmp_path: Path,
     text = capsys.readouterr().out
     assert "[Reuse]" not in text and "--if-contamination 0.15" in text
     s = _summary(out)
-    assert s["models"]["if"]["threshold"]["rule"] == "model"
-    assert s["models"]["if"]["threshold"]["value"] != _preds(root, "if")["threshold"][0]
+    assert s["models"]["isolation_forest"]["threshold"]["rule"] == "model"
+    assert s["models"]["isolation_forest"]["threshold"]["value"] != _preds(root, "isolation_forest")["threshold"][0]
     assert s["models"]["event_lr_words"]["threshold"]["value"] == 0.5  # the model's cut-off
     assert s["if_config"]["contamination"] == 0.15
     assert s["settings"]["threshold"] == "model"
@@ -312,7 +312,7 @@ def test_retrain_load_model_scores_a_saved_forest(root: Path, tmp_path: Path) ->
                  str(bundle), "--skip-shap", "--sup-models", "event_lr_words",
                  "--nn-top-k", "3"])
     assert code == 0
-    m = _summary(out)["models"]["if"]
+    m = _summary(out)["models"]["isolation_forest"]
     assert m["training"]["loaded_from"] == str(bundle)
     assert m["threshold"]["value"] == pytest.approx(-res.model.offset_)
 
@@ -449,7 +449,8 @@ def test_retrain_is_deterministic_given_the_seed(root: Path, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("argv, fragment", [
     (["--sup-models", "event_lr_words,nope"], "Valid keys: isolation_forest, event_lr_words"),
-    (["--skip-if", "--nn-source", "if", "--sup-models", "event_lr_words"], "--nn-source if"),
+    (["--skip-if", "--nn-source", "if", "--sup-models", "event_lr_words"],
+     "--nn-source isolation_forest"),
     (["--skip-if", "--sup-models", "event_lr_words", "--nn-source", "event_dt_trigrams"],
      "choose one of: event_lr_words"),
     (["--skip-if", "--if-contamination", "0.1"], "--skip-if contradicts"),

@@ -100,10 +100,12 @@ class ExplainOptions:
 
     @property
     def source(self) -> str:
-        """``nn_source``, else ``if`` (or the first model with ``skip_if``)."""
+        """``nn_source`` (``if`` is read as ``isolation_forest``), else the forest (or the
+        first model with ``skip_if``)."""
         if self.nn_source:
-            return self.nn_source
-        return "if" if not self.skip_if else (self.sup_models[0] if self.sup_models else "")
+            return ifo.IF_KEY if self.nn_source == "if" else self.nn_source
+        return ifo.IF_KEY if not self.skip_if else (
+            self.sup_models[0] if self.sup_models else "")
 
 
 @dataclass
@@ -142,9 +144,9 @@ def check_options(opts: ExplainOptions) -> None:
                         f"{', '.join(k for k in REGISTRY if k != ifo.IF_KEY)}")
     if opts.skip_if and not opts.sup_models:
         raise UserError("--skip-if without --sup-models leaves nothing to explain.")
-    valid = (["if"] if not opts.skip_if else []) + list(opts.sup_models)
+    valid = ([ifo.IF_KEY] if not opts.skip_if else []) + list(opts.sup_models)
     if opts.source not in valid:
-        why = " (--skip-if drops the Isolation Forest)" if opts.source == "if" else ""
+        why = " (--skip-if drops the Isolation Forest)" if opts.source == ifo.IF_KEY else ""
         raise UserError(f"--nn-source {opts.source}: not among the models of this run{why}; "
                         f"choose one of: {', '.join(valid)}.")
     if not 0 < opts.sup_holdout_fraction < 1:
@@ -234,7 +236,7 @@ def _reused(opts: ExplainOptions, path: Path, say: Say, warnings: list[str]) -> 
     metrics = opts.metrics_path
     fix = reuse.fix_command(opts.root, metrics, opts.sup_models, opts.skip_if)
     run = reuse.read_detect_run(metrics, fix)
-    keys = (["if"] if not opts.skip_if else []) + list(opts.sup_models)
+    keys = ([ifo.IF_KEY] if not opts.skip_if else []) + list(opts.sup_models)
     saved = reuse.load_saved(run, [reuse.detection_key(k) for k in keys], fix)
     for model in saved.values():
         for note in model.bundle.notes:

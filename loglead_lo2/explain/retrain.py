@@ -35,7 +35,7 @@ def _source(key: str, spec: Any, run: Any, rows: pl.DataFrame, kind: str,
     from loglead_lo2.detection.runner import predictions_frame
 
     fitted, thr = run.fitted, run.threshold
-    preds = predictions_frame(ifo.IF_KEY if key == "if" else key, run.scores, run.split,
+    preds = predictions_frame(key, run.scores, run.split,
                               thr.value, rows)
     training = {"runs": sorted(fitted.train_runs), "rows": fitted.train_rows,
                 "selector": selector, "calibration_runs": list(thr.calibration_runs)}
@@ -104,7 +104,7 @@ def forest(opts: Any, rows: pl.DataFrame, train: pl.DataFrame, test_runs: list[s
     warnings.extend(f"[IF] {n}" for n in run.threshold.notes)
     say(f"[IF] trained and scored {rows.height:,} sequences in {time.perf_counter() - t:.1f}s;"
         f" threshold {run.threshold.value:.6f} ({run.threshold.source})")
-    return _source("if", None, run, rows, "isolation_forest", FOREST_TEXT,
+    return _source(ifo.IF_KEY, None, run, rows, "isolation_forest", FOREST_TEXT,
                    "normal sequences of the training runs",
                    {"path": "loglead_lo2.detection.runner.run_model (forest_spec)"})
 
@@ -141,7 +141,7 @@ def loaded_forest(opts: Any, bundle: Any, rows: pl.DataFrame, train: pl.DataFram
     say(f"[IF] loaded {bundle.path} (item {bundle.vectorizer.item}, numeric "
         f"{','.join(bundle.vectorizer.numeric) or '(none)'}); training skipped; threshold "
         f"{value:.6f} ({source})")
-    out = _source("if", None, run, rows, "isolation_forest", FOREST_TEXT,
+    out = _source(ifo.IF_KEY, None, run, rows, "isolation_forest", FOREST_TEXT,
                   "normal sequences of the training runs",
                   {"loaded_from": str(bundle.path), "sha256_verified": bundle.verified})
     out.training["loaded_from"] = str(bundle.path)
@@ -168,7 +168,7 @@ def retrain(opts: Any, rows: pl.DataFrame, split: Any, limits: Any, say: Say,
     test_runs = sorted(split.test_runs)
     out: dict[str, ModelSource] = {}
     if not opts.skip_if:
-        out["if"] = (loaded_forest(opts, bundle, rows, train, test_runs, say, warnings)
+        out[ifo.IF_KEY] = (loaded_forest(opts, bundle, rows, train, test_runs, say, warnings)
                      if bundle is not None else
                      forest(opts, rows, train, test_runs, limits, say, warnings))
     for key in opts.sup_models:

@@ -41,7 +41,8 @@ SCORE_ATOL = 1e-9
 
 
 def detection_key(key: str) -> str:
-    """The detection phase's key of an explained model (``if`` -> ``isolation_forest``)."""
+    """The detection phase's key of an explained model (the old name ``if`` is read as
+    ``isolation_forest``: one name in every phase)."""
     return IF_KEY if key == "if" else key
 
 
@@ -235,7 +236,7 @@ def model_sources(saved: Mapping[str, SavedModel]) -> dict[str, ModelSource]:
                   "predictions": str(model.predictions_path),
                   "created_at": meta.get("created_at")}
         spec = REGISTRY.get(key) if key != IF_KEY else None
-        view_key = "if" if key == IF_KEY else key
+        view_key = key
         out[view_key] = ModelSource(
             key=view_key, kind=spec.kind if spec else "isolation_forest",
             description=spec.description if spec else FOREST_TEXT,

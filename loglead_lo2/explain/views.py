@@ -33,7 +33,7 @@ METRIC_KEYS: tuple[str, ...] = (
 class ModelSource:
     """One model and its predictions for every row (see the module docstring)."""
 
-    key: str  # "if" for the Isolation Forest, else the registry key
+    key: str  # the registry key (the forest: ``isolation_forest``)
     kind: str
     description: str
     estimator: Any
