@@ -292,7 +292,8 @@ def test_retrain_applies_the_training_flags(root: Path, tmp_path: Path,
     assert "[Reuse]" not in text and "--if-contamination 0.15" in text
     s = _summary(out)
     assert s["models"]["isolation_forest"]["threshold"]["rule"] == "model"
-    assert s["models"]["isolation_forest"]["threshold"]["value"] != _preds(root, "isolation_forest")["threshold"][0]
+    forest = _preds(root, "isolation_forest")
+    assert s["models"]["isolation_forest"]["threshold"]["value"] != forest["threshold"][0]
     assert s["models"]["event_lr_words"]["threshold"]["value"] == 0.5  # the model's cut-off
     assert s["if_config"]["contamination"] == 0.15
     assert s["settings"]["threshold"] == "model"

@@ -63,3 +63,20 @@ def test_score_bundle_errors(evaluated: Path, tmp_path: Path) -> None:
     own = score_bundle(seqs, evaluated / "metrics" / "models" / "event_lr_words.joblib",
                        threshold=0.5)
     assert (own["pred"] == (own["score"] >= 0.5).cast(pl.Int8)).all()
+
+
+def test_metadata_names_every_part_by_hash(evaluated: Path) -> None:
+    import yaml
+
+    from loglead_lo2.detection.persistence import load_bundle, vectorizer_sha256
+    from loglead_lo2.enhancers.normalize import rules_fingerprint
+
+    for key in MODELS:
+        path = evaluated / "metrics" / "models" / f"{key}.joblib"
+        parts = yaml.safe_load(path.with_suffix(".yml").read_text())["parts"]
+        bundle = load_bundle(path)
+        assert parts["normaliser"]["rules_sha256"] == rules_fingerprint()
+        assert parts["vectorizer"]["sha256"] == vectorizer_sha256(bundle.vectorizer)
+        assert len(parts["estimator"]["params_sha256"]) == 64
+        assert parts["vectorizer"]["item"] == bundle.vectorizer.item
+    assert len(rules_fingerprint()) == 64

@@ -310,6 +310,47 @@ def _unpickle(path: Path) -> Any:
 # --- model.yml content ----------------------------------------------------------------------
 
 
+def _json_sha256(data: Any) -> str:
+    import json
+
+    text = json.dumps(_plain(data), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def vectorizer_sha256(vectorizer: Any) -> str:
+    """sha256 of what the vectoriser does: its parameters, its feature names (vocabulary in
+    column order) and its numeric scaling; equal for a vectoriser and its joblib copy."""
+    names = list(getattr(vectorizer, "feature_names_", []) or [])
+    scaling = {k: getattr(vectorizer, k).tolist() for k in ("numeric_mean_", "numeric_scale_", "idf_")
+               if hasattr(getattr(vectorizer, k, None), "tolist")}
+    return _json_sha256({"params": vectorizer.get_params(), "features": names,
+                         "scaling": scaling})
+
+
+def parts_section(estimator: Any, vectorizer: Any) -> dict[str, Any]:
+    """The ``parts`` block of a metadata file: what lies between raw lines and the score,
+    each named by a hash. ``normaliser``: the fingerprint of the masking rules the features
+    were built with; ``vectorizer``: sha256 of its parameters, vocabulary and scaling;
+    ``estimator``: sha256 of its parameters (its fitted state is the bundle's sha256); ``drain``:
+    not part of the bundle (template ids are stable within one load only)."""
+    from loglead_lo2.enhancers.normalize import rules_fingerprint
+
+    item = getattr(vectorizer, "item", None)
+    return {
+        "normaliser": {"rules_sha256": rules_fingerprint(),
+                       "module": "loglead_lo2.enhancers.normalize"},
+        "vectorizer": {"class": type(vectorizer).__name__, "item": item,
+                       "numeric": list(getattr(vectorizer, "numeric", ()) or ()),
+                       "sha256": vectorizer_sha256(vectorizer)},
+        "estimator": {"class": f"{type(estimator).__module__}.{type(estimator).__name__}",
+                      "params_sha256": _json_sha256(estimator.get_params()),
+                      "fitted_state": "in the bundle file (bundle.sha256)"},
+        "drain": ("not saved: template ids are stable within one load only, so models over "
+                  "e_event_drain_id score new loads approximately"
+                  if item == "e_event_drain_id" else "not used"),
+    }
+
+
 def _run_context(record: Mapping[str, Any]) -> dict[str, Any]:
     """Settings (label mode, split, window, per-service) and the service a model saw."""
     return {"service": record.get("service", "all"), "settings": record.get("settings") or {}}
@@ -338,6 +379,7 @@ def if_metadata(res: Any, record: Mapping[str, Any], config: Any, bundle: Any,
         "metrics": {"split": record.get("metrics_split"), **(record.get("metrics") or {})},
         "versions": library_versions(),
         "git_commit": git_commit(),
+        "parts": parts_section(res.model, res.vectorizer),
         "bundle": bundle_section(bundle, sha),
     }
 
@@ -364,5 +406,6 @@ def model_metadata(spec: Any, fitted: Any, record: Mapping[str, Any], bundle: Pa
         "metrics": {"split": record["metrics_split"], **(record["metrics"] or {})},
         "versions": library_versions(),
         "git_commit": git_commit(),
+        "parts": parts_section(fitted.estimator, fitted.vectorizer),
         "bundle": bundle_section(bundle, sha),
     }

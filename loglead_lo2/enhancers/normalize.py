@@ -114,6 +114,16 @@ RULES: tuple[tuple[str, str, str], ...] = (
 _HEADER = r"^(\S+ +\S+ +\S+ +- )"
 
 
+def rules_fingerprint() -> str:
+    """sha256 of the masking rules (names, patterns, replacements, header rule): two
+    normalisers with the same fingerprint turn every message into the same words, so a model
+    trained on one scores the other's rows alike. Model metadata records it."""
+    import hashlib
+
+    text = "\n".join([_HEADER, *("\t".join(rule) for rule in RULES)])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def normalize_expr(column: str = "m_message") -> pl.Expr:
     """Polars expression that normalises ``column`` (header kept, body masked)."""
     text = pl.col(column).fill_null("")
