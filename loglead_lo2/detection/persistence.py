@@ -321,7 +321,8 @@ def vectorizer_sha256(vectorizer: Any) -> str:
     """sha256 of what the vectoriser does: its parameters, its feature names (vocabulary in
     column order) and its numeric scaling; equal for a vectoriser and its joblib copy."""
     names = list(getattr(vectorizer, "feature_names_", []) or [])
-    scaling = {k: getattr(vectorizer, k).tolist() for k in ("numeric_mean_", "numeric_scale_", "idf_")
+    fitted = ("numeric_mean_", "numeric_scale_", "idf_")
+    scaling = {k: getattr(vectorizer, k).tolist() for k in fitted
                if hasattr(getattr(vectorizer, k, None), "tolist")}
     return _json_sha256({"params": vectorizer.get_params(), "features": names,
                          "scaling": scaling})
