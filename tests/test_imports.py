@@ -113,3 +113,20 @@ def test_detect_help_does_not_import_scikit_learn() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout.strip()
     assert out == "[]"
+
+
+def test_artifact_names_are_defined_once() -> None:
+    """Every phase takes its file names from loglead_lo2/artifacts.py: no other module
+    defines a constant spelling one."""
+    import re
+
+    from loglead_lo2 import artifacts
+
+    names = {v for k, v in vars(artifacts).items() if k.isupper() and isinstance(v, str)}
+    pattern = re.compile(r'^\s*[A-Z_]+\s*(?::[^=]+)?=\s*"([^"]+)"', re.MULTILINE)
+    redefined = sorted(
+        (str(path.relative_to(PACKAGE)), value) for path in PACKAGE.rglob("*.py")
+        if path.name != "artifacts.py"
+        for value in pattern.findall(path.read_text("utf-8")) if value in names)
+    assert redefined == []
+    assert artifacts.run_bundle(Path("m"), "k", "token") == Path("m/models/token/k.joblib")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from loglead_lo2.artifacts import LOAD_INFO_FILE
 from loglead_lo2.detection.groundtruth import NO_MANIFEST
 from loglead_lo2.detection.labels import ALL_SERVICES, ROW_GROUP, read_load_info
 from loglead_lo2.detection.thresholds import fp_rate_threshold
@@ -129,7 +130,7 @@ def ground_truth_input(root: Path, explicit: Path | None = None) -> GroundTruthI
             files = load_trim_record(files_path)
         else:
             log.warning("%s names the per-file trim record %s, which does not exist",
-                        "lo2_load_info.json", files_path)
+                        LOAD_INFO_FILE, files_path)
     return GroundTruthInput(path, load_manifest(path), skip, head, files, files_path,
                             has_info=info is not None)
 

@@ -48,14 +48,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from loglead_lo2.artifacts import FILES_FILE, LOAD_INFO_FILE, MANIFEST_FILE
 from loglead_lo2.cases import NORMAL_CASE, target_service_map
 from loglead_lo2.errors import UserError
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FILE = "lo2_manifest.csv"
-INFO_FILE = "lo2_load_info.json"
-FILES_FILE = "lo2_files.parquet"
+INFO_FILE = LOAD_INFO_FILE
 OLD_DEFAULT_SKIP = 100
 """What loaders before the start-up block rule trimmed when their info names no option."""
 FILE_KEYS = ("run", "test_case", "service")

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from loglead_lo2.artifacts import IF_METADATA, IF_PREDICTIONS_FILE
 from loglead_lo2.detection.iforest import (
     IF_KEY,
     IFConfig,
@@ -242,7 +243,7 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
             say(f"[Model] wrote {bundle} (sha256 {sha[:12]}...): model, vectorizer = "
                 "joblib.load(...)")
             if opts.dump_metadata:
-                meta_path = bundle.parent / "model.yml"
+                meta_path = bundle.parent / IF_METADATA
                 write_metadata(meta_path, if_metadata(res, record, config, bundle, sha))
                 result.artifacts.append(meta_path)
                 say(f"[Model] wrote {meta_path}")
@@ -255,7 +256,7 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
     write_parquet(pl.concat(common_parts, how="diagonal_relaxed"), common)
     result.artifacts.append(common)
     preds = pl.concat(preds_parts, how="diagonal_relaxed")
-    out = Path(opts.save_if) if opts.save_if else Path(opts.root) / "lo2_if_predictions.parquet"
+    out = Path(opts.save_if) if opts.save_if else Path(opts.root) / IF_PREDICTIONS_FILE
     fmt = write_predictions(preds, out)
     result.artifacts.append(out)
     say(f"[IF] wrote {out} ({fmt}, {preds.height:,} rows: score_if, rank_if"

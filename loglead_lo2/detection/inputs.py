@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from loglead_lo2.artifacts import ENHANCED_FILE, EVENTS_FILE, SEQUENCES_FILE, TEMPLATES_FILE
 from loglead_lo2.detection import iforest as ifo
 from loglead_lo2.errors import UserError
 from loglead_lo2.schema import read_parquet, read_parquet_schema, with_bag_counts, write_parquet
@@ -21,9 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 
-ENHANCED_FILE = "lo2_sequences_enhanced.parquet"
-SEQUENCES_FILE = "lo2_sequences.parquet"
-EVENTS_FILE = "lo2_events.parquet"
 BASE_COLUMNS: tuple[str, ...] = (*ifo.PREDICTION_KEYS, "seq_len", "duration_sec",
                                  "start_time", "end_time")
 LOADER_HINT = (
@@ -127,7 +125,7 @@ def load_input(opts: DetectOptions, specs: list[Any], say: Say,
         if out.exists() and not opts.overwrite_enhancers:
             raise UserError(f"{out} exists; pass --overwrite-enhancers to replace it.")
         rebuild_enhanced(opts.root, out, say)
-        result.artifacts += [out, out.parent / "lo2_drain_templates.parquet"]
+        result.artifacts += [out, out.parent / TEMPLATES_FILE]
         say(f"[Enhance] wrote {out}")
     else:
         import tempfile

@@ -32,6 +32,7 @@ from typing import Any
 
 import polars as pl
 
+from loglead_lo2.artifacts import LOAD_INFO_FILE
 from loglead_lo2.cases import NORMAL_CASE, target_service_map
 from loglead_lo2.errors import UserError
 
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 LABEL_MODES: tuple[str, ...] = ("test-case", "target-service")
 DEFAULT_LABEL_MODE = "target-service"
-LOAD_INFO_FILE = "lo2_load_info.json"
 ALL_SERVICES = "all"
 MACRO = "macro"
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from loglead_lo2 import artifacts
 from loglead_lo2.detection import report as rep
 from loglead_lo2.detection.labels import ALL_SERVICES, ServicePart, service_bundle
 from loglead_lo2.detection.runner import holdout_metrics, predictions_frame, run_model
@@ -47,7 +48,7 @@ def sup_bundle(save_dir: Path, key: str, service: str) -> Path:
     return service_bundle(Path(save_dir) / f"{key}.joblib", service)
 
 
-RUN_BUNDLES = "models"
+RUN_BUNDLES = artifacts.RUN_BUNDLES_DIR
 """Folder under the metrics directory where every run saves each fitted model:
 ``<metrics>/models/<key>.joblib`` + ``<key>.yml`` (per service ``<metrics>/models/<service>/``),
 the bundles the explainability phase reuses."""
@@ -55,7 +56,7 @@ the bundles the explainability phase reuses."""
 
 def run_bundle(metrics_dir: Path, key: str, service: str) -> Path:
     """``<metrics>/models[/<service>]/<key>.joblib``: this run's bundle of one model part."""
-    return sup_bundle(Path(metrics_dir) / RUN_BUNDLES, key, service)
+    return artifacts.run_bundle(metrics_dir, key, service)
 
 
 def _detection_shap(opts: Any, fitted: Any, part: ServicePart, split: Any,

@@ -25,13 +25,14 @@ from typing import Any
 
 import yaml
 
+from loglead_lo2.artifacts import IF_METADATA
 from loglead_lo2.errors import UserError
 from loglead_lo2.schema import atomic_path
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-IF_METADATA_NAME = "model.yml"
+IF_METADATA_NAME = IF_METADATA
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

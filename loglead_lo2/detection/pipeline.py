@@ -32,6 +32,7 @@ from typing import Any
 
 import polars as pl
 
+from loglead_lo2.artifacts import IF_PREDICTIONS_FILE, LEAKAGE_FILE, RUN_FILE, TEMPLATES_FILE
 from loglead_lo2.detection import if_phase
 from loglead_lo2.detection import iforest as ifo
 from loglead_lo2.detection import report as rep
@@ -57,8 +58,7 @@ from loglead_lo2.errors import UserError
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS_FILE = "lo2_if_predictions.parquet"
-RUN_FILE = "detect_run.json"
+PREDICTIONS_FILE = IF_PREDICTIONS_FILE
 
 
 
@@ -140,7 +140,7 @@ def run_enhancers(opts: DetectOptions, say: Say) -> DetectResult:
     if out.exists() and not opts.overwrite_enhancers:
         raise UserError(f"{out} exists; pass --overwrite-enhancers to rebuild it.")
     result.rows = rebuild_enhanced(opts.root, out, say)
-    result.artifacts += [out, out.parent / "lo2_drain_templates.parquet"]
+    result.artifacts += [out, out.parent / TEMPLATES_FILE]
     say(f"[Enhance] wrote {out} ({result.rows:,} sequences)")
     return result
 
@@ -255,7 +255,7 @@ def _leakage(opts: DetectOptions, hold: pl.DataFrame, windowed: bool, say: Say,
     for line in leakage_lines(report):
         say(line)
     result.leakage = report
-    path = rep.write_json(opts.metrics_path / "leakage.json",
+    path = rep.write_json(opts.metrics_path / LEAKAGE_FILE,
                           {"split": rep.HOLDOUT, "settings": result.settings, **report})
     result.artifacts.append(path)
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import polars as pl
 
+from loglead_lo2.artifacts import LEADERBOARD_CSV, LEADERBOARD_MD
 from loglead_lo2.schema import write_text_atomic
 
 HOLDOUT = "holdout"
@@ -297,8 +298,8 @@ def write_leaderboard(metrics_dir: str | os.PathLike[str],
         for r in rows:
             r["len_sep"] = service_separability(dict(leakage), str(r.get("service", "all")))
     table = leaderboard(rows)
-    csv_path = metrics_dir / "leaderboard.csv"
-    md_path = metrics_dir / "leaderboard.md"
+    csv_path = metrics_dir / LEADERBOARD_CSV
+    md_path = metrics_dir / LEADERBOARD_MD
     write_text_atomic(csv_path, table.write_csv())
     if settings is None and rows:
         settings = rows[0].get("settings")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
+from loglead_lo2.artifacts import TEMPLATES_FILE
 from loglead_lo2.enhancers.drain import DrainParser
 from loglead_lo2.enhancers.events import enhance_events
 from loglead_lo2.enhancers.sequences import aggregate_sequences
@@ -28,7 +29,6 @@ from loglead_lo2.schema import ParquetStreamWriter
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_FILE = "lo2_drain_templates.parquet"
 
 Progress = Callable[[int, int, int], None]
 """``progress(batches_done, events_so_far, sequences_so_far)``, called after each batch."""

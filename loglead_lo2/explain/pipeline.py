@@ -35,6 +35,7 @@ from typing import Any
 
 import polars as pl
 
+from loglead_lo2.artifacts import ENHANCED_FILE
 from loglead_lo2.detection import iforest as ifo
 from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, RunSettings, prepare_labels
 from loglead_lo2.detection.registry import DEFAULT_MODELS, REGISTRY, available_numeric
@@ -46,7 +47,6 @@ from loglead_lo2.schema import read_parquet, read_parquet_schema, with_bag_count
 
 log = logging.getLogger(__name__)
 
-ENHANCED_FILE = "lo2_sequences_enhanced.parquet"
 ARTIFACT_PATTERNS: tuple[str, ...] = (
     "nn_mapping.csv", "nn_mapping.md", "shap_*_summary.png", "shap_*_top_features.csv",
     "false_positives_*.csv", "summary.md", "summary.json",

@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from loglead_lo2.artifacts import RUN_FILE
 from loglead_lo2.detection.iforest import IF_KEY
 from loglead_lo2.errors import UserError
 from loglead_lo2.explain.views import FOREST_TEXT, ModelSource
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "detect_run.json"
 PREDICTION_FIELDS: tuple[str, ...] = ("seq_id", "split", "label", "score", "threshold", "pred")
 SCORE_RTOL = 1e-7
 SCORE_ATOL = 1e-9

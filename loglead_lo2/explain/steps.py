@@ -15,12 +15,12 @@ from typing import Any
 
 import polars as pl
 
+from loglead_lo2.artifacts import TEMPLATES_FILE
 from loglead_lo2.explain.views import ModelView
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 
-TEMPLATES_FILE = "lo2_drain_templates.parquet"
 HOLDOUT_NOTE = "computed on the HELD-OUT runs only (models never saw them in training)"
 
 

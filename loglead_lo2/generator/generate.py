@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from loglead_lo2 import SERVICES, __version__
+from loglead_lo2.artifacts import MANIFEST_FILE, SAMPLE_FILE
 from loglead_lo2.cases import test_cases
 from loglead_lo2.errors import UserError
 from loglead_lo2.generator.plan import (
@@ -43,8 +44,8 @@ from loglead_lo2.schema import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "lo2_manifest.csv"
-SUMMARY_NAME = "lo2_sample.json"
+MANIFEST_NAME = MANIFEST_FILE
+SUMMARY_NAME = SAMPLE_FILE
 KNOWN_FILES = (MANIFEST_NAME, SUMMARY_NAME)
 MANIFEST_COLUMNS = ("run", "test_case", "service", "line_no", "n_lines", "timestamp", "kind",
                     "mechanism", "code")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loglead_lo2 import SERVICES
+from loglead_lo2.artifacts import MANIFEST_FILE, SAMPLE_FILE
 from loglead_lo2.cases import NORMAL_CASE, test_cases
 from loglead_lo2.errors import UserError
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 RUN_DIR_RE = re.compile(r"^(?:light-oauth2-data-|LO2_run_)(\d{9,11})$")
 LOG_FILE_RE = re.compile(r"^light-oauth2-oauth2-(.+)-1\.log$")
-KNOWN_ROOT_FILES = frozenset({"lo2_manifest.csv", "lo2_sample.json"})
+KNOWN_ROOT_FILES = frozenset({MANIFEST_FILE, SAMPLE_FILE})
 """Files the package's generator writes beside the runs; not reported as stray."""
 
 

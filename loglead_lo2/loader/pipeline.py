@@ -31,6 +31,16 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from loglead_lo2 import SERVICES, __version__
+from loglead_lo2.artifacts import (
+    ENHANCED_FILE,
+    EVENTS_FILE,
+    FILES_FILE,
+    LOAD_INFO_FILE,
+    MANIFEST_FILE,
+    METRICS_FILE,
+    SEQUENCES_FILE,
+    TEMPLATES_FILE,
+)
 from loglead_lo2.errors import UserError
 from loglead_lo2.loader.discover import Selection, SelectOptions, select
 from loglead_lo2.loader.metrics import load_metrics
@@ -54,17 +64,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EVENTS_FILE = "lo2_events.parquet"
-SEQUENCES_FILE = "lo2_sequences.parquet"
-ENHANCED_FILE = "lo2_sequences_enhanced.parquet"
-METRICS_FILE = "lo2_metrics.parquet"
-TEMPLATES_FILE = "lo2_drain_templates.parquet"
-INFO_FILE = "lo2_load_info.json"
-FILES_FILE = "lo2_files.parquet"
-"""Per-file record of the files read and their trimmed leading lines (beside the info)."""
+INFO_FILE = LOAD_INFO_FILE
 DEFAULT_RUN_BATCH = 2
 """Runs per batch by default: ~2 GB peak at full scale, whatever the size of the data set."""
-MANIFEST_FILE = "lo2_manifest.csv"
 
 
 @dataclass(frozen=True)

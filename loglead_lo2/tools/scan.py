@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loglead_lo2 import artifacts as A
 from loglead_lo2.cli_common import human_bytes
 from loglead_lo2.errors import UserError
 
@@ -43,26 +44,25 @@ FAILING = (CORRUPT, INVALID, INCONSISTENT)
 STATUSES = (OK, MISSING, CORRUPT, INVALID, INCONSISTENT, UNVERIFIED)
 
 RESULT_PARQUET: dict[str, tuple[str | None, tuple[str, ...]]] = {
-    "lo2_events.parquet": ("events", ()),
-    "lo2_sequences.parquet": ("sequences", ()),
-    "lo2_sequences_enhanced.parquet": ("sequences_enhanced", ()),
-    "lo2_metrics.parquet": ("metrics", ()),
-    "lo2_drain_templates.parquet": (None, ("e_event_drain_id", "template", "count")),
-    "lo2_files.parquet": (None, ("run", "test_case", "service", "lines", "trimmed_lines",
-                                 "window_dropped_lines")),
+    A.EVENTS_FILE: ("events", ()),
+    A.SEQUENCES_FILE: ("sequences", ()),
+    A.ENHANCED_FILE: ("sequences_enhanced", ()),
+    A.METRICS_FILE: ("metrics", ()),
+    A.TEMPLATES_FILE: (None, ("e_event_drain_id", "template", "count")),
+    A.FILES_FILE: (None, ("run", "test_case", "service", "lines", "trimmed_lines",
+                          "window_dropped_lines")),
 }
-PREDICTIONS = ("lo2_if_predictions.parquet", "lo2_if_predictions.csv")
+PREDICTIONS = (A.IF_PREDICTIONS_FILE, A.IF_PREDICTIONS_FILE.replace(".parquet", ".csv"))
 PREDICTION_COLUMNS = ("seq_id", "score_if")
-LOAD_INFO = "lo2_load_info.json"
+LOAD_INFO = A.LOAD_INFO_FILE
 METRIC_FILES: dict[str, tuple[str, ...]] = {
-    "if_metrics.json": (), "if_metrics.csv": (),
-    "leaderboard.csv": ("rank", "model"), "leaderboard.md": (),
+    A.IF_METRICS_JSON: (), A.IF_METRICS_CSV: (),
+    A.LEADERBOARD_CSV: ("rank", "model"), A.LEADERBOARD_MD: (),
 }
-IF_BUNDLE, IF_METADATA = "lo2_if.joblib", "model.yml"
+IF_BUNDLE, IF_METADATA = A.IF_BUNDLE, A.IF_METADATA
 # the loader's own record of rows per file; Drain templates are left out because the
 # detection phase may re-create them with a different template count
-LOAD_INFO_CHECKED = ("lo2_events.parquet", "lo2_sequences.parquet",
-                     "lo2_sequences_enhanced.parquet", "lo2_metrics.parquet")
+LOAD_INFO_CHECKED = (A.EVENTS_FILE, A.SEQUENCES_FILE, A.ENHANCED_FILE, A.METRICS_FILE)
 TEMP_RE = re.compile(r"^\..+\.tmp$")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -343,10 +343,10 @@ def check_consistency(report: ScanReport, root: Path) -> None:
             if finding is not None and isinstance(rows, int) and finding.rows != rows:
                 flag(finding, f"{finding.rows:,} rows but {LOAD_INFO} records {rows:,} "
                               "(left over from another load?)")
-    seq, enh = ok("lo2_sequences.parquet"), ok("lo2_sequences_enhanced.parquet")
+    seq, enh = ok(A.SEQUENCES_FILE), ok(A.ENHANCED_FILE)
     if seq is not None and enh is not None and seq.rows != enh.rows:
         flag(enh, f"{enh.rows:,} sequences but lo2_sequences.parquet has {seq.rows:,}")
-    events, base = ok("lo2_events.parquet"), seq or enh
+    events, base = ok(A.EVENTS_FILE), seq or enh
     if events is not None and base is not None:
         try:
             total = pl.read_parquet(base.path, columns=["seq_len"])["seq_len"].sum()

@@ -1,0 +1,84 @@
+"""The name of every artifact every phase writes or reads, in one place.
+
+Phases and tools import these names instead of spelling the files themselves, so a file is
+named once. Layout (``<root>`` = the loader's ``--output-dir``, ``<metrics>`` = detection's
+``--metrics-dir``, default ``<root>/metrics``):
+
+* generator, beside the LO2 tree's runs: :data:`MANIFEST_FILE`, :data:`SAMPLE_FILE`;
+* loader, in ``<root>``: :data:`EVENTS_FILE`, :data:`SEQUENCES_FILE`, :data:`ENHANCED_FILE`,
+  :data:`METRICS_FILE`, :data:`TEMPLATES_FILE`, :data:`FILES_FILE`, :data:`LOAD_INFO_FILE`;
+* detection, in ``<root>``: :data:`IF_PREDICTIONS_FILE`; in ``<metrics>``:
+  :data:`RUN_FILE`, :data:`LEADERBOARD_CSV` / :data:`LEADERBOARD_MD`, :data:`LEAKAGE_FILE`,
+  :data:`IF_METRICS_JSON` / :data:`IF_METRICS_CSV`, ``<key>.json`` (:func:`model_record`),
+  ``<key>_predictions.parquet`` (:func:`predictions_file`), the run's bundles under
+  :data:`RUN_BUNDLES_DIR` (:func:`run_bundle`), :data:`RECALL_CSV` / :data:`RECALL_MD`,
+  :data:`SIGNATURES_CSV` / :data:`SIGNATURES_MD`, ``ground_truth_<key>.csv``
+  (:func:`ground_truth_file`), with ``--cv`` :data:`CV_FOLDS_CSV`, :data:`CV_CSV`,
+  :data:`CV_MD`; ``--save-model``'s default :data:`IF_BUNDLE` with :data:`IF_METADATA`;
+* explainability, in ``<root>/explainability``: :data:`SUMMARY_JSON`, :data:`SUMMARY_MD`,
+  :data:`NN_CSV`, :data:`NN_MD`, ``false_positives_<key>.csv``, ``shap_<key>_*``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MANIFEST_FILE = "lo2_manifest.csv"
+SAMPLE_FILE = "lo2_sample.json"
+
+EVENTS_FILE = "lo2_events.parquet"
+SEQUENCES_FILE = "lo2_sequences.parquet"
+ENHANCED_FILE = "lo2_sequences_enhanced.parquet"
+METRICS_FILE = "lo2_metrics.parquet"
+TEMPLATES_FILE = "lo2_drain_templates.parquet"
+FILES_FILE = "lo2_files.parquet"
+LOAD_INFO_FILE = "lo2_load_info.json"
+
+IF_PREDICTIONS_FILE = "lo2_if_predictions.parquet"
+METRICS_DIR = "metrics"
+RUN_FILE = "detect_run.json"
+LEADERBOARD_CSV = "leaderboard.csv"
+LEADERBOARD_MD = "leaderboard.md"
+LEAKAGE_FILE = "leakage.json"
+IF_METRICS_JSON = "if_metrics.json"
+IF_METRICS_CSV = "if_metrics.csv"
+RECALL_CSV = "per_test_case_recall.csv"
+RECALL_MD = "per_test_case_recall.md"
+SIGNATURES_CSV = "signature_recall.csv"
+SIGNATURES_MD = "signature_recall.md"
+CV_FOLDS_CSV = "cv_folds.csv"
+CV_CSV = "cv_leaderboard.csv"
+CV_MD = "cv_leaderboard.md"
+RUN_BUNDLES_DIR = "models"
+IF_BUNDLE = "lo2_if.joblib"
+IF_METADATA = "model.yml"
+
+EXPLAIN_DIR = "explainability"
+SUMMARY_JSON = "summary.json"
+SUMMARY_MD = "summary.md"
+NN_CSV = "nn_mapping.csv"
+NN_MD = "nn_mapping.md"
+
+
+def model_record(key: str) -> str:
+    """``<key>.json``: a model's hold-out record in ``<metrics>``."""
+    return f"{key}.json"
+
+
+def predictions_file(key: str) -> str:
+    """``<key>_predictions.parquet``: every row's score, threshold and flag."""
+    return f"{key}_predictions.parquet"
+
+
+def ground_truth_file(key: str) -> str:
+    return f"ground_truth_{key}.csv"
+
+
+def false_positives_file(key: str) -> str:
+    return f"false_positives_{key}.csv"
+
+
+def run_bundle(metrics_dir: Path, key: str, service: str = "all") -> Path:
+    """``<metrics>/models[/<service>]/<key>.joblib``: a run's bundle of one model part."""
+    base = Path(metrics_dir) / RUN_BUNDLES_DIR
+    return (base if service == "all" else base / service) / f"{key}.joblib"
