@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from loglead_lo2 import artifacts as A
 from loglead_lo2.detection.evaluations import Evaluations
 from loglead_lo2.detection.labels import ALL_SERVICES, service_parts
 from loglead_lo2.detection.split import run_sort_key
@@ -137,8 +138,8 @@ def write_cv(metrics_dir: Path, folds: pl.DataFrame, summary: pl.DataFrame, k: i
     from loglead_lo2.schema import write_text_atomic
 
     metrics_dir = Path(metrics_dir)
-    paths = [metrics_dir / "cv_folds.csv", metrics_dir / "cv_leaderboard.csv",
-             metrics_dir / "cv_leaderboard.md"]
+    paths = [metrics_dir / A.CV_FOLDS_CSV, metrics_dir / A.CV_CSV,
+             metrics_dir / A.CV_MD]
     write_text_atomic(paths[0], folds.write_csv())
     write_text_atomic(paths[1], summary.write_csv())
     shown = summary

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from loglead_lo2 import artifacts as A
 from loglead_lo2.artifacts import IF_METADATA, IF_PREDICTIONS_FILE
 from loglead_lo2.detection.iforest import (
     IF_KEY,
@@ -252,7 +253,7 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
         return records
     from loglead_lo2.schema import write_parquet
 
-    common = opts.metrics_path / f"{IF_KEY}_predictions.parquet"
+    common = opts.metrics_path / A.predictions_file(IF_KEY)
     write_parquet(pl.concat(common_parts, how="diagonal_relaxed"), common)
     result.artifacts.append(common)
     preds = pl.concat(preds_parts, how="diagonal_relaxed")

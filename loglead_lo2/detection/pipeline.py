@@ -32,6 +32,7 @@ from typing import Any
 
 import polars as pl
 
+from loglead_lo2 import artifacts as A
 from loglead_lo2.artifacts import IF_PREDICTIONS_FILE, LEAKAGE_FILE, RUN_FILE, TEMPLATES_FILE
 from loglead_lo2.detection import if_phase
 from loglead_lo2.detection import iforest as ifo
@@ -285,7 +286,7 @@ def _write_predictions(opts: DetectOptions, key: str, frames: list[pl.DataFrame]
     if not frames:
         return
     table = pl.concat(frames, how="diagonal_relaxed")
-    path = opts.metrics_path / f"{key}_predictions.parquet"
+    path = opts.metrics_path / A.predictions_file(key)
     write_parquet(table, path)
     result.artifacts.append(path)
     counts = dict(table.group_by("split").len().iter_rows())
@@ -311,7 +312,7 @@ def _model_json(opts: DetectOptions, key: str, records: list[dict[str, Any]],
     else:
         top = rep.combined_record(key, records, {p.service: p.skip for p in parts if p.skip})
     result.records[key] = top
-    result.artifacts.append(rep.write_json(opts.metrics_path / f"{key}.json", top))
+    result.artifacts.append(rep.write_json(opts.metrics_path / A.model_record(key), top))
 
 
 def _write_summaries(opts: DetectOptions, split: Any, result: DetectResult,

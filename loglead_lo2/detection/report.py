@@ -33,6 +33,7 @@ from typing import Any
 
 import polars as pl
 
+from loglead_lo2 import artifacts as A
 from loglead_lo2.artifacts import LEADERBOARD_CSV, LEADERBOARD_MD
 from loglead_lo2.schema import write_text_atomic
 
@@ -350,8 +351,8 @@ def write_if_metrics(metrics_dir: str | os.PathLike[str], record: Mapping[str, A
     """``if_metrics.json`` (full record) and ``if_metrics.csv`` (one flat row per record in
     ``rows``, default the record itself)."""
     metrics_dir = Path(metrics_dir)
-    json_path = write_json(metrics_dir / "if_metrics.json", record)
-    csv_path = metrics_dir / "if_metrics.csv"
+    json_path = write_json(metrics_dir / A.IF_METRICS_JSON, record)
+    csv_path = metrics_dir / A.IF_METRICS_CSV
     flat = []
     for r in rows or [record]:
         row = {k: v for k, v in flat_row(r).items()}
@@ -368,7 +369,7 @@ def write_ground_truth(metrics_dir: str | os.PathLike[str], key: str,
     model (``all`` or each service's model), ``service`` as the first column."""
     parts = [t.select(pl.lit(s).alias("service"), pl.all()) for s, t in sorted(tables.items())]
     table = pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
-    path = Path(metrics_dir) / f"ground_truth_{key}.csv"
+    path = Path(metrics_dir) / A.ground_truth_file(key)
     write_text_atomic(path, table.write_csv())
     return path
 
@@ -407,8 +408,8 @@ def recall_table(tables: Mapping[str, pl.DataFrame],
 
 def write_recall_table(metrics_dir: str | os.PathLike[str], table: pl.DataFrame) -> list[Path]:
     metrics_dir = Path(metrics_dir)
-    csv_path = metrics_dir / "per_test_case_recall.csv"
-    md_path = metrics_dir / "per_test_case_recall.md"
+    csv_path = metrics_dir / A.RECALL_CSV
+    md_path = metrics_dir / A.RECALL_MD
     write_text_atomic(csv_path, table.write_csv())
     write_text_atomic(
         md_path,
@@ -445,8 +446,8 @@ def write_signature_table(metrics_dir: str | os.PathLike[str], table: pl.DataFra
     at 1 % FP) and ``signature_recall.md`` (one row per error case, one column pair per
     model part)."""
     metrics_dir = Path(metrics_dir)
-    csv_path = metrics_dir / "signature_recall.csv"
-    md_path = metrics_dir / "signature_recall.md"
+    csv_path = metrics_dir / A.SIGNATURES_CSV
+    md_path = metrics_dir / A.SIGNATURES_MD
     write_text_atomic(csv_path, table.write_csv())
     basis = ", ".join(sorted(set(table["basis"].to_list()))) if table.height else "none"
     wide = pl.DataFrame()

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from loglead_lo2 import artifacts as A
 from loglead_lo2.schema import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ def nn_markdown(table: pl.DataFrame, header: Sequence[str]) -> str:
 
 def write_nn_mapping(table: pl.DataFrame, out_dir: Path, header: Sequence[str]) -> list[Path]:
     """``nn_mapping.csv`` (every column) and ``nn_mapping.md``; returns both paths."""
-    csv_path, md_path = out_dir / "nn_mapping.csv", out_dir / "nn_mapping.md"
+    csv_path, md_path = out_dir / A.NN_CSV, out_dir / A.NN_MD
     write_text_atomic(csv_path, table.write_csv())
     write_text_atomic(md_path, nn_markdown(table, header))
     return [csv_path, md_path]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from loglead_lo2 import artifacts as A
 from loglead_lo2.detection.report import settings_text, write_json
 from loglead_lo2.errors import UserError
 from loglead_lo2.schema import read_parquet, read_parquet_schema, write_text_atomic
@@ -102,7 +103,7 @@ def compare_with_detection(metrics: Path, views: Mapping[str, Any],
 
     out: dict[str, Any] = {}
     for key, view in views.items():
-        path = metrics / f"{detection_key(key)}_predictions.parquet"
+        path = metrics / A.predictions_file(detection_key(key))
         if not path.is_file():
             continue
         try:
@@ -256,8 +257,8 @@ def summary_markdown(s: Mapping[str, Any]) -> str:
 
 def write_summary(summary: Mapping[str, Any], out_dir: Path) -> list[Path]:
     """``summary.json`` and ``summary.md`` in ``out_dir``."""
-    json_path = write_json(out_dir / "summary.json", summary)
-    md_path = out_dir / "summary.md"
+    json_path = write_json(out_dir / A.SUMMARY_JSON, summary)
+    md_path = out_dir / A.SUMMARY_MD
     write_text_atomic(md_path, summary_markdown(summary))
     return [json_path, md_path]
 

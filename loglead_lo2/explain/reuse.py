@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from loglead_lo2 import artifacts as A
 from loglead_lo2.artifacts import RUN_FILE
 from loglead_lo2.detection.iforest import IF_KEY
 from loglead_lo2.errors import UserError
@@ -173,7 +174,7 @@ def load_saved(run: DetectRun, keys: Sequence[str], fix: str) -> dict[str, Saved
 
     mdir = run.metrics_dir
     for key in keys:  # every file first: one clear line before any slow load
-        for path in (mdir / f"{key}_predictions.parquet", run_bundle(mdir, key, "all")):
+        for path in (mdir / A.predictions_file(key), run_bundle(mdir, key, "all")):
             if not path.is_file():
                 raise _missing(path, key, fix)
         if key not in run.models:
@@ -189,7 +190,7 @@ def load_saved(run: DetectRun, keys: Sequence[str], fix: str) -> dict[str, Saved
             raise UserError(f"{bundle_path}: no {bundle_path.with_suffix('.yml').name} beside "
                             f"it, so its sha256 cannot be checked: run {fix} again, or pass "
                             "--retrain.")
-        path = mdir / f"{key}_predictions.parquet"
+        path = mdir / A.predictions_file(key)
         schema = read_parquet_schema(path)
         lacking = [c for c in PREDICTION_FIELDS if c not in schema]
         if lacking:
@@ -202,7 +203,7 @@ def load_saved(run: DetectRun, keys: Sequence[str], fix: str) -> dict[str, Saved
 
 def _record(mdir: Path, key: str) -> dict[str, Any]:
     """``<key>.json`` (the forest: also ``if_metrics.json``), ``{}`` when absent."""
-    names = [f"{key}.json"] + (["if_metrics.json"] if key == IF_KEY else [])
+    names = [A.model_record(key)] + ([A.IF_METRICS_JSON] if key == IF_KEY else [])
     for name in names:
         path = mdir / name
         if path.is_file():
