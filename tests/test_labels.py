@@ -287,16 +287,21 @@ def test_per_service_skips_services_without_a_valid_split(
     assert sorted(record["per_service"]) == ["code", "token", "user"]
 
 
-def test_hand_made_manifest_gives_ground_truth(
-        root: Path, sequences: pl.DataFrame, tmp_path: Path) -> None:
-    # one injected event per (run, error case, target service), at the sequence's start (no
-    # lo2_load_info.json here: nothing is assumed trimmed)
+def hand_manifest(sequences: pl.DataFrame) -> pl.DataFrame:
+    """One injected event per (run, error case, target service), at its sequence's start."""
     units = sequences.filter(pl.col("service") == pl.col("target_service"))
-    manifest = units.select(
+    return units.select(
         "run", "test_case", "service", line_no=pl.lit(500, dtype=pl.Int64),
         n_lines=pl.lit(1, dtype=pl.Int64),
         timestamp=pl.col("start_time").dt.strftime("%Y-%m-%dT%H:%M:%S%.3f"),
         kind=pl.lit("injected"), mechanism=pl.lit("A"), code=pl.lit("ERR12014"))
+
+
+def test_hand_made_manifest_gives_ground_truth(
+        root: Path, sequences: pl.DataFrame, tmp_path: Path) -> None:
+    # one injected event per (run, error case, target service), at the sequence's start (no
+    # lo2_load_info.json here: nothing is assumed trimmed)
+    manifest = hand_manifest(sequences)
     path = tmp_path / "lo2_manifest.csv"
     manifest.write_csv(path)
     assert run(root, "--phase", "full", "--label-mode", "target-service", "--models",
@@ -405,12 +410,7 @@ def test_signature_table_per_error_case_with_and_without_ground_truth(
     assert "Settings: label mode `target-service`" in (
         root / "metrics/signature_recall.md").read_text()
     # with a manifest: units of (run, error case, target service) with injected events
-    units = sequences.filter(pl.col("service") == pl.col("target_service"))
-    manifest = units.select(
-        "run", "test_case", "service", line_no=pl.lit(500, dtype=pl.Int64),
-        n_lines=pl.lit(1, dtype=pl.Int64),
-        timestamp=pl.col("start_time").dt.strftime("%Y-%m-%dT%H:%M:%S%.3f"),
-        kind=pl.lit("injected"), mechanism=pl.lit("A"), code=pl.lit("ERR12014"))
+    manifest = hand_manifest(sequences)
     manifest.write_csv(tmp_path / "lo2_manifest.csv")
     assert run(root, "--phase", "full", "--models", "event_lr_words", "--skip-if",
                "--manifest", str(tmp_path / "lo2_manifest.csv")) == 0
