@@ -29,7 +29,7 @@ class SplitError(UserError):
     """No honest split exists for the requested fraction / stratification."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Split:
     """Run names on each side and a one-line human description of how they were chosen."""
 
