@@ -115,15 +115,20 @@ def fit_model(
     return fitted
 
 
-def score_model(fitted: FittedModel, df: pl.DataFrame, batch_size: int = 50_000) -> np.ndarray:
-    """Scores of every ``df`` row (higher = more anomalous), vectorised in row batches."""
+def score_rows(spec: ModelSpec, estimator: Any, vectorizer: Any, df: pl.DataFrame,
+               batch_size: int = 50_000) -> np.ndarray:
+    """Scores of every ``df`` row by ``spec``'s adapter (higher = more anomalous), vectorised
+    in row batches: the one scoring loop of fitted models, saved bundles and the forest."""
     if batch_size < 1:
         raise UserError(f"--predict-batch-size must be >= 1, got {batch_size}.")
-    parts = [
-        fitted.spec.scores(fitted.estimator, fitted.vectorizer.transform(df.slice(off, batch_size)))
-        for off in range(0, df.height, batch_size)
-    ]
+    parts = [spec.scores(estimator, vectorizer.transform(df.slice(off, batch_size)))
+             for off in range(0, df.height, batch_size)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
+
+
+def score_model(fitted: FittedModel, df: pl.DataFrame, batch_size: int = 50_000) -> np.ndarray:
+    """Scores of every ``df`` row (higher = more anomalous), vectorised in row batches."""
+    return score_rows(fitted.spec, fitted.estimator, fitted.vectorizer, df, batch_size)
 
 
 def threshold_scores(scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -250,5 +255,6 @@ __all__ = [
     "per_test_case_recall",
     "percentile_threshold",
     "score_model",
+    "score_rows",
     "threshold_scores",
 ]

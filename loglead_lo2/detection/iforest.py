@@ -128,24 +128,14 @@ def resolve_numeric(text: str | Iterable[str] | None,
     return tuple(out), notes
 
 
-def iter_batches(df: pl.DataFrame, batch_size: int) -> Iterable[pl.DataFrame]:
-    """Row slices of at most ``batch_size`` rows (at least one slice, even when empty)."""
-    if batch_size <= 0:
-        raise UserError(f"--predict-batch-size must be positive, got {batch_size}.")
-    if df.height == 0:
-        yield df
-        return
-    for offset in range(0, df.height, batch_size):
-        yield df.slice(offset, batch_size)
-
-
 def score_iforest(model: Any, vectorizer: Any, df: pl.DataFrame,
                   batch_size: int = 50_000) -> np.ndarray:
-    """``score_if`` for every row of ``df``, in batches: higher = more anomalous."""
-    if df.height == 0:
-        return np.zeros(0, dtype=np.float64)
-    parts = [-model.score_samples(vectorizer.transform(b)) for b in iter_batches(df, batch_size)]
-    return np.concatenate(parts).astype(np.float64)
+    """``score_if`` for every row of ``df``, in batches: higher = more anomalous (the
+    registry's ``isolation_forest`` adapter, ``-score_samples``)."""
+    from loglead_lo2.detection.evaluate import score_rows
+    from loglead_lo2.detection.registry import REGISTRY
+
+    return score_rows(REGISTRY[IF_KEY], model, vectorizer, df, batch_size)
 
 
 def make_forest(config: IFConfig, overrides: Mapping[str, Any] | None = None) -> Any:

@@ -21,7 +21,6 @@ import logging
 import os
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from loglead_lo2.errors import UserError
@@ -51,6 +50,7 @@ def score_bundle(sequences: pl.DataFrame, bundle: str | os.PathLike[str], *,
                  metadata: str | os.PathLike[str] | None = None,
                  threshold: float | None = None, batch_size: int = 50_000) -> pl.DataFrame:
     """Keys + ``score`` (+ ``threshold`` and ``pred`` when a threshold is known) per row."""
+    from loglead_lo2.detection.evaluate import score_rows
     from loglead_lo2.detection.persistence import load_bundle
     from loglead_lo2.detection.registry import REGISTRY
 
@@ -68,9 +68,7 @@ def score_bundle(sequences: pl.DataFrame, bundle: str | os.PathLike[str], *,
     missing = [c for c in needed if c not in sequences.columns]
     if missing:
         raise UserError(f"sequences lack column(s) {', '.join(missing)} used by {bundle}.")
-    parts = [spec.scores(loaded.model, vec.transform(sequences.slice(off, batch_size)))
-             for off in range(0, sequences.height, batch_size)]
-    scores = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
+    scores = score_rows(spec, loaded.model, vec, sequences, batch_size)
     out = sequences.select([c for c in KEY_COLUMNS if c in sequences.columns]).with_columns(
         score=pl.Series(scores, dtype=pl.Float64), model=pl.lit(key))
     cut = threshold if threshold is not None else loaded.threshold
