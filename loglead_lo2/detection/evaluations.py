@@ -82,13 +82,13 @@ class GroundTruthInput:
                 + "; trimmed injected events count as misses; recall per (run, error case, "
                 "target service) on the hold-out rows")
 
-    def report(self, hold: pl.DataFrame, flagged: Any) -> Any:
+    def report(self, hold: pl.DataFrame, flagged: Any, place: Any = None) -> Any:
         """:func:`~loglead_lo2.detection.groundtruth.ground_truth_recall` of ``flagged``
-        (aligned with ``hold``)."""
+        (aligned with ``hold``); ``place``: ``hold``'s :meth:`placement`, if already made."""
         from loglead_lo2.detection.groundtruth import ground_truth_recall
 
         return ground_truth_recall(self.manifest, hold, flagged, skip_lines=self.skip_lines,
-                                   head=self.head, files=self.files)
+                                   head=self.head, files=self.files, place=place)
 
     def placement(self, hold: pl.DataFrame) -> Any:
         """:func:`~loglead_lo2.detection.groundtruth.placement` of the injected events in
@@ -153,6 +153,17 @@ class Evaluations:
     preds: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
     gt_tables: dict[str, dict[str, pl.DataFrame]] = field(default_factory=dict)
     signatures: list[pl.DataFrame] = field(default_factory=list)
+    _placed: dict[int, tuple[pl.DataFrame, Any]] = field(default_factory=dict, repr=False)
+
+    def _placement(self, rows: pl.DataFrame) -> Any:
+        """The truth's placement of ``rows``, made once per frame: every model of a part is
+        evaluated on the same hold-out frame (the frame is kept, so its id stays unique)."""
+        assert self.truth is not None
+        hit = self._placed.get(id(rows))
+        if hit is None or hit[0] is not rows:
+            hit = (rows, self.truth.placement(rows))
+            self._placed[id(rows)] = hit
+        return hit[1]
 
     def row_truth(self, rows: pl.DataFrame) -> np.ndarray | None:
         """True labels of ``rows`` (holds an injected event), ``None`` without a manifest or
@@ -160,7 +171,7 @@ class Evaluations:
         if self.truth is None:
             return None
         try:
-            return self.truth.placement(rows).row_truth()
+            return self._placement(rows).row_truth()
         except ValueError:
             return None
 
@@ -186,9 +197,10 @@ class Evaluations:
             self.signatures.append(_target_signatures(key, service, hold, pred, pred1))
             return
         try:
-            report = self.truth.report(hold, pred)
-            report1 = self.truth.report(hold, pred1)
-            y_true = self.truth.placement(hold).row_truth()
+            place = self._placement(hold)
+            report = self.truth.report(hold, pred, place)
+            report1 = self.truth.report(hold, pred1, place)
+            y_true = place.row_truth()
         except ValueError as exc:  # e.g. an old file without start_time / end_time
             record["ground_truth"] = {"overall": None, "note": f"no ground truth: {exc}"}
             self.say(f"[GroundTruth] {part}: not computed ({exc})")

@@ -268,7 +268,8 @@ def _targets() -> pl.DataFrame:
 
 def ground_truth_recall(manifest: pl.DataFrame, sequences: pl.DataFrame, flagged: np.ndarray,
                         *, skip_lines: int | None = 0, head: int | None = None,
-                        files: pl.DataFrame | None = None) -> GroundTruthReport:
+                        files: pl.DataFrame | None = None,
+                        place: Placement | None = None) -> GroundTruthReport:
     """Ground-truth recall and normal FP rate of ``flagged`` over ``sequences``.
 
     ``manifest``: :func:`load_manifest` output. ``sequences``: the evaluated (held-out) rows
@@ -277,12 +278,14 @@ def ground_truth_recall(manifest: pl.DataFrame, sequences: pl.DataFrame, flagged
     loader's per-file record (``run, test_case, service, trimmed_lines``); without it every
     file is taken to have lost its first ``skip_lines`` lines (the loader's
     ``--init-lines-to-skip``; ``None``, the start-up block rule, needs ``files``). ``head``:
-    the loader's ``--head``.
+    the loader's ``--head``. ``place``: :func:`placement` of these arguments, when the caller
+    already has it (several models scored on the same rows).
     """
     flags = np.asarray(flagged).astype(bool).reshape(-1)
     if flags.shape[0] != sequences.height:
         raise ValueError(f"flagged has {flags.shape[0]} values for {sequences.height} sequences")
-    place = placement(manifest, sequences, skip_lines=skip_lines, head=head, files=files)
+    if place is None:
+        place = placement(manifest, sequences, skip_lines=skip_lines, head=head, files=files)
     seqs = place.rows.with_columns(flagged=pl.Series(flags, dtype=pl.Boolean))
     units, injected, beyond_head = place.units, place.injected, place.beyond_head
     placed = place.placed.join(seqs.select("row", "flagged"), on="row")
