@@ -39,6 +39,17 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     return np.argsort(-scores, kind="stable")[:n]
 
 
+def ranking_aucs(y_true: ArrayLike, scores: ArrayLike) -> tuple[float | None, float | None]:
+    """``(ROC-AUC, PR-AUC)`` of ``scores`` against ``y_true`` (1 = anomaly, the positive class),
+    both ``None`` when they are undefined: a single class or non-finite scores."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y, s = _as_arrays(y_true, scores)
+    if not 0 < int(y.sum()) < y.size or not np.all(np.isfinite(s)):
+        return None, None
+    return float(roc_auc_score(y, s)), float(average_precision_score(y, s))
+
+
 def precision_at_k(y_true: ArrayLike, scores: ArrayLike, k: int) -> float | None:
     """Share of anomalies among the ``k`` highest-scored rows.
 

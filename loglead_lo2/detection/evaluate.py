@@ -20,7 +20,11 @@ from loglead_lo2.detection.features import ListVectorizer
 from loglead_lo2.detection.leakage import leakage_report
 from loglead_lo2.detection.registry import ModelSpec, available_numeric
 from loglead_lo2.errors import UserError
-from loglead_lo2.metrics_utils import false_positive_rate_at_alpha, precision_at_k
+from loglead_lo2.metrics_utils import (
+    false_positive_rate_at_alpha,
+    precision_at_k,
+    ranking_aucs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +175,6 @@ def evaluate(
     neither positives nor flagged rows, ROC-AUC / PR-AUC with a single class, everything on
     empty input.
     """
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     y = np.asarray(y_true).astype(bool).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()
     if y.size != s.size:
@@ -184,7 +186,7 @@ def evaluate(
     # F1 = 2TP / (2TP + FP + FN): 0 when anomalies exist and none is found (also when nothing
     # is flagged, where precision is undefined); undefined only without positives and flags.
     f1 = _ratio(2 * tp, 2 * tp + fp + fn)
-    both = 0 < int(y.sum()) < y.size and bool(np.all(np.isfinite(s)))
+    roc_auc, pr_auc = ranking_aucs(y, s)
     k_note = None
     if k is not None and k > y.size:
         k_note = (f"k={k} exceeds the {y.size} evaluated rows: precision@k is taken over all "
@@ -194,8 +196,8 @@ def evaluate(
         "precision": precision,
         "recall": recall,
         "f1": f1,
-        "roc_auc": float(roc_auc_score(y, s)) if both else None,
-        "pr_auc": float(average_precision_score(y, s)) if both else None,
+        "roc_auc": roc_auc,
+        "pr_auc": pr_auc,
         "precision_at_k": precision_at_k(y, s, k) if k is not None else None,
         "fp_rate_at_alpha": (
             false_positive_rate_at_alpha(y, s, alpha) if alpha is not None else None

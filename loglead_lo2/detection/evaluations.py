@@ -26,6 +26,7 @@ from loglead_lo2.artifacts import LOAD_INFO_FILE
 from loglead_lo2.detection.groundtruth import NO_MANIFEST
 from loglead_lo2.detection.labels import ALL_SERVICES, ROW_GROUP, read_load_info
 from loglead_lo2.detection.thresholds import fp_rate_threshold
+from loglead_lo2.metrics_utils import ranking_aucs
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +136,6 @@ def ground_truth_input(root: Path, explicit: Path | None = None) -> GroundTruthI
                             has_info=info is not None)
 
 
-def _auc_pair(y: np.ndarray, s: np.ndarray) -> tuple[float | None, float | None]:
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    if y.size == 0 or y.all() or not y.any() or not np.all(np.isfinite(s)):
-        return None, None
-    return float(roc_auc_score(y, s)), float(average_precision_score(y, s))
-
-
 @dataclass
 class Evaluations:
     """Held-out predictions of every (model, service) part: per-case recall, ground truth,
@@ -207,7 +200,7 @@ class Evaluations:
             self.signatures.append(_target_signatures(key, service, hold, pred, pred1))
             return
         gt = report.to_dict()
-        roc, pr = _auc_pair(y_true, s)
+        roc, pr = ranking_aucs(y_true, s)
         gt["overall"].update(
             roc_auc_true=roc, pr_auc_true=pr, true_rows=int(y_true.sum()),
             recall_at_1pct_fp=report1.overall.get("recall"),

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from loglead_lo2.metrics_utils import ranking_aucs
+
 LEAKAGE_LIMIT = 0.65
 """Separability above which a length feature alone is reported as leakage."""
 FEATURES: tuple[str, ...] = ("seq_len", "duration_sec", "event_rate")
@@ -37,20 +39,12 @@ def _features(df: pl.DataFrame) -> pl.DataFrame:
     return df.select(cols) if cols else pl.DataFrame()
 
 
-def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    if y.size == 0 or y.all() or not y.any():
-        return None
-    return float(roc_auc_score(y, s))
-
-
 def _block(df: pl.DataFrame) -> dict[str, Any]:
     y = df["anomaly"].cast(pl.Boolean).to_numpy() if df.height else np.zeros(0, bool)
     feats = _features(df)
     out: dict[str, Any] = {"rows": df.height, "anomalous": int(y.sum())}
     for name in FEATURES:
-        auc = _auc(y, feats[name].to_numpy()) if name in feats.columns else None
+        auc = ranking_aucs(y, feats[name].to_numpy())[0] if name in feats.columns else None
         out[name] = {"roc_auc": auc, "separability": None if auc is None else max(auc, 1 - auc)}
     seps = [out[f]["separability"] for f in FEATURES if out[f]["separability"] is not None]
     out["max_separability"] = max(seps) if seps else None
