@@ -30,9 +30,13 @@ from loglead_lo2.errors import UserError
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 
+GROUND_TRUTH_METRICS: dict[str, str] = {
+    "gt_roc_auc": "roc_auc_true", "gt_recall": "recall", "gt_recall_1pct_fp": "recall_at_1pct_fp",
+}
+"""CV column -> key of the ground-truth ``overall`` block."""
 CV_METRICS: tuple[str, ...] = (
     "roc_auc", "pr_auc", "f1", "precision", "recall", "fp_rate_correct",
-    "fp_rate_non_target", "gt_roc_auc", "gt_recall", "gt_recall_1pct_fp",
+    "fp_rate_non_target", *GROUND_TRUTH_METRICS,
 )
 
 
@@ -64,11 +68,9 @@ def _row(key: str, service: str, fold: Fold, record: dict[str, Any]) -> dict[str
     gt = (record.get("ground_truth") or {}).get("overall") or {}
     out = {"model": key, "service": service, "fold": fold.index,
            "holdout_runs": ",".join(fold.test_runs), "holdout_rows": record.get("rows")}
-    for name in CV_METRICS[:7]:
-        out[name] = metrics.get(name)
-    out["gt_roc_auc"] = gt.get("roc_auc_true")
-    out["gt_recall"] = gt.get("recall")
-    out["gt_recall_1pct_fp"] = gt.get("recall_at_1pct_fp")
+    for name in CV_METRICS:
+        source = GROUND_TRUTH_METRICS.get(name)
+        out[name] = metrics.get(name) if source is None else gt.get(source)
     out["threshold"] = (record.get("threshold") or {}).get("value")
     return out
 
