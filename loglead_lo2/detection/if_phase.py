@@ -14,6 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from loglead_lo2 import artifacts as A
@@ -26,10 +27,9 @@ from loglead_lo2.detection.iforest import (
     is_isolation_forest,
     predictions_frame,
     result_of,
-    split_labels,
     write_predictions,
 )
-from loglead_lo2.detection.runner import holdout_metrics, run_model
+from loglead_lo2.detection.runner import SPLIT_CALIBRATION, SPLIT_TRAIN, holdout_metrics, run_model
 from loglead_lo2.detection.runner import predictions_frame as common_predictions
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,14 @@ def load_service_bundles(opts: Any, parts: Any, columns: Any, say: Any) -> dict[
                 f"{opts.label_mode}")
         loaded[part.service] = bundle
     return loaded
+
+
+def legacy_split(split: np.ndarray, normal: np.ndarray) -> pl.Series:
+    """The ``split`` column of ``lo2_if_predictions.parquet`` from the runner's: its
+    calibration rows are ``threshold`` where normal (the rows the threshold was set on) and
+    ``train`` otherwise; ``holdout`` and ``train`` stay."""
+    out = np.where(split == SPLIT_CALIBRATION, np.where(normal, "threshold", SPLIT_TRAIN), split)
+    return pl.Series("split", out, dtype=pl.String)
 
 
 def _loaded_model(opts: Any, loaded: Any, split: Any, say: Any) -> Any:
@@ -185,7 +193,7 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
         scores, score_seconds = mrun.scores, mrun.score_seconds
         say(f"[IF] {where}scored {part.rows.height:,} sequences; threshold "
             f"{res.threshold:.6f}: {res.threshold_source}")
-        labels = split_labels(part.rows, holdout_runs, res.threshold_runs)
+        labels = legacy_split(mrun.split, part.rows["normal"].to_numpy())
         calibrated = rule in ("percentile", "fp-target", "loaded")
         percentile_used = percentile_used or calibrated
         preds_parts.append(predictions_frame(
@@ -193,7 +201,7 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
         common_parts.append(common_predictions(
             IF_KEY, scores, mrun.split, res.threshold, part.rows,
             evaluated.row_truth(part.rows)))
-        mask = (labels == "holdout").to_numpy()
+        mask = mrun.holdout
         metrics = psi = None
         split_info: dict[str, Any] = {"name": rep.HOLDOUT}
         if split is not None and mask.any():

@@ -297,15 +297,3 @@ def score_with_bundle(
     scores = score_iforest(loaded.model, loaded.vectorizer, sequences, batch_size)
     cut = threshold if threshold is not None else loaded.threshold
     return predictions_frame(sequences, scores, cut)
-
-
-def split_labels(df: pl.DataFrame, holdout_runs: Sequence[str],
-                 threshold_runs: Sequence[str]) -> pl.Series:
-    """``holdout`` (evaluation runs), ``threshold`` (normal rows held out to set the IF
-    threshold) or ``train`` for every row."""
-    return df.select(
-        pl.when(pl.col("run").is_in(list(holdout_runs))).then(pl.lit("holdout"))
-        .when(pl.col("normal") & pl.col("run").is_in(list(threshold_runs)))
-        .then(pl.lit("threshold"))
-        .otherwise(pl.lit("train")).alias("split")
-    ).to_series()
