@@ -255,3 +255,25 @@ def test_run_bundles_reproduce_the_predictions(root: Path, sequences: pl.DataFra
                   else -bundle.model.score_samples(X))
         assert np.allclose(scores, preds["score"].to_numpy()), key
         assert bundle.threshold == pytest.approx(preds["threshold"][0]), key
+
+
+def test_calibration_fraction_sets_the_calibration_runs(root: Path) -> None:
+    assert run(root, "--models", "event_lr_words", "--skip-if",
+               "--calibration-fraction", "0.5") == 0
+    record = json.loads((root / "metrics/event_lr_words.json").read_text())
+    train_runs = record["split"]["train_runs"]
+    assert len(record["threshold"]["calibration_runs"]) == len(train_runs) // 2 + (
+        len(train_runs) % 2)  # ceil(0.5 x training runs), the newest ones
+    assert record["threshold"]["calibration_runs"] == sorted(train_runs)[-len(
+        record["threshold"]["calibration_runs"]):]
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--fp-target", "1.5"], "--fp-target must be in [0, 1)"),
+    (["--calibration-fraction", "1"], "--calibration-fraction must be in [0, 1)"),
+])
+def test_bad_threshold_flags_give_one_line(root: Path, capsys: pytest.CaptureFixture[str],
+                                           argv: list[str], needle: str) -> None:
+    assert run(root, "--models", "event_lr_words", *argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0] and "Traceback" not in err[0]
