@@ -151,13 +151,9 @@ def loaded_forest(opts: Any, bundle: Any, rows: pl.DataFrame, train: pl.DataFram
 
 def load_forest(opts: Any) -> Any:
     """The ``--load-model`` bundle (sha256, tuple, item/numeric and estimator checked)."""
-    from loglead_lo2.detection.persistence import load_bundle
+    from loglead_lo2.detection.if_phase import load_if_bundle
 
-    cfg: ifo.IFConfig = opts.if_config
-    return load_bundle(Path(opts.load_model), expected_key=ifo.IF_KEY,
-                       model_check=ifo.is_isolation_forest,
-                       expected_item=cfg.item if opts.if_item_explicit else None,
-                       expected_numeric=cfg.numeric if opts.if_numeric else None)
+    return load_if_bundle(opts, Path(opts.load_model))
 
 
 def retrain(opts: Any, rows: pl.DataFrame, split: Any, limits: Any, say: Say,
