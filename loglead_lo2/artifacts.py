@@ -6,7 +6,8 @@ named once. Layout (``<root>`` = the loader's ``--output-dir``, ``<metrics>`` = 
 
 * generator, beside the LO2 tree's runs: :data:`MANIFEST_FILE`, :data:`SAMPLE_FILE`;
 * loader, in ``<root>``: :data:`EVENTS_FILE`, :data:`SEQUENCES_FILE`, :data:`ENHANCED_FILE`,
-  :data:`METRICS_FILE`, :data:`TEMPLATES_FILE`, :data:`FILES_FILE`, :data:`LOAD_INFO_FILE`;
+  :data:`METRICS_FILE`, :data:`TEMPLATES_FILE`, :data:`DRAIN_STATE_FILE`,
+  :data:`FILES_FILE`, :data:`LOAD_INFO_FILE`;
 * detection, in ``<root>``: :data:`IF_PREDICTIONS_FILE`; in ``<metrics>``:
   :data:`RUN_FILE`, :data:`LEADERBOARD_CSV` / :data:`LEADERBOARD_MD`, :data:`LEAKAGE_FILE`,
   :data:`IF_METRICS_JSON` / :data:`IF_METRICS_CSV`, ``<key>.json`` (:func:`model_record`),
@@ -31,6 +32,7 @@ SEQUENCES_FILE = "lo2_sequences.parquet"
 ENHANCED_FILE = "lo2_sequences_enhanced.parquet"
 METRICS_FILE = "lo2_metrics.parquet"
 TEMPLATES_FILE = "lo2_drain_templates.parquet"
+DRAIN_STATE_FILE = "lo2_drain_state.parquet"
 FILES_FILE = "lo2_files.parquet"
 LOAD_INFO_FILE = "lo2_load_info.json"
 

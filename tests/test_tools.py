@@ -500,3 +500,30 @@ def test_scan_checks_per_service_bundles(result: tuple[Path, Path],
     code, out, _ = scan_main(root, models, capsys, "--json")
     bad = [f for f in json.loads(out)["findings"] if f["path"] == str(service / "lo2_if.joblib")]
     assert code == 1 and bad[0]["status"] == "inconsistent"
+
+
+def test_scan_checks_the_drain_state_a_bundle_names(result: tuple[Path, Path],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from loglead_lo2.detection.persistence import bundle_section, save_bundle, write_metadata
+    from loglead_lo2.enhancers.drain import DrainParser
+
+    root, models = result
+    parser = DrainParser()
+    parser.parse(pl.DataFrame({"e_message_normalized": ["INFO a b - c d", "INFO a b - c e"]}))
+    info = parser.save_state(models / "lo2_drain_state.parquet")
+    bundle = models / "event_lr_templates.joblib"
+    sha = save_bundle(bundle, {"model": 1}, ["vectorizer"])
+    meta = {"model": {"key": "event_lr_templates"}, "bundle": bundle_section(bundle, sha),
+            "parts": {"drain": {"file": "lo2_drain_state.parquet", "sha256": info.sha256}}}
+    write_metadata(models / "event_lr_templates.yml", meta)
+    code, out, _ = scan_main(root, models, capsys, "--json")
+    assert code == 0 and statuses(out)["event_lr_templates.yml"] == "ok"
+    parser.parse(pl.DataFrame({"e_message_normalized": ["WARN x y - entirely new"]}))
+    parser.save_state(models / "lo2_drain_state.parquet")  # another state in its place
+    code, out, _ = scan_main(root, models, capsys, "--json")
+    found = next(f for f in json.loads(out)["findings"] if f["name"] == "event_lr_templates.yml")
+    assert code == 1 and found["status"] == "inconsistent"
+    assert "template ids would mean other templates" in found["detail"]
+    (models / "lo2_drain_state.parquet").unlink()
+    code, out, _ = scan_main(root, models, capsys, "--json")
+    assert code == 1 and statuses(out)["event_lr_templates.yml"] == "inconsistent"

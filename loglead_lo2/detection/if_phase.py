@@ -54,6 +54,8 @@ def load_service_bundles(opts: Any, parts: Any, columns: Any, say: Any) -> dict[
     and checked before anything is written."""
     from pathlib import Path
 
+    from loglead_lo2.artifacts import LOAD_INFO_FILE
+    from loglead_lo2.detection.drain_link import check_lineage, load_drain_block
     from loglead_lo2.detection.labels import service_bundle
     from loglead_lo2.errors import UserError
 
@@ -74,6 +76,8 @@ def load_service_bundles(opts: Any, parts: Any, columns: Any, say: Any) -> dict[
         if missing:
             raise UserError(f"{path} uses column(s) {', '.join(missing)} that "
                             f"{opts.root / 'lo2_sequences_enhanced.parquet'} lacks.")
+        check_lineage(bundle.metadata, load_drain_block(opts.root), path,
+                      str(opts.root / LOAD_INFO_FILE))
         meta = bundle.metadata or {}
         if meta.get("service") not in (None, part.service):
             say(f"[IF] WARNING: {path} was trained on service '{meta['service']}' rows, "
@@ -146,6 +150,7 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
     from pathlib import Path
 
     from loglead_lo2.detection import report as rep
+    from loglead_lo2.detection.drain_link import load_drain_block, place_drain_state
     from loglead_lo2.detection.guards import format_resource, plan_guards, resource_stats
     from loglead_lo2.detection.iforest import make_forest
     from loglead_lo2.detection.labels import ALL_SERVICES, service_bundle
@@ -242,18 +247,21 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
 
         own = run_bundle(opts.metrics_path, IF_KEY, service)
         own_sha = save_bundle(own, res.model, res.vectorizer, overwrite=True)
+        drain = load_drain_block(opts.root)
+        state = place_drain_state(own, res.vectorizer, opts.root, drain)
         own_meta = write_metadata(own.with_suffix(".yml"),
-                                  if_metadata(res, record, config, own, own_sha))
-        result.artifacts += [own, own_meta]
+                                  if_metadata(res, record, config, own, own_sha, drain))
+        result.artifacts += [own, own_meta, *([state] if state else [])]
         if opts.save_model:
             bundle = service_bundle(Path(opts.save_model), service)
             sha = save_bundle(bundle, res.model, res.vectorizer, overwrite=opts.overwrite_model)
-            result.artifacts.append(bundle)
+            state = place_drain_state(bundle, res.vectorizer, opts.root, drain)
+            result.artifacts += [bundle, *([state] if state else [])]
             say(f"[Model] wrote {bundle} (sha256 {sha[:12]}...): model, vectorizer = "
                 "joblib.load(...)")
             if opts.dump_metadata:
                 meta_path = bundle.parent / IF_METADATA
-                write_metadata(meta_path, if_metadata(res, record, config, bundle, sha))
+                write_metadata(meta_path, if_metadata(res, record, config, bundle, sha, drain))
                 result.artifacts.append(meta_path)
                 say(f"[Model] wrote {meta_path}")
     if not preds_parts:

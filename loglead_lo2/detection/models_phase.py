@@ -85,6 +85,7 @@ def _detection_shap(opts: Any, fitted: Any, part: ServicePart, split: Any,
 def run_part(opts: Any, spec: Any, part: ServicePart, split: Any, limits: Any, say: Say,
              evaluated: Any, settings: dict[str, Any]) -> PartOutcome | None:
     """Fit one registry model on a part's training runs and evaluate it on its hold-out."""
+    from loglead_lo2.detection.drain_link import load_drain_block, place_drain_state
     from loglead_lo2.detection.guards import format_resource, plan_guards, resource_stats
     from loglead_lo2.detection.persistence import model_metadata, save_bundle, write_metadata
 
@@ -144,11 +145,13 @@ def run_part(opts: Any, spec: Any, part: ServicePart, split: Any, limits: Any, s
     if opts.save_sup_models:
         targets.append((sup_bundle(opts.save_sup_models, spec.key, service),
                         opts.overwrite_model))
+    drain = load_drain_block(opts.root)
     for bundle, overwrite in targets:
         sha = save_bundle(bundle, fitted.estimator, fitted.vectorizer, overwrite=overwrite)
+        state = place_drain_state(bundle, fitted.vectorizer, opts.root, drain)
         meta = write_metadata(bundle.with_suffix(".yml"),
-                              model_metadata(spec, fitted, record, bundle, sha))
-        out.artifacts += [bundle, meta]
+                              model_metadata(spec, fitted, record, bundle, sha, drain))
+        out.artifacts += [bundle, meta, *([state] if state else [])]
     if opts.save_sup_models:
         say(f"[Model] wrote {targets[-1][0]} + {targets[-1][0].with_suffix('.yml').name}")
     return out

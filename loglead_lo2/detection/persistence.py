@@ -329,12 +329,16 @@ def vectorizer_sha256(vectorizer: Any) -> str:
                          "scaling": scaling})
 
 
-def parts_section(estimator: Any, vectorizer: Any) -> dict[str, Any]:
+def parts_section(estimator: Any, vectorizer: Any,
+                  drain: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``parts`` block of a metadata file: what lies between raw lines and the score,
     each named by a hash. ``normaliser``: the fingerprint of the masking rules the features
     were built with; ``vectorizer``: sha256 of its parameters, vocabulary and scaling;
-    ``estimator``: sha256 of its parameters (its fitted state is the bundle's sha256); ``drain``:
-    not part of the bundle (template ids are stable within one load only)."""
+    ``estimator``: sha256 of its parameters (its fitted state is the bundle's sha256);
+    ``drain``: for models over template ids, the Drain state (sha256, lineage) of the load the
+    ids came from, saved beside the bundle (``drain`` is the load's ``"drain"`` info block; see
+    :mod:`loglead_lo2.detection.drain_link`)."""
+    from loglead_lo2.detection.drain_link import drain_part
     from loglead_lo2.enhancers.normalize import rules_fingerprint
 
     item = getattr(vectorizer, "item", None)
@@ -347,9 +351,7 @@ def parts_section(estimator: Any, vectorizer: Any) -> dict[str, Any]:
         "estimator": {"class": f"{type(estimator).__module__}.{type(estimator).__name__}",
                       "params_sha256": _json_sha256(estimator.get_params()),
                       "fitted_state": "in the bundle file (bundle.sha256)"},
-        "drain": ("not saved: template ids are stable within one load only, so models over "
-                  "e_event_drain_id score new loads approximately"
-                  if item == "e_event_drain_id" else "not used"),
+        "drain": drain_part(vectorizer, drain),
     }
 
 
@@ -359,7 +361,7 @@ def _run_context(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def if_metadata(res: Any, record: Mapping[str, Any], config: Any, bundle: Any,
-                sha: str) -> dict[str, Any]:
+                sha: str, drain: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``model.yml`` of an Isolation Forest bundle (``res`` is an ``IFResult``)."""
     vec = res.vectorizer
     return {
@@ -381,13 +383,13 @@ def if_metadata(res: Any, record: Mapping[str, Any], config: Any, bundle: Any,
         "metrics": {"split": record.get("metrics_split"), **(record.get("metrics") or {})},
         "versions": library_versions(),
         "git_commit": git_commit(),
-        "parts": parts_section(res.model, res.vectorizer),
+        "parts": parts_section(res.model, res.vectorizer, drain),
         "bundle": bundle_section(bundle, sha),
     }
 
 
 def model_metadata(spec: Any, fitted: Any, record: Mapping[str, Any], bundle: Path,
-                   sha: str) -> dict[str, Any]:
+                   sha: str, drain: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``<key>.yml`` of a registry model bundle (``fitted`` is a ``FittedModel``)."""
     vec = fitted.vectorizer
     return {
@@ -408,6 +410,6 @@ def model_metadata(spec: Any, fitted: Any, record: Mapping[str, Any], bundle: Pa
         "metrics": {"split": record["metrics_split"], **(record["metrics"] or {})},
         "versions": library_versions(),
         "git_commit": git_commit(),
-        "parts": parts_section(fitted.estimator, fitted.vectorizer),
+        "parts": parts_section(fitted.estimator, fitted.vectorizer, drain),
         "bundle": bundle_section(bundle, sha),
     }

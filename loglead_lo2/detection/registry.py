@@ -203,8 +203,9 @@ _UNSUP_WORDS = {
 }
 _EVENT_NOTE = " Event-level as in LogLead's LO2 demo: trained on sequence rows' e_words tokens."
 _DRAIN_NOTE = (
-    " Uses Drain template ids (e_event_drain_id), which are not yet stable across separate"
-    " loads: train and score on one load; the words model is preferred where figures are close."
+    " Uses Drain template ids (e_event_drain_id): its bundle scores other logs only when they"
+    " are loaded with the training load's Drain state (lo2-load --drain-state, saved beside the"
+    " bundle); the words model is preferred where figures are close."
 )
 _SURPRISAL = {"top_k": 1, "contamination": 0.01, "tie_weight": 0.01}
 _SURPRISAL_TEXT = (

@@ -2,10 +2,14 @@
 
 The short way for users, on a freshly loaded LO2 folder::
 
-    from loglead_lo2.detection.scoring import score_bundle
-    from loglead_lo2.schema import read_parquet
-    seqs = read_parquet("new_out/lo2_sequences_enhanced.parquet")
-    preds = score_bundle(seqs, "demo/result/lo2/metrics/models/event_lr_words.joblib")
+    from loglead_lo2.detection.scoring import score_folder
+    preds = score_folder("new_out", "demo/result/lo2/metrics/models/event_lr_words.joblib")
+
+or, with sequences at hand, ``score_bundle(seqs, bundle, load_info="new_out")``. Models over
+Drain template ids (``*_templates``) need the new logs loaded with the training load's Drain
+state, ``lo2-load ... --drain-state demo/result/lo2/metrics/models/lo2_drain_state.parquet``,
+so that each id means the same template; their scoring refuses rows of any other load
+(:mod:`loglead_lo2.detection.drain_link`).
 
 Load (sha256 checked against the bundle's ``.yml`` / ``model.yml``) -> vectorise with the
 saved vectoriser -> the registry's score adapter of the model key recorded in the metadata
@@ -19,10 +23,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from loglead_lo2.artifacts import ENHANCED_FILE, LOAD_INFO_FILE
 from loglead_lo2.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -46,10 +53,34 @@ def bundle_key(loaded: Any) -> str:
                     "it (save it with the detection phase, which writes the .yml).")
 
 
+def _drain_of(load_info: str | os.PathLike[str] | Mapping[str, Any] | None
+              ) -> tuple[Mapping[str, Any] | None, str]:
+    """The ``"drain"`` block of a load (a folder, its ``lo2_load_info.json`` or the parsed
+    info) and how to name it in an error."""
+    from loglead_lo2.detection.drain_link import load_drain_block
+
+    if load_info is None:
+        return None, "rows of an unnamed load (pass load_info=<the loader folder>)"
+    if isinstance(load_info, Mapping):
+        block = load_info.get("drain", load_info)
+        return (block if isinstance(block, Mapping) else None), "the given load info"
+    path = Path(load_info)
+    folder = path.parent if path.name == LOAD_INFO_FILE else path
+    return load_drain_block(folder), str(folder / LOAD_INFO_FILE)
+
+
 def score_bundle(sequences: pl.DataFrame, bundle: str | os.PathLike[str], *,
                  metadata: str | os.PathLike[str] | None = None,
-                 threshold: float | None = None, batch_size: int = 50_000) -> pl.DataFrame:
-    """Keys + ``score`` (+ ``threshold`` and ``pred`` when a threshold is known) per row."""
+                 threshold: float | None = None, batch_size: int = 50_000,
+                 load_info: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+                 ) -> pl.DataFrame:
+    """Keys + ``score`` (+ ``threshold`` and ``pred`` when a threshold is known) per row.
+
+    ``load_info`` names the load the rows come from (its folder, its ``lo2_load_info.json``
+    or the parsed info); needed for bundles over Drain template ids, whose Drain state must be
+    the load's or one of its ancestors.
+    """
+    from loglead_lo2.detection.drain_link import check_lineage
     from loglead_lo2.detection.evaluate import score_rows
     from loglead_lo2.detection.persistence import load_bundle
     from loglead_lo2.detection.registry import REGISTRY
@@ -59,6 +90,8 @@ def score_bundle(sequences: pl.DataFrame, bundle: str | os.PathLike[str], *,
     loaded = load_bundle(bundle, metadata_path=metadata)
     for note in loaded.notes:
         log.info(note)
+    block, where = _drain_of(load_info)
+    check_lineage(loaded.metadata, block, bundle, where)
     key = bundle_key(loaded)
     if key not in REGISTRY:
         raise UserError(f"{bundle}: model key {key!r} is not in this version's registry.")
@@ -78,4 +111,18 @@ def score_bundle(sequences: pl.DataFrame, bundle: str | os.PathLike[str], *,
     return out
 
 
-__all__ = ["bundle_key", "score_bundle"]
+def score_folder(folder: str | os.PathLike[str], bundle: str | os.PathLike[str],
+                 **kwargs: Any) -> pl.DataFrame:
+    """:func:`score_bundle` on ``<folder>/lo2_sequences_enhanced.parquet`` of a loader output
+    folder (its ``lo2_load_info.json`` names the rows' Drain state)."""
+    from loglead_lo2.schema import read_parquet
+
+    path = Path(folder) / ENHANCED_FILE
+    if not path.is_file():
+        raise UserError(f"{path}: not found; load the logs with lo2-load --save-parquet "
+                        f"--output-dir {folder}.")
+    return score_bundle(read_parquet(path, "sequences_enhanced"), bundle, load_info=folder,
+                        **kwargs)
+
+
+__all__ = ["bundle_key", "score_bundle", "score_folder"]

@@ -82,6 +82,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="write the events table to lo2_events.parquet")
     p.add_argument("--save-base-sequences", action="store_true",
                    help="write the sequences table without token lists to lo2_sequences.parquet")
+    p.add_argument("--drain-state", type=Path, default=None, metavar="FILE",
+                   help="start Drain from the state an earlier load saved (its "
+                        "lo2_drain_state.parquet, or the copy beside the detection bundles): "
+                        "every message that load saw keeps its template id, new templates get "
+                        "new ids, so models trained on e_event_drain_id score this load as "
+                        "they scored theirs. Default: a new Drain state")
     p.add_argument("--enhancer-run-batch", type=int, default=DEFAULT_RUN_BATCH, metavar="N",
                    help="load and enhance N runs at a time, streaming into one Parquet file: "
                         f"memory stays bounded (~1.1 GB per full-size run) and progress is "
@@ -126,6 +132,7 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
         save_events=args.save_events,
         save_base_sequences=args.save_base_sequences,
         run_batch=args.enhancer_run_batch,
+        drain_state=args.drain_state,
         seed=args.seed,
         overwrite=args.overwrite,
     )
@@ -190,7 +197,9 @@ def format_summary(opts: LoadOptions, report: LoadReport, seconds: float) -> str
             f"  - {opts.output_dir / name}: {rows:,} rows" for name, rows in report.written.items()
         )
         if report.templates:
-            lines.append(f"  ({report.templates} Drain templates)")
+            start = (f", started from {opts.drain_state} ({report.drain_start.sha256[:12]})"
+                     if report.drain_start is not None else "")
+            lines.append(f"  ({report.templates} Drain templates{start})")
     else:
         lines.append(
             "written: nothing (add --save-parquet, --save-events, --save-base-sequences "

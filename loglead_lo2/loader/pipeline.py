@@ -3,7 +3,11 @@
 Runs are processed ``run_batch`` at a time: each batch is parsed, cut into windows, enhanced
 (one Drain parser is shared by all batches so template ids agree) and appended to the
 Parquet outputs, so memory is bounded by the batch, not by the data set. Outputs are written
-to temporary files and moved into place only when complete.
+to temporary files and moved into place only when complete. With the enhanced outputs the
+loader also saves the parser as ``lo2_drain_state.parquet`` (named by its sha256 in the
+``"drain"`` block of the info file); ``drain_state`` / ``--drain-state`` starts a later load
+from it, so template ids keep their meaning across loads
+(:mod:`loglead_lo2.enhancers.drain_state`).
 
 Whenever it writes anything, the loader also writes ``lo2_load_info.json`` (options, counts,
 the trimming rule and the trimmed lines per test case under ``"trim"``) and
@@ -32,6 +36,7 @@ import polars as pl
 
 from loglead_lo2 import SERVICES, __version__
 from loglead_lo2.artifacts import (
+    DRAIN_STATE_FILE,
     ENHANCED_FILE,
     EVENTS_FILE,
     FILES_FILE,
@@ -61,6 +66,7 @@ from loglead_lo2.schema import (
 
 if TYPE_CHECKING:
     from loglead_lo2.enhancers import DrainParser
+    from loglead_lo2.enhancers.drain_state import DrainStateInfo
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +95,8 @@ class LoadOptions:
     save_events: bool = False
     save_base_sequences: bool = False
     run_batch: int = DEFAULT_RUN_BATCH
+    drain_state: Path | None = None
+    """A ``lo2_drain_state.parquet`` to start Drain from (``None``: a new state)."""
     seed: int = 42
     overwrite: bool = False
 
@@ -110,6 +118,10 @@ class LoadReport:
     timings: dict[str, float] = field(default_factory=dict)
     batches: int = 0
     window: WindowStats = field(default_factory=WindowStats)
+    drain: DrainStateInfo | None = None
+    """The Drain state this load saved (``lo2_drain_state.parquet``)."""
+    drain_start: DrainStateInfo | None = None
+    """The state it started from (``--drain-state``)."""
 
     def tick(self, step: str, seconds: float) -> None:
         self.timings[step] = self.timings.get(step, 0.0) + seconds
@@ -123,6 +135,7 @@ def _outputs(opts: LoadOptions) -> dict[str, Path]:
         ENHANCED_FILE: opts.save_parquet,
         METRICS_FILE: opts.load_metrics,
         TEMPLATES_FILE: opts.save_parquet or opts.save_events,
+        DRAIN_STATE_FILE: opts.save_parquet or opts.save_events,
     }
     return {name: out / name for name, on in wanted.items() if on}
 
@@ -144,6 +157,9 @@ def run_loader(
         raise UserError("--init-lines-to-skip must be >= 0 (0 disables trimming; leave it out "
                         "to trim the start-up block).")
     outputs = _outputs(opts)
+    if opts.drain_state is not None and DRAIN_STATE_FILE not in outputs:
+        raise UserError("--drain-state starts the Drain step, which runs only with "
+                        "--save-parquet or --save-events; add one of them.")
     for path in outputs.values():
         check_overwrite(path, opts.overwrite, "--overwrite")
     t0 = time.perf_counter()
@@ -165,7 +181,9 @@ def run_loader(
     if enhance:
         from loglead_lo2.enhancers import DrainParser
 
-        drain = DrainParser()
+        drain = (DrainParser() if opts.drain_state is None
+                 else DrainParser.from_state(opts.drain_state))
+        report.drain_start = drain.start_state
     writers = {
         name: ParquetStreamWriter(path, kind=kind)
         for name, path, kind in (
@@ -200,6 +218,8 @@ def run_loader(
         table = drain.template_table()
         report.templates = table.height
         report.written[TEMPLATES_FILE] = write_parquet(table, outputs[TEMPLATES_FILE])
+        report.drain = drain.save_state(outputs[DRAIN_STATE_FILE])
+        report.written[DRAIN_STATE_FILE] = report.drain.messages
     if opts.load_metrics:
         t = time.perf_counter()
         metrics, skipped = load_metrics(sel.metrics_dirs)
@@ -301,6 +321,10 @@ def info(opts: LoadOptions, report: LoadReport) -> dict[str, object]:
     }
     if opts.window is not None:
         record["window"] = report.window.info(FILES_FILE)
+    if report.drain is not None:
+        record["drain"] = {"state_file": DRAIN_STATE_FILE, **report.drain.as_dict(),
+                           "started_from": None if report.drain_start is None else {
+                               "file": str(opts.drain_state), **report.drain_start.as_dict()}}
     return record
 
 

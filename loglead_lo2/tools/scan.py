@@ -49,6 +49,7 @@ RESULT_PARQUET: dict[str, tuple[str | None, tuple[str, ...]]] = {
     A.ENHANCED_FILE: ("sequences_enhanced", ()),
     A.METRICS_FILE: ("metrics", ()),
     A.TEMPLATES_FILE: (None, ("e_event_drain_id", "template", "count")),
+    A.DRAIN_STATE_FILE: (None, ("message", "cid")),
     A.FILES_FILE: (None, ("run", "test_case", "service", "lines", "trimmed_lines",
                           "window_dropped_lines")),
 }
@@ -264,6 +265,7 @@ def scan_models(models_dir: Path) -> list[Finding]:
 
 
 def _scan_model_folder(models_dir: Path) -> list[Finding]:
+    from loglead_lo2.detection.drain_link import state_problem
     from loglead_lo2.detection.persistence import find_metadata, read_metadata, sha256_file
 
     out: list[Finding] = []
@@ -284,7 +286,10 @@ def _scan_model_folder(models_dir: Path) -> list[Finding]:
             continue
         name = str(bundle.get("file") or meta_path.with_suffix(".joblib").name)
         described.add(name)
-        if not bundle.get("sha256"):
+        drain_problem = state_problem(models_dir, meta)
+        if drain_problem:
+            finding.status, finding.detail = INCONSISTENT, drain_problem
+        elif not bundle.get("sha256"):
             finding.status, finding.detail = INVALID, "has no bundle.sha256"
         elif not (models_dir / name).is_file():
             finding.status, finding.detail = INCONSISTENT, f"describes {name}, which is missing"
