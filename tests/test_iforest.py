@@ -179,3 +179,33 @@ def test_guards_reach_the_fitted_model() -> None:
     line = format_resource(spec.key, resource_stats(fitted.estimator, fitted.vectorizer, 0.5))
     assert line.startswith("[Resource] event_dt_trigrams: fit 0.50s")
     assert "trees 1" in line and "vocabulary" in line
+
+
+def test_loaded_forest_threshold_and_hold_out_warning() -> None:
+    """One conversion of a loaded forest bundle for detection and explain --retrain: the
+    threshold from model.yml, else the forest's contamination cut-off; a warning when it was
+    trained on hold-out runs."""
+    from types import SimpleNamespace
+
+    from sklearn.ensemble import IsolationForest
+
+    from loglead_lo2.detection.if_phase import fitted_from_bundle, loaded_lines
+    from loglead_lo2.detection.iforest import IFConfig
+
+    forest = IsolationForest(n_estimators=5, random_state=0).fit([[0.0], [1.0], [2.0]])
+    vec = SimpleNamespace(item="e_words", numeric=())
+    opts = SimpleNamespace(if_config=IFConfig())
+    meta = {"training": {"rows": 3, "runs": ["r2", "r1"]},
+            "threshold": {"value": 0.7, "source": "fp-target"}}
+    saved = SimpleNamespace(model=forest, vectorizer=vec, metadata=meta, threshold=0.7,
+                            path="m/lo2_if.joblib")
+    fitted = fitted_from_bundle(opts, saved)
+    assert fitted.threshold == 0.7 and "fp-target" in fitted.threshold_source
+    assert fitted.train_runs == ["r1", "r2"] and fitted.train_rows == 3
+    said, warn = loaded_lines(fitted, saved, ["r2", "r9"])
+    assert said.startswith("[IF] loaded m/lo2_if.joblib") and warn and "r2" in warn
+    bare = SimpleNamespace(model=forest, vectorizer=vec, metadata=None, threshold=None,
+                           path="x.joblib")
+    fitted = fitted_from_bundle(opts, bare)
+    assert fitted.threshold == pytest.approx(-forest.offset_) and fitted.train_runs == []
+    assert loaded_lines(fitted, bare, ["r2"])[1] is None

@@ -98,32 +98,52 @@ def legacy_split(split: np.ndarray, normal: np.ndarray) -> pl.Series:
     return pl.Series("split", out, dtype=pl.String)
 
 
-def _loaded_model(opts: Any, loaded: Any, split: Any, say: Any) -> Any:
-    """A :class:`~.evaluate.FittedModel` of a loaded bundle; its threshold is the one in
-    ``model.yml`` (or the forest's contamination cut-off without one)."""
+def fitted_from_bundle(opts: Any, loaded: Any) -> Any:
+    """A :class:`~.evaluate.FittedModel` of a loaded forest bundle (``--load-model``): its
+    training rows and runs from its metadata; its threshold the one in ``model.yml``, else the
+    forest's own contamination cut-off. Detection and ``lo2-explain --retrain --load-model``
+    both score a loaded forest through this and :func:`~.runner.run_model`."""
     from loglead_lo2.detection.evaluate import FittedModel
 
-    for note in loaded.notes:
-        say(note)
     meta = loaded.metadata or {}
     training = meta.get("training") or {}
-    trained_on = sorted(training.get("runs") or [])
-    say(f"[IF] loaded {loaded.path}: item {loaded.vectorizer.item}, numeric "
-        f"{','.join(loaded.vectorizer.numeric) or '(none)'}; training skipped")
-    if split is not None and set(trained_on) & set(split.test_runs):
-        say("[IF] WARNING: the loaded model was trained on hold-out run(s) "
-            f"{', '.join(sorted(set(trained_on) & set(split.test_runs)))}: hold-out metrics "
-            "are optimistic")
+    spec = forest_spec(opts.if_config)
     if loaded.threshold is not None:
-        value = loaded.threshold
-        source = f"model.yml ({(meta.get('threshold') or {}).get('source')})"
+        value = float(loaded.threshold)
+        source = f"model.yml of {loaded.path} ({(meta.get('threshold') or {}).get('source')})"
     else:
-        value = float(-loaded.model.offset_)
-        source = "contamination of the loaded model (its training scores)"
-    return FittedModel(key=IF_KEY, spec=forest_spec(opts.if_config), estimator=loaded.model,
+        value = float(spec.default_threshold(loaded.model))
+        source = "contamination cut-off of the loaded forest (no threshold in model.yml)"
+    return FittedModel(key=IF_KEY, spec=spec, estimator=loaded.model,
                        vectorizer=loaded.vectorizer, fit_seconds=0.0,
-                       train_rows=int(training.get("rows") or 0), train_runs=trained_on,
+                       train_rows=int(training.get("rows") or 0),
+                       train_runs=sorted(training.get("runs") or []),
                        threshold=value, threshold_source=source)
+
+
+def loaded_lines(fitted: Any, loaded: Any, test_runs: Sequence[str]) -> tuple[str, str | None]:
+    """What to say about a loaded forest: one ``[IF] loaded ...`` line, and a warning when
+    it was trained on hold-out runs (its hold-out figures are then optimistic)."""
+    vec = loaded.vectorizer
+    said = (f"[IF] loaded {loaded.path} (item {vec.item}, numeric "
+            f"{','.join(vec.numeric) or '(none)'}); training skipped; threshold "
+            f"{fitted.threshold:.6g} ({fitted.threshold_source})")
+    overlap = sorted(set(fitted.train_runs) & set(test_runs))
+    warn = (f"[IF] WARNING: the loaded forest was trained on hold-out run(s) "
+            f"{', '.join(overlap)}: its hold-out figures and explanations are optimistic"
+            if overlap else None)
+    return said, warn
+
+
+def _loaded_model(opts: Any, loaded: Any, split: Any, say: Any) -> Any:
+    for note in loaded.notes:
+        say(note)
+    fitted = fitted_from_bundle(opts, loaded)
+    said, warn = loaded_lines(fitted, loaded, sorted(split.test_runs) if split else [])
+    say(said)
+    if warn:
+        say(warn)
+    return fitted
 
 
 def _settings(opts: Any, loaded: bool) -> Any:

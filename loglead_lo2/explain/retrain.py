@@ -113,34 +113,19 @@ def loaded_forest(opts: Any, bundle: Any, rows: pl.DataFrame, train: pl.DataFram
                   test_runs: list[str], say: Say, warnings: list[str]) -> ModelSource:
     """``--retrain --load-model PATH``: the saved forest scores every row; its threshold is
     the one in its ``model.yml``, else the forest's own cut-off."""
-    from loglead_lo2.detection.evaluate import FittedModel
+    from loglead_lo2.detection.if_phase import fitted_from_bundle, loaded_lines
     from loglead_lo2.detection.runner import run_model
     from loglead_lo2.detection.thresholds import ThresholdSettings
 
     for note in bundle.notes:
         say(note)
-    meta = bundle.metadata or {}
-    trained = meta.get("training") or {}
-    runs = sorted(trained.get("runs") or [])
-    spec = ifo.forest_spec(opts.if_config)
-    if bundle.threshold is not None:
-        value, source = bundle.threshold, f"model.yml of {bundle.path}"
-    else:
-        value = float(spec.default_threshold(bundle.model))
-        source = "contamination cut-off of the loaded forest (no threshold in model.yml)"
-    overlap = sorted(set(runs) & set(test_runs))
-    if overlap:
-        warnings.append(f"[IF] the loaded forest was trained on held-out run(s) "
-                        f"{', '.join(overlap)}: its held-out explanations are optimistic")
-    fitted = FittedModel(key=ifo.IF_KEY, spec=spec, estimator=bundle.model,
-                         vectorizer=bundle.vectorizer, fit_seconds=0.0,
-                         train_rows=int(trained.get("rows") or 0), train_runs=runs,
-                         threshold=float(value), threshold_source=source)
-    run = run_model(spec, rows, train, test_runs, ThresholdSettings(rule="model"),
+    fitted = fitted_from_bundle(opts, bundle)
+    said, warn = loaded_lines(fitted, bundle, test_runs)
+    if warn:
+        warnings.append(warn)
+    run = run_model(fitted.spec, rows, train, test_runs, ThresholdSettings(rule="model"),
                     fitted=fitted, batch_size=opts.if_config.batch_size)
-    say(f"[IF] loaded {bundle.path} (item {bundle.vectorizer.item}, numeric "
-        f"{','.join(bundle.vectorizer.numeric) or '(none)'}); training skipped; threshold "
-        f"{value:.6f} ({source})")
+    say(said)
     out = _source(ifo.IF_KEY, None, run, rows, "isolation_forest", FOREST_TEXT,
                   "normal sequences of the training runs",
                   {"loaded_from": str(bundle.path), "sha256_verified": bundle.verified})
