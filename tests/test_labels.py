@@ -426,3 +426,19 @@ def test_signature_table_per_error_case_with_and_without_ground_truth(
     record = json.loads((root / "metrics/event_lr_words.json").read_text())
     assert record["ground_truth"]["overall"]["roc_auc_true"] is not None
     assert record["at_1pct_fp"]["normal_rows"] > 0
+
+
+def test_read_load_info_lenient_and_strict(tmp_path: Path) -> None:
+    from loglead_lo2.detection.labels import read_load_info
+    from loglead_lo2.errors import UserError
+
+    assert read_load_info(tmp_path) is None and read_load_info(tmp_path, strict=True) is None
+    info = tmp_path / "lo2_load_info.json"
+    for text, why in (("{not json", "Expecting"), ("[1, 2]", "JSON object"),
+                      ("[" * 200_000 + "]" * 200_000, "nested too deeply")):
+        info.write_text(text)
+        assert read_load_info(tmp_path) is None
+        with pytest.raises(UserError, match=why):
+            read_load_info(tmp_path, strict=True)
+    info.write_text('{"window_seconds": 5}')
+    assert read_load_info(tmp_path, strict=True) == {"window_seconds": 5}

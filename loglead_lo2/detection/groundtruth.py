@@ -39,7 +39,6 @@ which ``benchmarks/eval_matrix.py`` reads.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +49,7 @@ import polars as pl
 
 from loglead_lo2.artifacts import FILES_FILE, LOAD_INFO_FILE, MANIFEST_FILE
 from loglead_lo2.cases import NORMAL_CASE, target_service_map
+from loglead_lo2.detection.labels import read_load_info
 from loglead_lo2.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -129,20 +129,6 @@ class GroundTruthReport:
 # --- locating and reading the manifest -----------------------------------------------------
 
 
-def read_load_info(result_root: Path) -> dict[str, Any] | None:
-    """The loader's ``lo2_load_info.json`` under ``result_root`` (``None`` if absent)."""
-    path = Path(result_root) / INFO_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not readable JSON ({exc}); re-run the loader.") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object; re-run the loader.")
-    return data
-
-
 def trim_settings(info: dict[str, Any] | None) -> tuple[int | None, int | None]:
     """``(init_lines_to_skip, head)`` the loader used.
 
@@ -193,7 +179,7 @@ def find_manifest(result_root: Path, explicit: Path | None = None) -> Path | Non
             raise UserError(f"--manifest {path}: no such file (expected the {MANIFEST_FILE} "
                             "that lo2-sample wrote beside the logs).")
         return path
-    info = read_load_info(Path(result_root))
+    info = read_load_info(Path(result_root), strict=True)
     if info is None:
         return None
     candidates = []

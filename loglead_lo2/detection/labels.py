@@ -163,17 +163,24 @@ def label_lines(info: LabelInfo) -> list[str]:
 # --- windowing ------------------------------------------------------------------------------
 
 
-def read_load_info(root: Path) -> dict[str, Any] | None:
-    """``<root>/lo2_load_info.json`` as a dict, or ``None`` when absent / unreadable."""
+def read_load_info(root: Path, *, strict: bool = False) -> dict[str, Any] | None:
+    """``<root>/lo2_load_info.json`` as a dict, or ``None`` when absent (or not a regular
+    file). An unreadable file is ignored with a warning, or with ``strict`` a
+    :class:`UserError` naming it (for readers that cannot go on without it)."""
     path = Path(root) / LOAD_INFO_FILE
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        log.warning("%s: unreadable, ignored", path)
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+    except (OSError, ValueError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        if strict:
+            raise UserError(f"{path}: not readable JSON ({why}); re-run the loader.") from exc
+        log.warning("%s: unreadable (%s), ignored", path, why)
         return None
-    return data if isinstance(data, dict) else None
+    return data
 
 
 @dataclass(frozen=True)
