@@ -276,24 +276,21 @@ def score_with_bundle(
     metadata: str | os.PathLike[str] | None = None,
     threshold: float | None = None,
     batch_size: int = 50_000,
+    load_info: Any = None,
 ) -> pl.DataFrame:
-    """Score enhanced sequences with a saved Isolation Forest bundle.
+    """Score enhanced sequences with a saved Isolation Forest bundle, in the forest's own
+    layout (``score_if``, ``rank_if``, ``pred_if_threshold``).
 
-    Load (sha256 checked against ``model.yml`` when present) -> vectorise with the saved
-    vectoriser -> ``score_if``/``rank_if`` -> ``pred_if_threshold`` using ``threshold`` or the
-    threshold recorded in ``model.yml`` (no prediction column when neither exists).
-    ``sequences`` is an enhanced-sequence table (``lo2_sequences_enhanced.parquet``).
+    :func:`loglead_lo2.detection.scoring.score_bundle` does the work (sha256 checked against
+    ``model.yml`` when present, the saved vectoriser, the registry's score adapter), with the
+    bundle required to hold an Isolation Forest; the threshold is ``threshold`` or the one
+    recorded in ``model.yml`` (no prediction column when neither exists). ``sequences`` is an
+    enhanced-sequence table (``lo2_sequences_enhanced.parquet``).
     """
-    from loglead_lo2.detection.persistence import load_bundle
+    from loglead_lo2.detection.scoring import score_bundle
 
-    loaded = load_bundle(bundle, metadata_path=metadata, model_check=is_isolation_forest,
-                         expected_key=IF_KEY)
-    for note in loaded.notes:
-        log.info(note)
-    needed = [c for c in (loaded.vectorizer.item, *loaded.vectorizer.numeric) if c]
-    missing = [c for c in needed if c not in sequences.columns]
-    if missing:
-        raise UserError(f"sequences lack column(s) {', '.join(missing)} used by {bundle}.")
-    scores = score_iforest(loaded.model, loaded.vectorizer, sequences, batch_size)
-    cut = threshold if threshold is not None else loaded.threshold
+    out = score_bundle(sequences, bundle, metadata=metadata, threshold=threshold,
+                       batch_size=batch_size, load_info=load_info, expected_key=IF_KEY)
+    scores = out.get_column("score").to_numpy()
+    cut = float(out["threshold"][0]) if "threshold" in out.columns and out.height else None
     return predictions_frame(sequences, scores, cut)

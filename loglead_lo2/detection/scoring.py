@@ -73,12 +73,13 @@ def score_bundle(sequences: pl.DataFrame, bundle: str | os.PathLike[str], *,
                  metadata: str | os.PathLike[str] | None = None,
                  threshold: float | None = None, batch_size: int = 50_000,
                  load_info: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-                 ) -> pl.DataFrame:
+                 expected_key: str | None = None) -> pl.DataFrame:
     """Keys + ``score`` (+ ``threshold`` and ``pred`` when a threshold is known) per row.
 
     ``load_info`` names the load the rows come from (its folder, its ``lo2_load_info.json``
     or the parsed info); needed for bundles over Drain template ids, whose Drain state must be
-    the load's or one of its ancestors.
+    the load's or one of its ancestors. ``expected_key`` refuses a bundle of another model
+    (``isolation_forest`` also checks that it holds an Isolation Forest).
     """
     from loglead_lo2.detection.drain_link import check_lineage
     from loglead_lo2.detection.evaluate import score_rows
@@ -87,7 +88,13 @@ def score_bundle(sequences: pl.DataFrame, bundle: str | os.PathLike[str], *,
 
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}.")
-    loaded = load_bundle(bundle, metadata_path=metadata)
+    check = None
+    if expected_key is not None:
+        from loglead_lo2.detection.iforest import IF_KEY, is_isolation_forest
+
+        check = is_isolation_forest if expected_key == IF_KEY else None
+    loaded = load_bundle(bundle, metadata_path=metadata, expected_key=expected_key,
+                         model_check=check)
     for note in loaded.notes:
         log.info(note)
     block, where = _drain_of(load_info)
