@@ -24,6 +24,7 @@ import polars as pl
 from loglead_lo2 import artifacts as A
 from loglead_lo2.detection.evaluations import Evaluations
 from loglead_lo2.detection.labels import ALL_SERVICES, service_parts
+from loglead_lo2.detection.records import HoldoutEvaluation, HoldoutMetrics
 from loglead_lo2.detection.split import run_sort_key
 from loglead_lo2.errors import UserError
 
@@ -63,15 +64,15 @@ def run_folds(runs: Sequence[str], k: int) -> list[Fold]:
     return folds
 
 
-def _row(key: str, service: str, fold: Fold, record: dict[str, Any]) -> dict[str, Any]:
-    metrics = record.get("metrics") or {}
-    gt = (record.get("ground_truth") or {}).get("overall") or {}
-    out = {"model": key, "service": service, "fold": fold.index,
-           "holdout_runs": ",".join(fold.test_runs), "holdout_rows": record.get("rows")}
+def _row(key: str, service: str, fold: Fold, metrics: HoldoutMetrics,
+         evaluation: HoldoutEvaluation, threshold: float, rows: int) -> dict[str, Any]:
+    gt = evaluation.overall
+    out: dict[str, Any] = {"model": key, "service": service, "fold": fold.index,
+                           "holdout_runs": ",".join(fold.test_runs), "holdout_rows": rows}
     for name in CV_METRICS:
         source = GROUND_TRUTH_METRICS.get(name)
-        out[name] = metrics.get(name) if source is None else gt.get(source)
-    out["threshold"] = (record.get("threshold") or {}).get("value")
+        out[name] = getattr(metrics, name) if source is None else gt.get(source)
+    out["threshold"] = threshold
     return out
 
 
@@ -108,12 +109,11 @@ def cross_validate(opts: Any, df: pl.DataFrame, specs: Sequence[Any], truth: Any
                         raise
                     say(f"[CV] fold {fold.index}: {spec.key}@{part.service} skipped ({exc})")
                     continue
-                record = {"metrics": holdout_metrics(mrun, part.rows),
-                          "threshold": {"value": mrun.threshold.value},
-                          "rows": int(mrun.holdout.sum())}
-                evals(spec.key, part.service, part.hold, mrun.scores[mrun.holdout],
-                      mrun.threshold.value, record)
-                rows.append(_row(spec.key, part.service, fold, record))
+                metrics = holdout_metrics(mrun, part.rows)
+                evaluation = evals(spec.key, part.service, part.hold,
+                                   mrun.scores[mrun.holdout], mrun.threshold.value)
+                rows.append(_row(spec.key, part.service, fold, metrics, evaluation,
+                                 mrun.threshold.value, int(mrun.holdout.sum())))
     return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
 
 

@@ -18,6 +18,7 @@ import polars as pl
 
 from loglead_lo2.detection.features import ListVectorizer
 from loglead_lo2.detection.leakage import leakage_report
+from loglead_lo2.detection.records import HoldoutMetrics
 from loglead_lo2.detection.registry import ModelSpec, available_numeric
 from loglead_lo2.errors import UserError
 from loglead_lo2.metrics_utils import (
@@ -161,9 +162,24 @@ def evaluate(
     alpha: float | None = None,
     groups: Any = None,
 ) -> dict[str, Any]:
+    """:func:`evaluate_metrics` as the ``metrics`` dict of ``<model>.json``."""
+    return evaluate_metrics(y_true, scores, threshold=threshold, k=k, alpha=alpha,
+                            groups=groups).to_dict()
+
+
+def evaluate_metrics(
+    y_true: Any,
+    scores: Any,
+    *,
+    threshold: float,
+    k: int | None = None,
+    alpha: float | None = None,
+    groups: Any = None,
+) -> HoldoutMetrics:
     """Classification and ranking metrics of ``scores`` against ``y_true`` (1 = anomaly).
 
-    Keys: ``accuracy``, ``precision``, ``recall``, ``f1``, ``roc_auc``, ``pr_auc``,
+    Fields of the :class:`~loglead_lo2.detection.records.HoldoutMetrics`: ``accuracy``,
+    ``precision``, ``recall``, ``f1``, ``roc_auc``, ``pr_auc``,
     ``precision_at_k``, ``fp_rate_at_alpha``, ``support_pos``, ``support_neg``, ``tp``,
     ``fp``, ``tn``, ``fn``, ``threshold``, ``k``, ``k_rows`` (the rows precision@k was taken
     over: ``min(k, rows)``), ``k_note`` (set when ``k`` exceeds the rows, where precision@k is
@@ -191,35 +207,36 @@ def evaluate(
     if k is not None and k > y.size:
         k_note = (f"k={k} exceeds the {y.size} evaluated rows: precision@k is taken over all "
                   "of them and equals the anomalous share")
-    out = {
-        "accuracy": _ratio(tp + tn, y.size),
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "roc_auc": roc_auc,
-        "pr_auc": pr_auc,
-        "precision_at_k": precision_at_k(y, s, k) if k is not None else None,
-        "fp_rate_at_alpha": (
-            false_positive_rate_at_alpha(y, s, alpha) if alpha is not None else None
-        ),
-        "support_pos": int(y.sum()),
-        "support_neg": int((~y).sum()),
-        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
-        "threshold": float(threshold),
-        "k": k,
-        "k_rows": None if k is None else min(k, y.size),
-        "k_note": k_note,
-        "alpha": alpha,
-    }
+    by_group: dict[str, Any] = {}
     if groups is not None:
         g = np.asarray(groups).ravel()
         if g.size != y.size:
             raise ValueError(f"groups has {g.size} values but scores has {s.size}")
         for name, group in (("correct", "correct"), ("non_target", "non-target")):
             mask = g == group
-            out[f"n_{name}"] = int(mask.sum())
-            out[f"fp_rate_{name}"] = float(pred[mask].mean()) if mask.any() else None
-    return out
+            by_group[f"n_{name}"] = int(mask.sum())
+            by_group[f"fp_rate_{name}"] = float(pred[mask].mean()) if mask.any() else None
+    return HoldoutMetrics(
+        accuracy=_ratio(tp + tn, y.size),
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        roc_auc=roc_auc,
+        pr_auc=pr_auc,
+        precision_at_k=precision_at_k(y, s, k) if k is not None else None,
+        fp_rate_at_alpha=(
+            false_positive_rate_at_alpha(y, s, alpha) if alpha is not None else None
+        ),
+        support_pos=int(y.sum()),
+        support_neg=int((~y).sum()),
+        tp=tp, fp=fp, tn=tn, fn=fn,
+        threshold=float(threshold),
+        k=k,
+        k_rows=None if k is None else min(k, y.size),
+        k_note=k_note,
+        alpha=alpha,
+        **by_group,
+    )
 
 
 def per_test_case_recall(df: pl.DataFrame, pred: Any) -> pl.DataFrame:
@@ -252,6 +269,7 @@ __all__ = [
     "FALLBACK_PERCENTILE",
     "FittedModel",
     "evaluate",
+    "evaluate_metrics",
     "fit_model",
     "leakage_report",
     "per_test_case_recall",

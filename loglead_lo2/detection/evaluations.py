@@ -25,6 +25,7 @@ import polars as pl
 from loglead_lo2.artifacts import LOAD_INFO_FILE
 from loglead_lo2.detection.groundtruth import NO_MANIFEST
 from loglead_lo2.detection.labels import ALL_SERVICES, ROW_GROUP, read_load_info
+from loglead_lo2.detection.records import HoldoutEvaluation
 from loglead_lo2.detection.thresholds import fp_rate_threshold
 from loglead_lo2.metrics_utils import ranking_aucs
 
@@ -169,13 +170,15 @@ class Evaluations:
             return None
 
     def __call__(self, key: str, service: str, hold: pl.DataFrame, scores: np.ndarray,
-                 threshold: float, record: dict[str, Any]) -> None:
+                 threshold: float) -> HoldoutEvaluation:
+        """Collect the part's flags; returns what its record gets: the report-only 1 % FP
+        cut and the ground-truth report (``overall`` is ``None`` without one)."""
         s = np.asarray(scores, dtype=np.float64)
         pred = (s >= threshold).astype(np.int8)
         normal = hold["normal"].to_numpy() if "normal" in hold.columns else np.zeros(0, bool)
         cut = fp_rate_threshold(s[normal], REPORT_FP) if normal.any() else None
         pred1 = (s >= cut).astype(np.int8) if cut is not None else np.zeros_like(pred)
-        record["at_1pct_fp"] = {
+        at_1pct_fp = {
             "threshold": cut, "normal_rows": int(normal.sum()),
             "note": "report-only cut flagging <= 1 % of the hold-out normal rows (not "
                     "deployable: it is set on hold-out rows); recall there says whether the "
@@ -186,26 +189,24 @@ class Evaluations:
             hold.select(cols).with_columns(pred=pl.Series(pred), pred1=pl.Series(pred1)))
         part = key if service == ALL_SERVICES else f"{key}@{service}"
         if self.truth is None:
-            record["ground_truth"] = {"overall": None, "note": GT_ABSENT}
             self.signatures.append(_target_signatures(key, service, hold, pred, pred1))
-            return
+            return HoldoutEvaluation(at_1pct_fp, {"overall": None, "note": GT_ABSENT})
         try:
             place = self._placement(hold)
             report = self.truth.report(hold, pred, place)
             report1 = self.truth.report(hold, pred1, place)
             y_true = place.row_truth()
         except ValueError as exc:  # e.g. an old file without start_time / end_time
-            record["ground_truth"] = {"overall": None, "note": f"no ground truth: {exc}"}
             self.say(f"[GroundTruth] {part}: not computed ({exc})")
             self.signatures.append(_target_signatures(key, service, hold, pred, pred1))
-            return
+            return HoldoutEvaluation(at_1pct_fp,
+                                     {"overall": None, "note": f"no ground truth: {exc}"})
         gt = report.to_dict()
         roc, pr = ranking_aucs(y_true, s)
         gt["overall"].update(
             roc_auc_true=roc, pr_auc_true=pr, true_rows=int(y_true.sum()),
             recall_at_1pct_fp=report1.overall.get("recall"),
             detected_at_1pct_fp=report1.overall.get("detected"))
-        record["ground_truth"] = gt
         self.gt_tables.setdefault(key, {})[service] = report.per_case
         self.signatures.append(_truth_signatures(key, service, report.per_case,
                                                  report1.per_case))
@@ -213,6 +214,7 @@ class Evaluations:
                  + (f"; true-label ROC-AUC {roc:.3f}" if roc is not None else "")
                  + (f"; recall at 1% FP {report1.overall['recall']:.3f}"
                     if report1.overall.get("recall") is not None else ""))
+        return HoldoutEvaluation(at_1pct_fp, gt)
 
     def recall_tables(self) -> dict[str, tuple[pl.DataFrame, pl.DataFrame]]:
         from loglead_lo2.detection.evaluate import per_test_case_recall

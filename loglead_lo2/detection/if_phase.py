@@ -29,6 +29,7 @@ from loglead_lo2.detection.iforest import (
     result_of,
     write_predictions,
 )
+from loglead_lo2.detection.records import ModelRecord, combined, macro
 from loglead_lo2.detection.runner import SPLIT_CALIBRATION, SPLIT_TRAIN, holdout_metrics, run_model
 from loglead_lo2.detection.runner import predictions_frame as common_predictions
 
@@ -156,15 +157,16 @@ def _settings(opts: Any, loaded: bool) -> Any:
 
 def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: Any,
                  result: Any, evaluated: Any, settings: Mapping[str, Any],
-                 loaded: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+                 loaded: Mapping[str, Any] | None = None) -> list[ModelRecord]:
     """Train (or load), score, threshold, evaluate and save the Isolation Forest of every part.
 
     ``parts`` are :class:`~loglead_lo2.detection.labels.ServicePart` (one ``all`` part, or one
     per service with ``--per-service``; parts with ``skip`` set are left out). Every part's
     rows are scored by its own forest; one predictions file holds them all (``rank_if`` is
-    ranked within the part). ``evaluated(key, service, hold, scores, threshold, record)`` is
-    called with each part's held-out rows before its record is written (the pipeline adds
-    ground truth and per-case recall). ``loaded`` maps a service to a loaded bundle
+    ranked within the part). ``evaluated(key, service, hold, scores, threshold)`` is called
+    with each part's held-out rows before its record is written; it collects per-case recall
+    and returns what the record gets (a :class:`~.records.HoldoutEvaluation`: ground truth,
+    the 1 % FP cut). ``loaded`` maps a service to a loaded bundle
     (``--load-model``). Returns the part records.
     """
     from pathlib import Path
@@ -180,7 +182,7 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
     holdout_runs = sorted(split.test_runs) if split is not None else []
     preds_parts: list[pl.DataFrame] = []
     common_parts: list[pl.DataFrame] = []
-    records: list[dict[str, Any]] = []
+    records: list[ModelRecord] = []
     percentile_used = False
     for part in parts:
         if part.skip:
@@ -237,7 +239,7 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
                 psi = population_stability_index(scores[~mask], scores[mask])
             split_info.update(train_runs=sorted(split.train_runs), holdout_runs=holdout_runs,
                               train_rows=part.train.height, holdout_rows=int(mask.sum()))
-        record = rep.model_record(
+        record = ModelRecord.holdout(
             IF_KEY, kind="unsupervised",
             description="Isolation Forest trained on normal sequences of the training runs",
             metrics=metrics, split=split_info,
@@ -252,14 +254,13 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
                       "vocabulary": len(res.vectorizer.vocabulary_)},
             k=opts.precision_at, alpha=opts.fp_alpha, psi=psi,
             guards=guard_lines, notes=res.notes, settings=settings, service=service,
+            training={"rows": res.fit_rows, "runs": res.fit_runs,
+                      "threshold_rows": res.threshold_rows, "threshold_runs": res.threshold_runs,
+                      "loaded_from": str(bundle_from.path) if bundle_from else None},
         )
-        record["training"] = {"rows": res.fit_rows, "runs": res.fit_runs,
-                              "threshold_rows": res.threshold_rows,
-                              "threshold_runs": res.threshold_runs,
-                              "loaded_from": str(bundle_from.path) if bundle_from else None}
         if metrics is not None:
-            evaluated(IF_KEY, service, part.rows.filter(pl.Series(mask)), scores[mask],
-                      res.threshold, record)
+            record = record.with_evaluation(evaluated(
+                IF_KEY, service, part.rows.filter(pl.Series(mask)), scores[mask], res.threshold))
         say(rep.metric_line(IF_KEY, metrics, settings,
                             None if service == ALL_SERVICES else service))
         records.append(record)
@@ -300,14 +301,14 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
         + (", pred_if_threshold)" if percentile_used else ")")
         + (" from each service's own forest, rank_if within the service"
            if len(preds_parts) > 1 or parts[0].service != ALL_SERVICES else ""))
-    if len(records) == 1 and records[0]["service"] == ALL_SERVICES:
+    if len(records) == 1 and records[0].service == ALL_SERVICES:
         top = records[0]
         result.artifacts += rep.write_if_metrics(opts.metrics_path, top)
     else:
         skipped = {p.service: p.skip for p in parts if p.skip}
-        top = rep.combined_record(IF_KEY, records, skipped)
+        top = combined(IF_KEY, records, skipped)
         result.artifacts += rep.write_if_metrics(opts.metrics_path, top,
-                                                 [*records, rep.macro_record(IF_KEY, records)])
+                                                 [*records, macro(IF_KEY, records)])
     result.records[IF_KEY] = top
-    result.artifacts.append(rep.write_json(opts.metrics_path / f"{IF_KEY}.json", top))
+    result.artifacts.append(rep.write_json(opts.metrics_path / f"{IF_KEY}.json", top.to_dict()))
     return records

@@ -19,6 +19,7 @@ import polars as pl
 from loglead_lo2 import artifacts
 from loglead_lo2.detection import report as rep
 from loglead_lo2.detection.labels import ALL_SERVICES, ServicePart, service_bundle
+from loglead_lo2.detection.records import ModelRecord
 from loglead_lo2.detection.runner import holdout_metrics, predictions_frame, run_model
 from loglead_lo2.errors import UserError
 
@@ -30,7 +31,7 @@ Say = Callable[[str], None]
 class PartOutcome:
     """What one (model, part) produced: its record and its predictions rows."""
 
-    record: dict[str, Any]
+    record: ModelRecord | None  # None: the part was skipped
     predictions: pl.DataFrame
     artifacts: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -105,7 +106,7 @@ def run_part(opts: Any, spec: Any, part: ServicePart, split: Any, limits: Any, s
             raise
         msg = f"[Model] {name}: skipped ({exc})"
         say(msg)
-        return PartOutcome({}, pl.DataFrame(), notes=[msg])
+        return PartOutcome(None, pl.DataFrame(), notes=[msg])
     fitted, thr = mrun.fitted, mrun.threshold
     stats = fitted.resource or resource_stats(fitted.estimator, fitted.vectorizer,
                                               fitted.fit_seconds)
@@ -118,7 +119,7 @@ def run_part(opts: Any, spec: Any, part: ServicePart, split: Any, limits: Any, s
         from loglead_lo2.metrics_utils import population_stability_index
 
         psi = population_stability_index(mrun.scores[~mrun.holdout], mrun.scores[mrun.holdout])
-    record = rep.model_record(
+    record = ModelRecord.holdout(
         spec.key, kind=spec.kind, description=spec.description, metrics=metrics,
         split=split_info(train, hold, split), threshold=thr.as_dict(),
         timing={"fit_seconds": round(fitted.fit_seconds, 4),
@@ -128,19 +129,20 @@ def run_part(opts: Any, spec: Any, part: ServicePart, split: Any, limits: Any, s
                   "settings": spec.features},
         k=opts.precision_at, alpha=opts.fp_alpha, psi=psi, resource=stats, guards=plan.lines,
         settings=settings, service=service,
-    )
-    record["training"] = {"rows": fitted.train_rows, "runs": sorted(fitted.train_runs),
-                          "calibration_runs": list(thr.calibration_runs),
-                          "services": sorted(train["service"].unique().to_list())}
-    evaluated(spec.key, service, hold, mrun.scores[mrun.holdout], thr.value, record)
+        training={"rows": fitted.train_rows, "runs": sorted(fitted.train_runs),
+                  "calibration_runs": list(thr.calibration_runs),
+                  "services": sorted(train["service"].unique().to_list())},
+    ).with_evaluation(evaluated(spec.key, service, hold, mrun.scores[mrun.holdout], thr.value))
     say(rep.metric_line(spec.key, metrics, settings,
                         None if service == ALL_SERVICES else service))
-    out = PartOutcome(record, predictions_frame(
-        spec.key, mrun.scores, mrun.split, thr.value, part.rows, evaluated.row_truth(part.rows)))
+    files: list[Path] = []
+    notes: list[str] = []
     if spec.shap_in_detection:
-        record["shap"], files, notes = _detection_shap(opts, fitted, part, split, say)
-        out.artifacts += files
-        out.notes += notes
+        shap, files, notes = _detection_shap(opts, fitted, part, split, say)
+        record = record.with_shap(shap)
+    out = PartOutcome(record, predictions_frame(
+        spec.key, mrun.scores, mrun.split, thr.value, part.rows, evaluated.row_truth(part.rows)),
+        artifacts=files, notes=notes)
     targets = [(run_bundle(opts.metrics_path, spec.key, service), True)]
     if opts.save_sup_models:
         targets.append((sup_bundle(opts.save_sup_models, spec.key, service),

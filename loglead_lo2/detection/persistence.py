@@ -21,13 +21,16 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from loglead_lo2.artifacts import IF_METADATA
 from loglead_lo2.errors import UserError
 from loglead_lo2.schema import atomic_path
+
+if TYPE_CHECKING:
+    from loglead_lo2.detection.records import ModelRecord
 
 log = logging.getLogger(__name__)
 
@@ -355,12 +358,12 @@ def parts_section(estimator: Any, vectorizer: Any,
     }
 
 
-def _run_context(record: Mapping[str, Any]) -> dict[str, Any]:
+def _run_context(record: ModelRecord) -> dict[str, Any]:
     """Settings (label mode, split, window, per-service) and the service a model saw."""
-    return {"service": record.get("service", "all"), "settings": record.get("settings") or {}}
+    return {"service": record.service, "settings": dict(record.settings)}
 
 
-def if_metadata(res: Any, record: Mapping[str, Any], config: Any, bundle: Any,
+def if_metadata(res: Any, record: ModelRecord, config: Any, bundle: Any,
                 sha: str, drain: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``model.yml`` of an Isolation Forest bundle (``res`` is an ``IFResult``)."""
     vec = res.vectorizer
@@ -377,10 +380,10 @@ def if_metadata(res: Any, record: Mapping[str, Any], config: Any, bundle: Any,
                      "rows": res.fit_rows, "runs": res.fit_runs},
         "threshold_holdout": {"fraction": config.holdout_fraction, "rows": res.threshold_rows,
                               "runs": res.threshold_runs},
-        "evaluation": dict(record.get("split") or {}),
+        "evaluation": dict(record.split),
         "threshold": {"value": res.threshold, "percentile": res.percentile,
                       "source": res.threshold_source, "rule": "score_if >= threshold"},
-        "metrics": {"split": record.get("metrics_split"), **(record.get("metrics") or {})},
+        "metrics": record.metadata_metrics(),
         "versions": library_versions(),
         "git_commit": git_commit(),
         "parts": parts_section(res.model, res.vectorizer, drain),
@@ -388,7 +391,7 @@ def if_metadata(res: Any, record: Mapping[str, Any], config: Any, bundle: Any,
     }
 
 
-def model_metadata(spec: Any, fitted: Any, record: Mapping[str, Any], bundle: Path,
+def model_metadata(spec: Any, fitted: Any, record: ModelRecord, bundle: Path,
                    sha: str, drain: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``<key>.yml`` of a registry model bundle (``fitted`` is a ``FittedModel``)."""
     vec = fitted.vectorizer
@@ -405,9 +408,9 @@ def model_metadata(spec: Any, fitted: Any, record: Mapping[str, Any], bundle: Pa
                      "n_features": len(vec.feature_names_)},
         "training": {"selector": spec.train_on, "rows": fitted.train_rows,
                      "runs": sorted(fitted.train_runs)},
-        "evaluation": record["split"],
-        "threshold": record["threshold"],
-        "metrics": {"split": record["metrics_split"], **(record["metrics"] or {})},
+        "evaluation": dict(record.split),
+        "threshold": dict(record.threshold),
+        "metrics": record.metadata_metrics(),
         "versions": library_versions(),
         "git_commit": git_commit(),
         "parts": parts_section(fitted.estimator, fitted.vectorizer, drain),

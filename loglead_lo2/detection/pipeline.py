@@ -54,6 +54,7 @@ from loglead_lo2.detection.labels import (
     service_parts,
 )
 from loglead_lo2.detection.models_phase import run_part, sup_bundle
+from loglead_lo2.detection.records import ModelRecord, combined, macro
 from loglead_lo2.detection.thresholds import ThresholdSettings
 from loglead_lo2.errors import UserError
 
@@ -113,15 +114,15 @@ class DetectOptions:
 class DetectResult:
     """What a run produced: artifacts written, model records and printed notes.
 
-    ``records``: ``<model>.json`` content by model key (per service: the macro record with
-    ``per_service``); ``board``: the leaderboard records (one per model and service, plus the
+    ``records``: the record of ``<model>.json`` by model key (per service: the macro record
+    with ``per_service``); ``board``: the leaderboard records (one per model and service, plus the
     macro rows); ``settings``: :meth:`RunSettings.as_dict`; ``labels``: the label-mode
     counts; ``skipped_services``: service -> reason (``--per-service``).
     """
 
     artifacts: list[Path] = field(default_factory=list)
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
-    board: list[dict[str, Any]] = field(default_factory=list)
+    records: dict[str, ModelRecord] = field(default_factory=dict)
+    board: list[ModelRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     rows: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
@@ -220,9 +221,10 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
             for o in outs:
                 result.artifacts += o.artifacts
                 result.notes += o.notes
-            recs = [o.record for o in outs if o.record]
+            recs = [o.record for o in outs if o.record is not None]
             _model_json(opts, spec.key, recs, parts, result)
-            _write_predictions(opts, spec.key, [o.predictions for o in outs if o.record],
+            _write_predictions(opts, spec.key,
+                               [o.predictions for o in outs if o.record is not None],
                                say, result)
             result.board += _board_rows(spec.key, recs, opts.per_service)
     elif specs:
@@ -295,24 +297,25 @@ def _write_predictions(opts: DetectOptions, key: str, frames: list[pl.DataFrame]
         + ")")
 
 
-def _board_rows(key: str, records: list[dict[str, Any]], per_service: bool
-                ) -> list[dict[str, Any]]:
+def _board_rows(key: str, records: list[ModelRecord], per_service: bool
+                ) -> list[ModelRecord]:
     """Leaderboard records of one model: its record, or per-service records + macro row."""
     if not per_service or not records:
         return records
-    return [*records, rep.macro_record(key, records)]
+    return [*records, macro(key, records)]
 
 
-def _model_json(opts: DetectOptions, key: str, records: list[dict[str, Any]],
+def _model_json(opts: DetectOptions, key: str, records: list[ModelRecord],
                 parts: list[ServicePart], result: DetectResult) -> None:
     if not records:
         return
     if not opts.per_service:
         top = records[0]
     else:
-        top = rep.combined_record(key, records, {p.service: p.skip for p in parts if p.skip})
+        top = combined(key, records, {p.service: p.skip for p in parts if p.skip})
     result.records[key] = top
-    result.artifacts.append(rep.write_json(opts.metrics_path / A.model_record(key), top))
+    result.artifacts.append(rep.write_json(opts.metrics_path / A.model_record(key),
+                                           top.to_dict()))
 
 
 def _write_summaries(opts: DetectOptions, split: Any, result: DetectResult,

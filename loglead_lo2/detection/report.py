@@ -28,6 +28,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,30 +36,29 @@ import polars as pl
 
 from loglead_lo2 import artifacts as A
 from loglead_lo2.artifacts import LEADERBOARD_CSV, LEADERBOARD_MD
+from loglead_lo2.detection.labels import ALL_SERVICES, MACRO
+from loglead_lo2.detection.records import (
+    GROUP_FIELDS,
+    HOLDOUT,
+    HoldoutMetrics,
+    LeaderboardRow,
+    ModelRecord,
+    as_record,
+    macro,
+)
 from loglead_lo2.schema import write_text_atomic
 
-HOLDOUT = "holdout"
 TRAIN_REFERENCE = "train (for reference only)"
 
-METRIC_COLUMNS: tuple[str, ...] = (
-    "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "precision_at_k",
-    "fp_rate_at_alpha", "support_pos", "support_neg",
-)
-SETTING_COLUMNS: tuple[str, ...] = ("label_mode", "split", "window", "per_service",
-                                    "threshold_rule")
-LEADERBOARD_COLUMNS: tuple[str, ...] = (
-    "rank", "model", "service", "kind", *SETTING_COLUMNS, *METRIC_COLUMNS, "fp_rate_correct",
-    "fp_rate_non_target", "gt_roc_auc", "gt_recall", "gt_recall_1pct_fp", "gt_fp_rate",
-    "len_sep", "k", "k_rows", "alpha", "psi", "threshold", "fit_seconds", "score_seconds",
-    "train_rows", "holdout_rows",
-)
+METRIC_COLUMNS: tuple[str, ...] = HoldoutMetrics.leaderboard_fields()
+"""The :class:`~.records.HoldoutMetrics` fields that are leaderboard columns."""
+LEADERBOARD_COLUMNS: tuple[str, ...] = ("rank", *LeaderboardRow.columns())
+"""``rank``, then the fields of :class:`~.records.LeaderboardRow`."""
 MD_COLUMNS: tuple[str, ...] = (
     "rank", "model", "service", "kind", "roc_auc", "pr_auc", "f1", "precision", "recall",
     "fp_rate_correct", "fp_rate_non_target", "gt_roc_auc", "gt_recall", "gt_recall_1pct_fp",
     "len_sep", "threshold", "fit_seconds",
 )
-ALL_SERVICES = "all"
-MACRO = "macro"
 
 
 def _clean(value: Any) -> Any:
@@ -82,87 +82,10 @@ def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
     return path
 
 
-def flat_row(record: Mapping[str, Any]) -> dict[str, Any]:
-    """One leaderboard row from a model record (see :func:`model_record`)."""
-    metrics = record.get("metrics") or {}
-    timing = record.get("timing") or {}
-    split = record.get("split") or {}
-    settings = record.get("settings") or {}
-    gt = (record.get("ground_truth") or {}).get("overall") or {}
-    row: dict[str, Any] = {
-        "model": record["model"],
-        "service": record.get("service", ALL_SERVICES),
-        "kind": record.get("kind"),
-        "label_mode": settings.get("label_mode"),
-        "split": split.get("name", HOLDOUT),
-        "window": settings.get("window"),
-        "per_service": settings.get("per_service"),
-        "threshold_rule": settings.get("threshold"),
-    }
-    for name in METRIC_COLUMNS:
-        row[name] = metrics.get(name)
-    row["fp_rate_correct"] = metrics.get("fp_rate_correct")
-    row["fp_rate_non_target"] = metrics.get("fp_rate_non_target")
-    row["gt_roc_auc"] = gt.get("roc_auc_true")
-    row["gt_recall"] = gt.get("recall")
-    row["gt_recall_1pct_fp"] = gt.get("recall_at_1pct_fp")
-    row["gt_fp_rate"] = gt.get("fp_rate_normal")
-    row["len_sep"] = record.get("len_sep")
-    row["k"] = record.get("k")
-    row["k_rows"] = metrics.get("k_rows")
-    row["alpha"] = record.get("alpha")
-    row["psi"] = record.get("psi_train_vs_holdout")
-    row["threshold"] = (record.get("threshold") or {}).get("value")
-    row["fit_seconds"] = timing.get("fit_seconds")
-    row["score_seconds"] = timing.get("score_seconds")
-    row["train_rows"] = split.get("train_rows")
-    row["holdout_rows"] = split.get("holdout_rows")
-    return row
-
-
-def model_record(
-    key: str,
-    *,
-    kind: str,
-    description: str,
-    metrics: Mapping[str, Any] | None,
-    split: Mapping[str, Any],
-    threshold: Mapping[str, Any],
-    timing: Mapping[str, Any],
-    features: Mapping[str, Any],
-    k: int | None = None,
-    alpha: float | None = None,
-    psi: float | None = None,
-    resource: Mapping[str, Any] | None = None,
-    guards: Sequence[str] = (),
-    notes: Sequence[str] = (),
-    settings: Mapping[str, Any] | None = None,
-    service: str = ALL_SERVICES,
-) -> dict[str, Any]:
-    """The content of ``<model>.json``; ``metrics`` are hold-out figures (or ``None``).
-
-    ``settings`` is :meth:`RunSettings.as_dict`; ``service`` the rows the model saw
-    (``all`` or one service). ``ground_truth`` is added later when a manifest exists.
-    """
-    return {
-        "model": key,
-        "service": service,
-        "settings": dict(settings or {}),
-        "kind": kind,
-        "description": description,
-        "split": {"name": HOLDOUT, **dict(split)},
-        "metrics_split": HOLDOUT if metrics is not None else None,
-        "metrics": dict(metrics) if metrics is not None else None,
-        "k": k,
-        "alpha": alpha,
-        "psi_train_vs_holdout": psi,
-        "threshold": dict(threshold),
-        "timing": dict(timing),
-        "features": dict(features),
-        "resource": dict(resource or {}),
-        "guards": list(guards),
-        "notes": list(notes),
-    }
+def flat_row(record: ModelRecord) -> dict[str, Any]:
+    """One leaderboard row (without ``rank``) of a model record
+    (:class:`~.records.LeaderboardRow`)."""
+    return LeaderboardRow.of(record).to_dict()
 
 
 def _fmt(value: Any) -> str:
@@ -181,80 +104,31 @@ def markdown_table(df: pl.DataFrame) -> str:
     return "\n".join([head, rule, *body]) + "\n"
 
 
-def _mean(values: Iterable[Any]) -> float | None:
-    nums = [float(v) for v in values
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
-    return sum(nums) / len(nums) if nums else None
-
-
-def _with_count_f1(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """``metrics`` with F1 from the confusion counts, ``2TP / (2TP + FP + FN)``: defined (0)
-    also when nothing is flagged, so a silent service model pulls the macro F1 down instead of
-    being left out of it."""
-    out = dict(metrics)
-    tp, fp, fn = (metrics.get(k) for k in ("tp", "fp", "fn"))
-    if isinstance(tp, int) and isinstance(fp, int) and isinstance(fn, int) \
-            and 2 * tp + fp + fn > 0:
-        out["f1"] = 2 * tp / (2 * tp + fp + fn)
-    return out
-
-
-def macro_record(key: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The ``macro`` row of a model trained per service: the unweighted mean of every metric
-    (and of ground-truth recall / FP rate) over its per-service records, summed timings and
-    row counts; ``None`` where no service has a value."""
-    first: Mapping[str, Any] = records[0] if records else {"model": key}
-    per = [_with_count_f1(r.get("metrics") or {}) for r in records]
-    metric_names = sorted({name for p in per for name in p})
-    metrics = {m: _mean(p.get(m) for p in per) for m in metric_names}
-    defined = {m: sum(1 for p in per if _mean([p.get(m)]) is not None) for m in metric_names}
-    for name in ("support_pos", "support_neg", "tp", "fp", "tn", "fn"):
-        if name in metrics:
-            metrics[name] = sum(int((r.get("metrics") or {}).get(name) or 0) for r in records)
-    gts = [(r.get("ground_truth") or {}).get("overall") or {} for r in records]
-    timing = {t: round(sum(float((r.get("timing") or {}).get(t) or 0.0) for r in records), 4)
-              for t in ("fit_seconds", "score_seconds")}
-    split = dict(first.get("split") or {})
-    for n in ("train_rows", "holdout_rows"):
-        split[n] = sum(int((r.get("split") or {}).get(n) or 0) for r in records)
-    out = {
-        "model": key, "service": MACRO, "settings": dict(first.get("settings") or {}),
-        "kind": first.get("kind"), "description": first.get("description"),
-        "split": split, "metrics_split": f"{HOLDOUT} (macro average over services)",
-        "metrics": metrics if records else None, "k": first.get("k"),
-        "alpha": first.get("alpha"),
-        "psi_train_vs_holdout": _mean(r.get("psi_train_vs_holdout") for r in records),
-        "threshold": {"value": None, "source": "one threshold per service model"},
-        "timing": timing, "services": [r.get("service") for r in records],
-        "macro_defined": {"services": len(records), "per_metric": defined,
-                          "note": "mean over the services where a metric is defined; F1 "
-                                  "per service = 2TP/(2TP+FP+FN) (0 when nothing of a "
-                                  "service with anomalies is flagged)"},
-    }
-    if any(gts):
-        out["ground_truth"] = {"overall": {
-            name: _mean(g.get(name) for g in gts)
-            for name in ("recall", "fp_rate_normal", "roc_auc_true", "recall_at_1pct_fp")}}
-    return out
+def macro_record(key: str, records: Sequence[ModelRecord | Mapping[str, Any]]
+                 ) -> dict[str, Any]:
+    """The JSON content of the ``macro`` row (:func:`~.records.macro`) of ``records``
+    (records, or their JSON content)."""
+    return macro(key, [as_record(r) for r in records]).to_dict()
 
 
 def _service_order(service: Any) -> tuple[int, str]:
     return (0 if service in (ALL_SERVICES, MACRO) else 1, str(service))
 
 
-def leaderboard(records: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
+def leaderboard(records: Iterable[ModelRecord]) -> pl.DataFrame:
     """Models side by side: rows grouped by ``service`` (``all`` / ``macro`` first, then each
     service), best hold-out ROC-AUC first; ``rank`` is the model's rank within its service."""
-    rows = [flat_row(r) for r in records]
+    rows = sorted((LeaderboardRow.of(r) for r in records),
+                  key=lambda r: (_service_order(r.service), r.roc_auc is None,
+                                 -(r.roc_auc or 0.0), -(r.pr_auc or 0.0), str(r.model)))
     if not rows:
         return pl.DataFrame(schema={c: pl.String for c in LEADERBOARD_COLUMNS})
-    rows.sort(key=lambda r: (_service_order(r["service"]), r["roc_auc"] is None,
-                             -(r["roc_auc"] or 0.0), -(r["pr_auc"] or 0.0), r["model"]))
     counter: dict[Any, int] = {}
+    table = []
     for row in rows:
-        counter[row["service"]] = counter.get(row["service"], 0) + 1
-        row["rank"] = counter[row["service"]]
-    return pl.DataFrame(rows, infer_schema_length=None).select(LEADERBOARD_COLUMNS)
+        counter[row.service] = counter.get(row.service, 0) + 1
+        table.append({"rank": counter[row.service], **row.to_dict()})
+    return pl.DataFrame(table, infer_schema_length=None).select(LEADERBOARD_COLUMNS)
 
 
 def settings_text(settings: Mapping[str, Any] | None) -> str:
@@ -283,7 +157,7 @@ def _leakage_banner(leakage: Mapping[str, Any] | None) -> str:
 
 
 def write_leaderboard(metrics_dir: str | os.PathLike[str],
-                      records: Iterable[Mapping[str, Any]], title: str = "",
+                      records: Iterable[ModelRecord], title: str = "",
                       settings: Mapping[str, Any] | None = None,
                       leakage: Mapping[str, Any] | None = None) -> list[Path]:
     """``leaderboard.csv`` and ``leaderboard.md``; returns the paths written.
@@ -294,16 +168,16 @@ def write_leaderboard(metrics_dir: str | os.PathLike[str],
     from loglead_lo2.detection.leakage import service_separability
 
     metrics_dir = Path(metrics_dir)
-    rows = [dict(r) for r in records]
+    rows = list(records)
     if leakage:
-        for r in rows:
-            r["len_sep"] = service_separability(dict(leakage), str(r.get("service", "all")))
+        rows = [replace(r, len_sep=service_separability(dict(leakage), str(r.service)))
+                for r in rows]
     table = leaderboard(rows)
     csv_path = metrics_dir / LEADERBOARD_CSV
     md_path = metrics_dir / LEADERBOARD_MD
     write_text_atomic(csv_path, table.write_csv())
     if settings is None and rows:
-        settings = rows[0].get("settings")
+        settings = rows[0].settings
     header = "# LO2 detection leaderboard (hold-out split)\n\n"
     header += _leakage_banner(leakage)
     header += f"Settings: {settings_text(settings)}.\n\n"
@@ -336,29 +210,15 @@ def write_leaderboard(metrics_dir: str | os.PathLike[str],
     return [csv_path, md_path]
 
 
-def combined_record(key: str, records: Sequence[Mapping[str, Any]],
-                    skipped: Mapping[str, str]) -> dict[str, Any]:
-    """The ``<model>.json`` of a per-service model: the macro record at the top level plus
-    every service's record under ``per_service`` and the skipped services with reasons."""
-    out = macro_record(key, records)
-    out["per_service"] = {str(r.get("service")): dict(r) for r in records}
-    out["skipped_services"] = dict(skipped)
-    return out
-
-
-def write_if_metrics(metrics_dir: str | os.PathLike[str], record: Mapping[str, Any],
-                     rows: Sequence[Mapping[str, Any]] | None = None) -> list[Path]:
+def write_if_metrics(metrics_dir: str | os.PathLike[str], record: ModelRecord,
+                     rows: Sequence[ModelRecord] | None = None) -> list[Path]:
     """``if_metrics.json`` (full record) and ``if_metrics.csv`` (one flat row per record in
     ``rows``, default the record itself)."""
     metrics_dir = Path(metrics_dir)
-    json_path = write_json(metrics_dir / A.IF_METRICS_JSON, record)
+    json_path = write_json(metrics_dir / A.IF_METRICS_JSON, record.to_dict())
     csv_path = metrics_dir / A.IF_METRICS_CSV
-    flat = []
-    for r in rows or [record]:
-        row = {k: v for k, v in flat_row(r).items()}
-        row["threshold_source"] = (r.get("threshold") or {}).get("source")
-        row["percentile"] = (r.get("threshold") or {}).get("percentile")
-        flat.append(row)
+    flat = [{**flat_row(r), "threshold_source": r.threshold.get("source"),
+             "percentile": r.threshold.get("percentile")} for r in rows or [record]]
     write_text_atomic(csv_path, pl.DataFrame(flat, infer_schema_length=None).write_csv())
     return [json_path, csv_path]
 
@@ -422,7 +282,7 @@ def write_recall_table(metrics_dir: str | os.PathLike[str], table: pl.DataFrame)
     return [csv_path, md_path]
 
 
-def metric_line(name: str, metrics: Mapping[str, Any] | None,
+def metric_line(name: str, metrics: HoldoutMetrics | None,
                 settings: Mapping[str, Any] | None = None, service: str | None = None) -> str:
     """One printed ``[Metrics]`` line naming the split, label mode, windowing, per-service
     setting and (when given) the service of the model."""
@@ -430,13 +290,14 @@ def metric_line(name: str, metrics: Mapping[str, Any] | None,
     tag = (f"{HOLDOUT}) [labels {s.get('label_mode', 'target-service')}, window "
            f"{s.get('window', 'none')}, per-service {'yes' if s.get('per_service') else 'no'}"
            + (f", service {service}" if service else "") + "]")
-    if not metrics:
+    if metrics is None:
         return f"[Metrics] {name} ({tag}: no hold-out metrics"
     keys = ("roc_auc", "pr_auc", "f1", "precision", "recall", "fp_rate_correct",
             "fp_rate_non_target", "precision_at_k", "fp_rate_at_alpha")
-    parts = [f"{k} {_fmt(metrics.get(k)) or 'n/a'}" for k in keys if k in metrics]
-    if metrics.get("k_note"):
-        parts.append(f"note: {metrics['k_note']}")
+    parts = [f"{k} {_fmt(getattr(metrics, k)) or 'n/a'}" for k in keys
+             if metrics.grouped or k not in GROUP_FIELDS]
+    if metrics.k_note:
+        parts.append(f"note: {metrics.k_note}")
     return f"[Metrics] {name} ({tag}: " + ", ".join(parts)
 
 

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from loglead_lo2.detection.evaluate import FittedModel, evaluate, fit_model, score_model
+from loglead_lo2.detection.evaluate import FittedModel, evaluate_metrics, fit_model, score_model
 from loglead_lo2.detection.labels import ROW_GROUP
+from loglead_lo2.detection.records import HoldoutMetrics
 from loglead_lo2.detection.thresholds import (
     CalibrationSplit,
     Threshold,
@@ -95,13 +96,14 @@ def run_model(spec: Any, rows: pl.DataFrame, train: pl.DataFrame, test_runs: lis
 
 
 def holdout_metrics(run: ModelRun, rows: pl.DataFrame, *, k: int | None = None,
-                    alpha: float | None = None) -> dict[str, Any]:
-    """:func:`~loglead_lo2.detection.evaluate.evaluate` on the hold-out rows of ``rows``."""
+                    alpha: float | None = None) -> HoldoutMetrics:
+    """:func:`~loglead_lo2.detection.evaluate.evaluate_metrics` on the hold-out rows of
+    ``rows``."""
     mask = run.holdout
     hold = rows.filter(pl.Series(mask))
     groups = hold[ROW_GROUP].to_numpy() if ROW_GROUP in hold.columns else None
-    return evaluate(hold["anomaly"].cast(pl.Int8).to_numpy(), run.scores[mask],
-                    threshold=run.threshold.value, k=k, alpha=alpha, groups=groups)
+    return evaluate_metrics(hold["anomaly"].cast(pl.Int8).to_numpy(), run.scores[mask],
+                            threshold=run.threshold.value, k=k, alpha=alpha, groups=groups)
 
 
 def predictions_frame(key: str, run_scores: np.ndarray, split: np.ndarray, threshold: float,

@@ -71,14 +71,14 @@ class ModelView:
 
 def holdout_metrics(hold: pl.DataFrame, scores: np.ndarray, threshold: float
                     ) -> dict[str, Any]:
-    """The detection phase's :func:`~loglead_lo2.detection.evaluate.evaluate` on the
+    """The detection phase's :func:`~loglead_lo2.detection.evaluate.evaluate_metrics` on the
     hold-out rows (the figures of its leaderboard)."""
-    from loglead_lo2.detection.evaluate import evaluate
+    from loglead_lo2.detection.evaluate import evaluate_metrics
 
     groups = hold[ROW_GROUP].to_numpy() if ROW_GROUP in hold.columns else None
-    m = evaluate(hold["anomaly"].cast(pl.Int8).to_numpy(), scores, threshold=threshold,
-                 groups=groups)
-    return {k: m.get(k) for k in METRIC_KEYS}
+    m = evaluate_metrics(hold["anomaly"].cast(pl.Int8).to_numpy(), scores,
+                         threshold=threshold, groups=groups)
+    return {k: getattr(m, k) for k in METRIC_KEYS}
 
 
 def _fitted(src: ModelSource) -> Any:
