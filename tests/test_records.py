@@ -22,7 +22,12 @@ from loglead_lo2.detection.records import (
     combined,
     macro,
 )
-from loglead_lo2.detection.report import LEADERBOARD_COLUMNS, METRIC_COLUMNS, flat_row
+from loglead_lo2.detection.report import (
+    LEADERBOARD_COLUMNS,
+    METRIC_COLUMNS,
+    flat_row,
+    metric_line,
+)
 from loglead_lo2.explain.views import METRIC_KEYS
 from loglead_lo2.schema import write_parquet
 from tests.detection_data import make_enhanced_sequences
@@ -121,6 +126,16 @@ def test_flat_row() -> None:
     assert row["label_mode"] == "test-case" and row["split"] == "holdout"
     assert row["psi"] == 0.1 and row["threshold"] == 0.5 and row["fit_seconds"] == 1.5
     assert row["gt_roc_auc"] == 0.8 and row["k_rows"] == 2 and row["holdout_rows"] == 5
+
+
+def test_metric_line_names_the_group_rates_only_when_measured() -> None:
+    grouped = metric_line("m", evaluate_metrics(Y, S, threshold=0.5, k=9, groups=GROUPS))
+    assert "fp_rate_correct 0.5000" in grouped and "precision_at_k 0.4000" in grouped
+    assert "note: k=9 exceeds the 5 evaluated rows" in grouped
+    plain = metric_line("m", evaluate_metrics(Y, S, threshold=0.5), service="a")
+    assert "fp_rate_correct" not in plain and "service a" in plain
+    assert "fp_rate_at_alpha n/a" in plain
+    assert metric_line("m", None).endswith("no hold-out metrics")
 
 
 def test_macro_of_two_service_records_by_hand() -> None:
