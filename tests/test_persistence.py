@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from loglead_lo2.detection.cli import main
-from loglead_lo2.detection.iforest import IFConfig, IFResult, is_isolation_forest, train_iforest
+from loglead_lo2.detection.defaults import is_isolation_forest
+from loglead_lo2.detection.iforest import IFConfig, IFResult, train_iforest
 from loglead_lo2.detection.persistence import (
     find_metadata,
     load_bundle,

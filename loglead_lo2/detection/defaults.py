@@ -41,3 +41,15 @@ holding an injected event; ``benchmarks/explore_models.py``, mean of 5 forest se
 stays near 0.6: the error templates are unseen, so only ``__oov__`` carries them."""
 
 __all__ = ["DEFAULT_MODELS", "IF_KEY", "IF_VECTORIZER"]
+
+
+def is_isolation_forest(model: Any) -> str | None:
+    """``model_check`` for :func:`~loglead_lo2.detection.persistence.load_bundle`: why a
+    loaded object is not a fitted Isolation Forest (``None`` when it is)."""
+    from sklearn.ensemble import IsolationForest
+
+    if not isinstance(model, IsolationForest):
+        return f"holds a {type(model).__name__}, not an IsolationForest."
+    if not hasattr(model, "estimators_"):
+        return "holds an unfitted IsolationForest."
+    return None

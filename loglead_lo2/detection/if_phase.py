@@ -19,12 +19,12 @@ import polars as pl
 
 from loglead_lo2 import artifacts as A
 from loglead_lo2.artifacts import IF_METADATA, IF_PREDICTIONS_FILE
+from loglead_lo2.detection.defaults import is_isolation_forest
 from loglead_lo2.detection.iforest import (
     IF_KEY,
     IFConfig,
     forest_spec,
     forest_thresholds,
-    is_isolation_forest,
     predictions_frame,
     result_of,
     write_predictions,

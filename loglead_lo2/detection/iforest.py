@@ -258,17 +258,6 @@ def write_predictions(df: pl.DataFrame, path: str | os.PathLike[str]) -> str:
     return "parquet"
 
 
-def is_isolation_forest(model: Any) -> str | None:
-    """``model_check`` for :func:`~loglead_lo2.detection.persistence.load_bundle`."""
-    from sklearn.ensemble import IsolationForest
-
-    if not isinstance(model, IsolationForest):
-        return f"holds a {type(model).__name__}, not an IsolationForest."
-    if not hasattr(model, "estimators_"):
-        return "holds an unfitted IsolationForest."
-    return None
-
-
 def score_with_bundle(
     sequences: pl.DataFrame,
     bundle: str | os.PathLike[str],

@@ -42,7 +42,7 @@ def bundle_key(loaded: Any) -> str:
     a forest (bundles saved before keys were recorded)."""
     from sklearn.ensemble import IsolationForest
 
-    from loglead_lo2.detection.iforest import IF_KEY
+    from loglead_lo2.detection.defaults import IF_KEY
 
     key = ((loaded.metadata or {}).get("model") or {}).get("key")
     if key:
@@ -90,7 +90,7 @@ def score_bundle(sequences: pl.DataFrame, bundle: str | os.PathLike[str], *,
         raise UserError(f"batch size must be >= 1, got {batch_size}.")
     check = None
     if expected_key is not None:
-        from loglead_lo2.detection.iforest import IF_KEY, is_isolation_forest
+        from loglead_lo2.detection.defaults import IF_KEY, is_isolation_forest
 
         check = is_isolation_forest if expected_key == IF_KEY else None
     loaded = load_bundle(bundle, metadata_path=metadata, expected_key=expected_key,

@@ -167,7 +167,7 @@ def _missing(what: Path, key: str, fix: str) -> UserError:
 
 def load_saved(run: DetectRun, keys: Sequence[str], fix: str) -> dict[str, SavedModel]:
     """Bundle, predictions and record of every detection key in ``keys`` (in order)."""
-    from loglead_lo2.detection.iforest import is_isolation_forest
+    from loglead_lo2.detection.defaults import is_isolation_forest
     from loglead_lo2.detection.models_phase import run_bundle
     from loglead_lo2.detection.persistence import load_bundle
     from loglead_lo2.schema import read_parquet, read_parquet_schema
