@@ -7,7 +7,7 @@ named once. Layout (``<root>`` = the loader's ``--output-dir``, ``<metrics>`` = 
 * generator, beside the LO2 tree's runs: :data:`MANIFEST_FILE`, :data:`SAMPLE_FILE`;
 * loader, in ``<root>``: :data:`EVENTS_FILE`, :data:`SEQUENCES_FILE`, :data:`ENHANCED_FILE`,
   :data:`METRICS_FILE`, :data:`TEMPLATES_FILE`, :data:`DRAIN_STATE_FILE`,
-  :data:`FILES_FILE`, :data:`LOAD_INFO_FILE`;
+  :data:`FILES_FILE`, :data:`LOAD_INFO_FILE`, :data:`LOAD_MANIFEST_FILE` (the set's manifest);
 * detection, in ``<root>``: :data:`IF_PREDICTIONS_FILE`; in ``<metrics>``:
   :data:`RUN_FILE`, :data:`LEADERBOARD_CSV` / :data:`LEADERBOARD_MD`, :data:`LEAKAGE_FILE`,
   :data:`IF_METRICS_JSON` / :data:`IF_METRICS_CSV`, ``<key>.json`` (:func:`model_record`),
@@ -35,6 +35,10 @@ TEMPLATES_FILE = "lo2_drain_templates.parquet"
 DRAIN_STATE_FILE = "lo2_drain_state.parquet"
 FILES_FILE = "lo2_files.parquet"
 LOAD_INFO_FILE = "lo2_load_info.json"
+LOAD_MANIFEST_FILE = "lo2_load_manifest.json"
+LOADER_FILES = (EVENTS_FILE, SEQUENCES_FILE, ENHANCED_FILE, METRICS_FILE, TEMPLATES_FILE,
+                DRAIN_STATE_FILE, FILES_FILE, LOAD_INFO_FILE)
+"""Every file of a load's output set (the manifest lists those it wrote)."""
 
 IF_PREDICTIONS_FILE = "lo2_if_predictions.parquet"
 METRICS_DIR = "metrics"

@@ -41,6 +41,8 @@ from loglead_lo2.artifacts import (
     EVENTS_FILE,
     FILES_FILE,
     LOAD_INFO_FILE,
+    LOAD_MANIFEST_FILE,
+    LOADER_FILES,
     MANIFEST_FILE,
     METRICS_FILE,
     SEQUENCES_FILE,
@@ -59,7 +61,6 @@ from loglead_lo2.loader.window import (
 from loglead_lo2.schema import (
     EVENT_COLUMNS,
     ParquetStreamWriter,
-    check_overwrite,
     write_parquet,
     write_text_atomic,
 )
@@ -67,6 +68,7 @@ from loglead_lo2.schema import (
 if TYPE_CHECKING:
     from loglead_lo2.enhancers import DrainParser
     from loglead_lo2.enhancers.drain_state import DrainStateInfo
+    from loglead_lo2.outputs import OutputSet
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,8 @@ class LoadReport:
     """The Drain state this load saved (``lo2_drain_state.parquet``)."""
     drain_start: DrainStateInfo | None = None
     """The state it started from (``--drain-state``)."""
+    notes: list[str] = field(default_factory=list)
+    """What the start found and cleaned up (an interrupted commit finished, leftovers)."""
 
     def tick(self, step: str, seconds: float) -> None:
         self.timings[step] = self.timings.get(step, 0.0) + seconds
@@ -149,7 +153,15 @@ def _batches(sel: Selection, size: int) -> list[list[str]]:
 def run_loader(
     opts: LoadOptions, progress: Callable[[str], None] | None = None
 ) -> LoadReport:
-    """Load the LO2 tree under ``opts.root`` and write the requested Parquet outputs."""
+    """Load the LO2 tree under ``opts.root`` and write the requested Parquet outputs.
+
+    The outputs are one :class:`~loglead_lo2.outputs.OutputSet`: written to a stage folder
+    under an exclusive lock on ``opts.output_dir`` and moved into place together at the end
+    (with ``lo2_load_manifest.json``), so the folder holds either the previous load or this
+    one, never a mix; the previous load's files this one does not write are removed.
+    """
+    from loglead_lo2.outputs import OutputSet
+
     say = progress or (lambda _msg: None)
     if opts.window is not None and opts.window <= 0:
         raise UserError("--window must be a positive number of seconds.")
@@ -160,8 +172,24 @@ def run_loader(
     if opts.drain_state is not None and DRAIN_STATE_FILE not in outputs:
         raise UserError("--drain-state starts the Drain step, which runs only with "
                         "--save-parquet or --save-events; add one of them.")
-    for path in outputs.values():
-        check_overwrite(path, opts.overwrite, "--overwrite")
+    if not outputs:  # nothing to write: no lock, nothing replaced
+        return _load(opts, None, say)
+    with OutputSet(opts.output_dir, phase="load", manifest=LOAD_MANIFEST_FILE,
+                   owned=LOADER_FILES, overwrite=opts.overwrite, flag="--overwrite") as out:
+        for note in out.notes:
+            log.info("%s: %s", opts.output_dir, note)
+        report = _load(opts, out, say)
+        if report.written:
+            out.commit({"tool": "loglead-lo2", "version": __version__})
+        report.notes = list(out.notes)
+    return report
+
+
+def _load(opts: LoadOptions, out: OutputSet | None,
+          say: Callable[[str], None]) -> LoadReport:
+    """Select, parse, window, enhance and write into ``out``'s stage (``None``: no outputs)."""
+    names = _outputs(opts)
+    staged = {name: out.path(name) for name in names} if out is not None else {}
     t0 = time.perf_counter()
     sel = select(
         opts.root,
@@ -187,9 +215,9 @@ def run_loader(
     writers = {
         name: ParquetStreamWriter(path, kind=kind)
         for name, path, kind in (
-            (EVENTS_FILE, outputs.get(EVENTS_FILE), "events"),
-            (SEQUENCES_FILE, outputs.get(SEQUENCES_FILE), "sequences"),
-            (ENHANCED_FILE, outputs.get(ENHANCED_FILE), "sequences_enhanced"),
+            (EVENTS_FILE, staged.get(EVENTS_FILE), "events"),
+            (SEQUENCES_FILE, staged.get(SEQUENCES_FILE), "sequences"),
+            (ENHANCED_FILE, staged.get(ENHANCED_FILE), "sequences_enhanced"),
         )
         if path is not None
     }
@@ -214,11 +242,11 @@ def run_loader(
     report.batches = len(batches)
     report.services = sorted(services)
     report.test_cases = sorted(cases)
-    if drain is not None and TEMPLATES_FILE in outputs:
+    if drain is not None and TEMPLATES_FILE in staged:
         table = drain.template_table()
         report.templates = table.height
-        report.written[TEMPLATES_FILE] = write_parquet(table, outputs[TEMPLATES_FILE])
-        report.drain = drain.save_state(outputs[DRAIN_STATE_FILE])
+        report.written[TEMPLATES_FILE] = write_parquet(table, staged[TEMPLATES_FILE])
+        report.drain = drain.save_state(staged[DRAIN_STATE_FILE])
         report.written[DRAIN_STATE_FILE] = report.drain.messages
     if opts.load_metrics:
         t = time.perf_counter()
@@ -227,7 +255,7 @@ def run_loader(
         report.metrics_rows = metrics.height
         if not sel.metrics_dirs:
             sel.skipped.append((str(opts.root), "--load-metrics: no metrics/ folders found"))
-        report.written[METRICS_FILE] = write_parquet(metrics, outputs[METRICS_FILE], "metrics")
+        report.written[METRICS_FILE] = write_parquet(metrics, staged[METRICS_FILE], "metrics")
         report.tick("metrics", time.perf_counter() - t)
     st = report.stats
     if st.startup_lines_kept and opts.init_lines_to_skip != 0:
@@ -238,11 +266,11 @@ def run_loader(
         log.warning("%.1f%% of the events lie in partial tail windows of %gs and were "
                     "dropped: pick a window that divides the case lengths",
                     100 * report.window.dropped_fraction(), opts.window)
-    if report.written:
+    if report.written and out is not None:
         files = files_with_dropped_lines(st.per_file.select(list(PER_FILE_SCHEMA)),
                                          report.window)
-        report.written[FILES_FILE] = write_parquet(files, opts.output_dir / FILES_FILE)
-        write_text_atomic(opts.output_dir / INFO_FILE, json.dumps(info(opts, report), indent=2))
+        report.written[FILES_FILE] = write_parquet(files, out.path(FILES_FILE))
+        write_text_atomic(out.path(INFO_FILE), json.dumps(info(opts, report), indent=2))
     return report
 
 

@@ -231,11 +231,35 @@ def scan_result(root: Path, deep: bool) -> list[Finding]:
     info = root / LOAD_INFO
     out.append(check_file(info, "result") if info.is_file() else _missing("result", root,
                                                                           LOAD_INFO))
+    out.append(check_set(root, A.LOAD_MANIFEST_FILE, A.LOADER_FILES, "result", deep))
     return out
 
 
+def check_set(folder: Path, manifest: str, names: tuple[str, ...], group: str,
+              deep: bool) -> Finding:
+    """The output-set manifest of ``folder``: every listed file present with its size (and
+    sha256 with ``--deep``), no unfinished commit, no file of another run."""
+    from loglead_lo2.outputs import verify_set
+
+    path = folder / manifest
+    try:
+        data = verify_set(folder, manifest, names, deep=deep)
+    except UserError as exc:
+        return Finding(group, manifest, str(path), INCONSISTENT, detail=str(exc))
+    if data is None:
+        return Finding(group, manifest, str(path), UNVERIFIED,
+                       detail="no manifest (written by an older version): the files cannot "
+                              "be checked as one set")
+    how = "sha256" if deep else "size"
+    return Finding(group, manifest, str(path), OK, bytes=_size(path),
+                   detail=f"{len(data['files'])} file(s) of one set ({how} checked)")
+
+
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not TEMP_RE.match(p.name))
+    """Files in ``folder``, without temp files and the output sets' own hidden files (lock,
+    stage folders, commit journals: a journal is reported by :func:`check_set`)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not TEMP_RE.match(p.name)
+                  and not any(part.startswith(".lo2") for part in p.relative_to(folder).parts))
 
 
 def scan_folder(folder: Path, group: str, known: dict[str, tuple[str, ...]],
