@@ -5,6 +5,8 @@
     python benchmarks/bench_enhancers.py --runs 5 20 --stages loader loader_batch1
     python benchmarks/bench_enhancers.py --runs 1 --json-share 0.5 --leak 1.0  # leaky ids
     python benchmarks/bench_enhancers.py --trigrams                  # 1 MB line vs short lines
+    python benchmarks/bench_enhancers.py --long-line                 # whole loader, one huge line
+    python benchmarks/bench_enhancers.py --long-line --uncapped      # ... without the cap
 
 Input: full-scale runs of the package generator (``lo2-sample --scale 1.0``, ~1.1 M lines per
 run), which follows the recording harness: request bodies with fresh random ids, so that
@@ -321,6 +323,44 @@ def trigram_bench(old_max: int) -> None:
             print(f"{name:34s} {chars:10,d} {grams:10,d} {new:8.3f} {old:8.3f}", flush=True)
 
 
+LONG_LINE_SIZES = (250_000, 1_000_000, 2_000_000, 20_000_000)
+
+
+def long_line_bench(work: Path, sizes: list[int], uncapped: bool) -> None:
+    """Seconds of the whole loader (``--save-parquet``) on a file with one line of each size
+    (random bytes, the hardest case for the normaliser), per stage. ``uncapped`` lifts
+    :data:`loglead_lo2.limits.MAX_MESSAGE_CHARS` (how it was before the cap)."""
+
+    import importlib
+
+    from loglead_lo2.loader import LoadOptions, run_loader
+
+    norm = importlib.import_module("loglead_lo2.enhancers.normalize")  # not the function
+
+    if uncapped:
+        norm.MAX_MESSAGE_CHARS = 1 << 40
+    head = (b"16:29:43.001 [XNIO-1 task-1]  sxn9TW9eQq6pn3-ZVwo2iw INFO  "
+            b"com.networknt.config.Config getConfigStream - ")
+    rng = np.random.default_rng(0)
+    print(f"cap: {'none' if uncapped else f'{norm.MAX_MESSAGE_CHARS:,} characters'}")
+    print(f"{'line bytes':>12s} {'seconds':>8s}  stages")
+    for size in sizes:
+        root = work / f"long_line_{size}"
+        shutil.rmtree(root, ignore_errors=True)
+        path = root / "light-oauth2-data-1719592986" / "correct" / "light-oauth2-oauth2-token-1.log"
+        path.parent.mkdir(parents=True)
+        body = rng.integers(0, 256, size, dtype=np.uint8)
+        body[(body == 10) | (body == 13)] = 32
+        path.write_bytes(head + body.tobytes() + b"\n")
+        t = time.perf_counter()
+        report = run_loader(LoadOptions(root=root, output_dir=root / "out", save_parquet=True,
+                                        overwrite=True))
+        seconds = time.perf_counter() - t
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items())
+        print(f"{size:12,d} {seconds:8.2f}  {stages}", flush=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _measure(stage: str, tree: Path, cache: Path) -> dict[str, object]:
     cmd = [sys.executable, __file__, "--worker", stage, "--tree", str(tree), "--cache", str(cache)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -351,7 +391,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="only time the trigram step: one long line vs many short lines")
     p.add_argument("--old-max", type=int, default=100_000,
                    help="with --trigrams: longest input also timed with the old slicing")
+    p.add_argument("--long-line", type=int, nargs="*", metavar="BYTES", default=None,
+                   help="only time the whole loader on one line of each size (default "
+                        f"{' '.join(str(s) for s in LONG_LINE_SIZES)})")
+    p.add_argument("--uncapped", action="store_true",
+                   help="with --long-line: lift the message cap (the behaviour before it)")
     args = p.parse_args(argv)
+    if args.long_line is not None:
+        long_line_bench(args.work, args.long_line or list(LONG_LINE_SIZES), args.uncapped)
+        return 0
     if args.trigrams:
         trigram_bench(args.old_max)
         return 0

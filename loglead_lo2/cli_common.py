@@ -11,6 +11,7 @@ Programming errors still raise with a traceback: they are bugs to report, not us
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
 import sys
@@ -31,11 +32,19 @@ def guarded(prog: str, action: Callable[[], T]) -> tuple[T | None, int]:
         return None, exc.exit_code
     except OSError as exc:
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        print(f"{prog}: error: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
+        hint = _OS_HINTS.get(exc.errno or 0, "")
+        print(f"{prog}: error: cannot access{where}: {exc.strerror or exc}{hint}",
+              file=sys.stderr)
         return None, 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; no output was replaced", file=sys.stderr)
         return None, 130
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "; free some space on that disk (or write elsewhere) and run again",
+    errno.EDQUOT: "; free some of your disk quota (or write elsewhere) and run again",
+}
 
 
 def start_cli() -> None:

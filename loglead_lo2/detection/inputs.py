@@ -112,6 +112,7 @@ def load_input(opts: DetectOptions, specs: list[Any], say: Say,
         schema = read_parquet_schema(path)
         cols = needed_columns(opts, specs, schema)
         df = read_parquet(path, "sequences_enhanced", columns=cols)
+        check_unique_sequences(df, path)
         say(f"[Input] {path}: {df.height:,} sequences, {df['run'].n_unique()} run(s)")
         if opts.save_enhancers and opts.enhanced_out.resolve() != path.resolve():
             full = read_parquet(path, "sequences_enhanced")
@@ -140,6 +141,22 @@ def load_input(opts: DetectOptions, specs: list[Any], say: Say,
         return df
     schema = read_parquet_schema(out)
     return read_parquet(out, "sequences_enhanced", columns=needed_columns(opts, specs, schema))
+
+
+def check_unique_sequences(df: pl.DataFrame, path: Path) -> None:
+    """Refuse an enhanced-sequences table that lists a ``seq_id`` more than once: its rows
+    would be trained on and scored twice (a file appended to, or two loads mixed)."""
+    if "seq_id" not in df.columns:
+        return
+    ids = df.get_column("seq_id")
+    extra = ids.len() - ids.n_unique()
+    if extra:
+        example = ids.filter(ids.is_duplicated()).head(1).item()
+        raise UserError(
+            f"{path}: {extra} duplicate seq_id row(s) (e.g. {example!r}); every sequence must "
+            "appear once. Re-run the loader with --overwrite to rewrite the file: "
+            + LOADER_HINT.format(root=path.parent) + " --overwrite"
+        )
 
 
 def _save_enhanced(df: pl.DataFrame, opts: DetectOptions, say: Say,

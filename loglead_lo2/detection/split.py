@@ -21,7 +21,7 @@ from loglead_lo2.errors import UserError
 
 log = logging.getLogger(__name__)
 
-_EPOCH = re.compile(r"(\d+)$")
+_EPOCH = re.compile(r"([0-9]+)\Z")  # \Z, not $: "run1\n" has no epoch
 _SHUFFLE_TRIES = 200
 
 

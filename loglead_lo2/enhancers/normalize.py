@@ -32,6 +32,11 @@ padded ``INFO `` level reads ``INFO``); the rules below are applied, in this ord
                    letters stay, so ``ERR12014`` and ``oauth2`` survive intact
 ====  ===========  ==========================================================================
 
+Only the first :data:`~loglead_lo2.limits.MAX_MESSAGE_CHARS` characters of a message are
+normalised (so Drain and the token bags see at most that, a few times over for placeholders
+longer than what they replace): the regex passes cost about a second per MB of text, and one
+multi-megabyte line would otherwise dominate a load. Longer messages are logged.
+
 Kept as they are: logger and method names, exception class names
 (``com.networknt.exception.ApiException``), enum words (``CLIENT_NOT_FOUND``), ERR codes, HTTP
 statuses, stack-trace lines (with their line numbers masked).
@@ -44,6 +49,7 @@ import logging
 import polars as pl
 
 from loglead_lo2.enhancers._common import declares, map_distinct, require
+from loglead_lo2.limits import MAX_MESSAGE_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +126,15 @@ def rules_fingerprint() -> str:
     trained on one scores the other's rows alike. Model metadata records it."""
     import hashlib
 
-    text = "\n".join([_HEADER, *("\t".join(rule) for rule in RULES)])
+    text = "\n".join([_HEADER, *("\t".join(rule) for rule in RULES),
+                      f"max_chars\t{MAX_MESSAGE_CHARS}"])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def normalize_expr(column: str = "m_message") -> pl.Expr:
-    """Polars expression that normalises ``column`` (header kept, body masked)."""
-    text = pl.col(column).fill_null("")
+    """Polars expression that normalises ``column`` (header kept, body masked; only its first
+    :data:`~loglead_lo2.limits.MAX_MESSAGE_CHARS` characters)."""
+    text = pl.col(column).fill_null("").str.slice(0, MAX_MESSAGE_CHARS)
     header = text.str.extract(_HEADER, 1).fill_null("")
     body = text.str.slice(header.str.len_chars())
     for _name, pattern, replacement in RULES:
@@ -145,6 +153,12 @@ def normalize(df: pl.DataFrame, column: str = "m_message") -> pl.DataFrame:
     require(df, [column], "normalize")
 
     def compute(distinct: pl.DataFrame) -> pl.DataFrame:
+        long = distinct.select(
+            (pl.col(column).str.len_bytes() > MAX_MESSAGE_CHARS).sum()).item()
+        if long:
+            log.warning("%d distinct message(s) longer than %d bytes: only their first %d "
+                        "characters are normalised and tokenised", long, MAX_MESSAGE_CHARS,
+                        MAX_MESSAGE_CHARS)
         return distinct.with_columns(normalize_expr(column).alias(OUTPUT))
 
     return map_distinct(df, column, compute, [OUTPUT])

@@ -12,6 +12,7 @@ from loglead_lo2.cli_common import guarded, start_cli
 from loglead_lo2.errors import UserError
 from loglead_lo2.loader.parse import trim_rule
 from loglead_lo2.loader.pipeline import DEFAULT_RUN_BATCH, LoadOptions, LoadReport, run_loader
+from loglead_lo2.loader.problems import printable, problem_lines
 
 DESCRIPTION = """\
 Load an LO2 tree (runs of Light-OAuth2 logs) into Parquet: events, sequences (one per run,
@@ -180,13 +181,15 @@ def format_summary(opts: LoadOptions, report: LoadReport, seconds: float) -> str
     if st.unreadable_files:
         lines.append(
             f"unreadable: {len(st.unreadable_files)} file(s) skipped "
-            f"(first: {st.unreadable_files[0]})"
+            f"(first: {printable(st.unreadable_files[0])})"
         )
+    lines.extend(problem_lines(sel, st))
     if report.metrics_rows or opts.load_metrics:
         lines.append(f"metrics: {report.metrics_rows:,} samples")
     if sel.skipped:
         lines.append(f"skipped: {len(sel.skipped)}")
-        lines.extend(f"  - {path}: {why}" for path, why in sel.skipped[:20])
+        lines.extend(f"  - {printable(path)}: {printable(why)}"
+                     for path, why in sel.skipped[:20])
         if len(sel.skipped) > 20:
             lines.append(f"  ... and {len(sel.skipped) - 20} more")
     else:

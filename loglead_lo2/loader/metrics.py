@@ -4,20 +4,35 @@ Each file is a ``query_range`` result: a list of ``{"metric": {labels}, "values"
 [[epoch_seconds, "value"], ...]}``. The table has one row per sample: ``run``, ``test_case``,
 ``metric``, ``job``, ``instance``, ``container`` (the cadvisor ``name`` label or null),
 ``labels`` (all labels but ``__name__`` as sorted JSON), ``timestamp`` (UTC) and ``value``.
-A malformed file is skipped and reported, never fatal.
+A malformed file is skipped and reported, never fatal: invalid JSON, JSON nested too deep
+to parse (``RecursionError``), a series that is not ``{"metric": {str: str}, "values":
+[[t, v], ...]}``, a timestamp that is not a finite number of seconds in years 1970-9999 (say
+``1e300``), or an unreadable file. Only regular files named ``metric_<name>.json`` are read,
+checked before opening (a FIFO would block the load forever); a FIFO, device, folder or a
+symlink out of the tree named like one is skipped and reported too.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from loglead_lo2.loader.discover import entry_kind
+
 log = logging.getLogger(__name__)
+
+METRIC_FILE_RE = re.compile(r"metric_[^\x00-\x1f\x7f/]+\.json")
+"""Names of metrics files (with ``fullmatch``: no trailing newline or control characters)."""
+MAX_EPOCH_SECONDS = 253_402_300_800.0
+"""First second of year 10000: the end of the range a ``Datetime("ms")`` column can show."""
 
 SCHEMA: dict[str, Any] = {
     "run": pl.String,
@@ -40,13 +55,19 @@ def _file_columns(run: str, case: str, path: Path, cols: dict[str, list]) -> Non
     rows: dict[str, list] = {k: [] for k in cols}
     for series in data:
         labels = dict(series["metric"])
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+            raise ValueError("a series' labels are not all strings")
         values = series["values"]
         name = labels.pop("__name__", path.stem.removeprefix("metric_"))
         n = len(values)
         if not n:
             continue
         ts, vals = zip(*values, strict=True)
-        rows["timestamp"].extend(float(t) for t in ts)
+        seconds = [float(t) for t in ts]
+        bad = next((t for t in seconds if not (0 <= t < MAX_EPOCH_SECONDS)), None)
+        if bad is not None:  # also NaN; 1e300 would overflow the millisecond cast
+            raise ValueError(f"timestamp {bad!r} is not epoch seconds in years 1970-9999")
+        rows["timestamp"].extend(seconds)
         rows["value"].extend(float(v) for v in vals)
         for key, value in (
             ("metric", name),
@@ -63,25 +84,56 @@ def _file_columns(run: str, case: str, path: Path, cols: dict[str, list]) -> Non
         cols[key].extend(values)
 
 
-_MALFORMED = (ValueError, KeyError, TypeError, UnicodeDecodeError)
+_MALFORMED = (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError,
+              OverflowError)
+
+
+def _metric_files(folder: Path, tree: Path | None,
+                  skipped: list[tuple[str, str]]) -> list[Path]:
+    """The regular ``metric_*.json`` files of ``folder``; the others named so are skipped."""
+    out: list[Path] = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        skipped.append((str(folder), f"cannot list metrics folder ({exc.strerror or exc})"))
+        return out
+    for path in entries:
+        name = path.name
+        if not (name.startswith("metric_") and ".json" in name):
+            continue  # last_fetch_time.txt and other companions
+        if not METRIC_FILE_RE.fullmatch(name):
+            skipped.append((str(path), f"name {name!r} is not metric_<name>.json"))
+            continue
+        kind, why = entry_kind(path, tree or folder.resolve())
+        if kind != "file":
+            skipped.append((str(path), why or "a folder, not a metrics file"))
+            continue
+        out.append(path)
+    return out
 
 
 def load_metrics(
-    dirs: Sequence[tuple[str, str, Path]],
+    dirs: Sequence[tuple[str, str, Path]], tree: Path | None = None,
 ) -> tuple[pl.DataFrame, list[tuple[str, str]]]:
     """Load every ``metric_*.json`` under the given ``(run, test_case, metrics_dir)`` entries.
 
+    ``tree``: the resolved root no symlink may leave (default: each metrics folder).
     Returns the tidy table (sorted) and the skipped files with the reason.
     """
     cols: dict[str, list] = {k: [] for k in SCHEMA}
     skipped: list[tuple[str, str]] = []
     for run, case, folder in dirs:
-        for path in sorted(folder.glob("metric_*.json")):
+        for path in _metric_files(folder, tree, skipped):
             try:
                 _file_columns(run, case, path, cols)
+            except OSError as exc:
+                log.warning("skipping unreadable metrics file %s: %s", path, exc)
+                skipped.append((str(path), f"unreadable metrics file ({exc.strerror or exc})"))
             except _MALFORMED as exc:
-                log.warning("skipping malformed metrics file %s: %s", path, exc)
-                skipped.append((str(path), f"malformed metrics file ({type(exc).__name__}: {exc})"))
+                text = "JSON nested too deep" if isinstance(exc, RecursionError) else str(exc)
+                log.warning("skipping malformed metrics file %s: %s", path, text)
+                skipped.append((str(path),
+                                f"malformed metrics file ({type(exc).__name__}: {text[:200]})"))
     table = pl.DataFrame(
         {k: v for k, v in cols.items() if k != "timestamp"},
         schema={k: t for k, t in SCHEMA.items() if k != "timestamp"},
@@ -92,3 +144,23 @@ def load_metrics(
         .alias("timestamp")
     ).select(list(SCHEMA))
     return table.sort("run", "test_case", "metric", "labels", "timestamp"), skipped
+
+
+def write_metrics(table: pl.DataFrame, path: Path, shown: Path | None = None) -> int:
+    """Write the metrics table to ``path`` (atomically, validated); an I/O failure (disk
+    full, permission) is raised as an ``OSError`` naming ``shown`` (default ``path``), the
+    file the user knows, whether it came from the OS or from polars' writer."""
+    from loglead_lo2.schema import write_parquet
+
+    shown = shown or path
+    try:
+        return write_parquet(table, path, "metrics")
+    except OSError as exc:
+        code = exc.errno or errno.EIO
+        raise OSError(code, exc.strerror or os.strerror(code), str(shown)) from exc
+    except pl.exceptions.ComputeError as exc:  # polars wraps I/O errors: "... (os error 28)"
+        found = re.search(r"os error (\d+)", str(exc))
+        if not found:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(shown)) from exc

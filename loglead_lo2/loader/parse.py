@@ -24,13 +24,19 @@ Rules (see ``docs/columns.md``):
   of every file are dropped; 0 keeps all. Either way the trimmed part is a prefix of the file,
   recorded per file (:attr:`ParseStats.per_file`).
 * ``head``: at most that many physical lines after the trimmed prefix are read per file.
-* Blank lines are dropped; a trailing ``\\r`` (CRLF files) is removed.
+* Line breaks are ``\\n``, ``\\r\\n`` and a lone ``\\r`` (old Mac style, or a log rewritten by a
+  tool): a file with lone ``\\r`` is split at each of them and named in
+  :attr:`ParseStats.lone_cr_files`. Blank lines are dropped.
 * A line that looks like a continuation (tab/space-indented stack frame, ``Caused by:``,
   ``... N common frames omitted``, ``java.lang.Foo: msg``, a java.util.logging ``INFO:``
   line) is attached to the event above it. Continuation lines at the top of what is read of a
   file (a stack trace cut off by ``docker logs --since``, or by the first-N rule) have no
   event above them; they are dropped and counted.
-* Any other line starts an event. Lines in the logback layout are split into time, thread,
+* Any other line starts an event. A line is in the logback layout when it starts with a
+  valid time of day (``HH`` 00-23, ``MM`` and ``SS`` 00-59, ``.mmm``) and a ``[thread]``; a
+  line that looks like one but has an impossible time (``99:99:99.999``) is not: it is an
+  event outside the layout (below), counted in :attr:`ParseStats.bad_time_lines`.
+  Lines in the logback layout are split into time, thread,
   correlation id, level and message; other lines (``Picked up JAVA_TOOL_OPTIONS``, Hazelcast
   java.util.logging headers, truncated lines) keep the whole line as message and take the
   timestamp of the nearest event in their file.
@@ -38,12 +44,20 @@ Rules (see ``docs/columns.md``):
   (previous, same, next) that puts them closest to the epoch: a run spanning midnight is
   handled as long as it lasts under 12 hours.
 * Invalid UTF-8 is decoded with replacement characters; such lines are counted.
+* Every physical line is counted exactly once: ``lines == trimmed_lines + head_cut_lines +
+  blank_lines + orphan_lines + continuation_lines + events``. Files read that are empty (or
+  blank) and files with lines but only orphan continuation lines (no event) are named in
+  :attr:`ParseStats.empty_files` / :attr:`ParseStats.continuation_only_files`.
+* Only regular files are read: a file is opened non-blocking and checked with ``fstat``
+  before it is read, so a FIFO swapped in after discovery is reported as unreadable instead
+  of blocking the load.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,11 +66,15 @@ from datetime import datetime, timezone
 import polars as pl
 
 from loglead_lo2.cases import NORMAL_CASE, target_service_map
+from loglead_lo2.limits import MAX_MESSAGE_CHARS
 from loglead_lo2.loader.discover import LogFile
 
 log = logging.getLogger(__name__)
 
-LOGBACK_START_RE = r"^\d{2}:\d{2}:\d{2}\.\d{3} \[[^\]]*\] "
+LOGBACK_START_RE = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3} \[[^\]]*\] "
+"""A logback line: a valid ``HH:MM:SS.mmm`` time of day, then ``[thread] ``."""
+LOOKS_LOGBACK_RE = r"^[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} \["
+"""The shape of a logback line whatever its time; with an impossible time it is counted."""
 LEVEL_RE = r" (?:TRACE|DEBUG|INFO|WARN|ERROR|FATAL) "
 TIME_PARTS = ((0, 2), (3, 2), (6, 2), (9, 3))
 CONTINUATION_RE = (
@@ -114,6 +132,10 @@ class ParseStats:
     unreadable_files: list[str] = field(default_factory=list)
     invalid_utf8_lines: int = 0
     events: int = 0
+    bad_time_lines: int = 0  # logback-shaped lines with an impossible time: not logback
+    lone_cr_files: list[str] = field(default_factory=list)  # split at each lone "\r"
+    continuation_only_files: list[str] = field(default_factory=list)  # orphans, no event
+    long_messages: int = 0  # events over limits.MAX_MESSAGE_CHARS characters
 
     def add(self, other: ParseStats) -> None:
         for name, value in vars(other).items():
@@ -143,10 +165,18 @@ class ParseStats:
                 "error": (int(error.sum()), error.len())}
 
 
+def _read_bytes(path_str: str) -> bytes:
+    """The bytes of a regular file; ``OSError`` for anything else (never blocks on a FIFO)."""
+    fd = os.open(path_str, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"not a regular file: {path_str}")
+        return fh.read()
+
+
 def _read_text(path_str: str, stats: ParseStats) -> str:
     try:
-        with open(path_str, "rb") as fh:
-            data = fh.read()
+        data = _read_bytes(path_str)
     except OSError as exc:  # permission denied, vanished file, I/O error: skip, never crash
         log.warning("cannot read %s: %s", path_str, exc)
         stats.unreadable_files.append(f"{path_str} ({exc.strerror or exc})")
@@ -156,7 +186,13 @@ def _read_text(path_str: str, stats: ParseStats) -> str:
     except UnicodeDecodeError:
         stats.invalid_utf8_files.append(path_str)
         text = data.decode("utf-8", errors="replace")
-    return text.replace("\r\n", "\n") if "\r" in text else text
+    if "\r" not in text:
+        return text
+    text = text.replace("\r\n", "\n")
+    if "\r" in text:
+        stats.lone_cr_files.append(path_str)
+        text = text.replace("\r", "\n")
+    return text
 
 
 def _anchor(epoch: int) -> datetime:
@@ -331,6 +367,12 @@ def _parse_group(
     ).row(0, named=True)
     stats.blank_lines = int(counts["blank"])
     stats.orphan_lines = int(counts["orphan"])
+    if stats.orphan_lines:
+        _continuation_only(lines, orphan, kept, files, stats)
+    stats.bad_time_lines = int(
+        lines.filter(pl.col("keep") & ~pl.col("is_lb"))
+        .select(pl.col("line").str.contains(LOOKS_LOGBACK_RE).sum()).item()
+    )
     lines = lines.filter(kept & ~orphan).drop("keep", "blank")
     if stats.invalid_utf8_files:
         stats.invalid_utf8_lines = int(
@@ -347,8 +389,24 @@ def _parse_group(
     del lines
     events = _build_events(starts, conts, meta)
     stats.events = events.height
+    stats.long_messages = int(
+        events.filter(pl.col("m_message").str.len_bytes() > MAX_MESSAGE_CHARS)
+        .select((pl.col("m_message").str.len_chars() > MAX_MESSAGE_CHARS).sum()).item()
+    )
     _count_startup_kept(events, stats)
     return events, stats
+
+
+def _continuation_only(lines: pl.DataFrame, orphan: pl.Expr, kept: pl.Expr,
+                       files: Sequence[LogFile], stats: ParseStats) -> None:
+    """Name the files whose kept lines give orphans but no event (few files have orphans)."""
+    with_orphans = lines.filter(orphan).select(pl.col("file_idx").unique())["file_idx"]
+    with_events = (lines.filter(pl.col("file_idx").is_in(with_orphans.implode())
+                                & kept & ~pl.col("is_cont"))
+                   .select(pl.col("file_idx").unique())["file_idx"].to_list())
+    has_events = set(with_events)
+    stats.continuation_only_files = [str(files[i].path) for i in sorted(with_orphans.to_list())
+                                     if i not in has_events]
 
 
 def _count_startup_kept(events: pl.DataFrame, stats: ParseStats) -> None:

@@ -50,8 +50,9 @@ from loglead_lo2.artifacts import (
 )
 from loglead_lo2.errors import UserError
 from loglead_lo2.loader.discover import Selection, SelectOptions, select
-from loglead_lo2.loader.metrics import load_metrics
+from loglead_lo2.loader.metrics import load_metrics, write_metrics
 from loglead_lo2.loader.parse import PER_FILE_SCHEMA, ParseStats, parse_files, trim_rule
+from loglead_lo2.loader.problems import input_problems
 from loglead_lo2.loader.window import (
     DROP_WARN_FRACTION,
     WindowStats,
@@ -255,7 +256,8 @@ def _load(opts: LoadOptions, out: OutputSet | None,
         report.metrics_rows = metrics.height
         if not sel.metrics_dirs:
             sel.skipped.append((str(opts.root), "--load-metrics: no metrics/ folders found"))
-        report.written[METRICS_FILE] = write_parquet(metrics, staged[METRICS_FILE], "metrics")
+        report.written[METRICS_FILE] = write_metrics(metrics, staged[METRICS_FILE],
+                                                     opts.output_dir / METRICS_FILE)
         report.tick("metrics", time.perf_counter() - t)
     st = report.stats
     if st.startup_lines_kept and opts.init_lines_to_skip != 0:
@@ -346,6 +348,7 @@ def info(opts: LoadOptions, report: LoadReport) -> dict[str, object]:
         "outputs": report.written,
         "event_columns": list(EVENT_COLUMNS),
         "trim": trim_info(opts, report.stats),
+        "input_problems": input_problems(report.selection, report.stats),
     }
     if opts.window is not None:
         record["window"] = report.window.info(FILES_FILE)

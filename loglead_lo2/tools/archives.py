@@ -22,7 +22,7 @@ from typing import IO
 
 from loglead_lo2.errors import UserError
 
-RUN_RE = re.compile(r"^(?:light-oauth2-data-|LO2_run_)(\d{9,11})$")
+RUN_RE = re.compile(r"\A(?:light-oauth2-data-|LO2_run_)([0-9]{9,11})\Z")  # \Z: no trailing newline
 MB = 1_000_000
 EXAMPLES = 5  # refused / skipped members shown by name
 
