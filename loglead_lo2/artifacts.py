@@ -22,6 +22,7 @@ named once. Layout (``<root>`` = the loader's ``--output-dir``, ``<metrics>`` = 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 MANIFEST_FILE = "lo2_manifest.csv"
@@ -58,12 +59,18 @@ CV_MD = "cv_leaderboard.md"
 RUN_BUNDLES_DIR = "models"
 IF_BUNDLE = "lo2_if.joblib"
 IF_METADATA = "model.yml"
+DETECT_MANIFEST_FILE = "detect_manifest.json"
+"""The output-set manifest of a detection run in ``<metrics>`` (:mod:`loglead_lo2.outputs`)."""
+DETECT_FIXED_FILES = (RUN_FILE, LEADERBOARD_CSV, LEADERBOARD_MD, LEAKAGE_FILE, IF_METRICS_JSON,
+                      IF_METRICS_CSV, RECALL_CSV, RECALL_MD, SIGNATURES_CSV, SIGNATURES_MD,
+                      CV_FOLDS_CSV, CV_CSV, CV_MD)
 
 EXPLAIN_DIR = "explainability"
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
 NN_CSV = "nn_mapping.csv"
 NN_MD = "nn_mapping.md"
+EXPLAIN_MANIFEST_FILE = "explain_manifest.json"
 
 
 def model_record(key: str) -> str:
@@ -82,6 +89,21 @@ def ground_truth_file(key: str) -> str:
 
 def false_positives_file(key: str) -> str:
     return f"false_positives_{key}.csv"
+
+
+def detection_files(keys: Iterable[str], services: Iterable[str]) -> list[str]:
+    """Every file name (relative to ``<metrics>``) a detection run may write for the model
+    ``keys`` and ``services``, except the ``shap_<key>_*`` figures: the names its output set
+    owns, so a new run replaces the old run's files and leaves other files alone."""
+    names = list(DETECT_FIXED_FILES)
+    folders = [RUN_BUNDLES_DIR, *(f"{RUN_BUNDLES_DIR}/{s}" for s in services if s != "all")]
+    for folder in folders:
+        names.append(f"{folder}/{DRAIN_STATE_FILE}")
+    for key in keys:
+        names += [model_record(key), predictions_file(key), ground_truth_file(key)]
+        for folder in folders:
+            names += [f"{folder}/{key}.joblib", f"{folder}/{key}.yml"]
+    return names
 
 
 def run_bundle(metrics_dir: Path, key: str, service: str = "all") -> Path:

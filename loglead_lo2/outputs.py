@@ -235,12 +235,14 @@ class OutputSet:
     flag: str = "--overwrite"
     notes: list[str] = field(default_factory=list)
     _lock: FolderLock | None = field(default=None, repr=False)
+    _created: bool = field(default=False, repr=False)
     _stage: Path | None = field(default=None, repr=False)
     committed: dict[str, Any] | None = None
 
     def __enter__(self) -> OutputSet:
         self.folder = Path(self.folder)
         self.owned = tuple(self.owned)
+        self._created = not self.folder.exists()
         self._lock = FolderLock(self.folder, exclusive=True).acquire()
         try:
             self.notes += recover(self.folder, self.owned)
@@ -267,6 +269,19 @@ class OutputSet:
 
     def final(self, name: str) -> Path:
         return self.folder / name
+
+    @property
+    def stage(self) -> Path:
+        """The stage folder (write there what ``path()`` would give, e.g. a whole tree)."""
+        if self._stage is None:
+            raise RuntimeError("OutputSet.stage outside its with-block")
+        return self._stage
+
+    def shown(self, text: str) -> str:
+        """``text`` with the stage folder replaced by the final one (for printed paths; also
+        after the commit)."""
+        stage = self.folder / f"{STAGE_PREFIX}{self.phase}-{os.getpid()}"
+        return text.replace(str(stage), str(self.folder))
 
     def staged(self) -> list[str]:
         if self._stage is None:
@@ -302,6 +317,10 @@ class OutputSet:
             if self._stage is not None:
                 shutil.rmtree(self._stage, ignore_errors=True)
                 self._stage = None
+            if self.committed is None and self._created:  # a failed first run leaves no folder
+                with contextlib.suppress(OSError):
+                    (self.folder / LOCK_FILE).unlink()
+                    self.folder.rmdir()
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -327,12 +346,13 @@ def read_manifest(folder: Path, manifest: str) -> dict[str, Any] | None:
 
 
 def verify_set(folder: Path, manifest: str, names: Iterable[str], *,
-               deep: bool = False) -> dict[str, Any] | None:
+               deep: bool = False, allow_unlisted: bool = False) -> dict[str, Any] | None:
     """Check that ``names`` in ``folder`` belong to its current output set.
 
     Refuses a folder with an unfinished commit, a listed file that is missing or has another
-    size (or sha256 with ``deep``), and an existing file the set does not list (left from an
-    earlier run). Returns the manifest (``None`` for a folder without one).
+    size (or sha256 with ``deep``), and (unless ``allow_unlisted``: a file another phase may
+    have added) an existing file the set does not list, left from an earlier run. Returns
+    the manifest (``None`` for a folder without one).
     """
     folder = Path(folder)
     journals = sorted(folder.glob(f"{JOURNAL_PREFIX}*.json")) if folder.is_dir() else []
@@ -347,7 +367,7 @@ def verify_set(folder: Path, manifest: str, names: Iterable[str], *,
         path = folder / name
         entry = files.get(name)
         if entry is None:
-            if path.exists():
+            if path.exists() and not allow_unlisted:
                 raise UserError(f"{path} is not part of the output set recorded in "
                                 f"{manifest} (left from another run); re-run that phase.")
             continue

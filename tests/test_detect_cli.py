@@ -18,7 +18,7 @@ ENHANCED = "lo2_sequences_enhanced.parquet"
 REPORTS = {"metrics/leaderboard.csv", "metrics/leaderboard.md", "metrics/leakage.json",
            "metrics/per_test_case_recall.csv", "metrics/per_test_case_recall.md",
            "metrics/detect_run.json", "metrics/signature_recall.csv",
-           "metrics/signature_recall.md"}
+           "metrics/signature_recall.md", "metrics/detect_manifest.json"}
 IF_FILES = {"lo2_if_predictions.parquet", "metrics/if_metrics.json", "metrics/if_metrics.csv",
             "metrics/isolation_forest.json",
             "metrics/isolation_forest_predictions.parquet",
@@ -37,7 +37,9 @@ def root(tmp_path: Path, sequences: pl.DataFrame) -> Path:
 
 
 def files(root: Path) -> set[str]:
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    """Every file under ``root`` but the output sets' locks."""
+    return {p.relative_to(root).as_posix() for p in root.rglob("*")
+            if p.is_file() and p.name != ".lo2.lock"}
 
 
 def run(root: Path, *args: str) -> int:

@@ -348,6 +348,7 @@ def test_unusable_detection_runs_exit_2(root: Path, tmp_path: Path, case: str, f
         run = json.loads((metrics / "detect_run.json").read_text())
         run["settings"]["per_service"] = True
         (metrics / "detect_run.json").write_text(json.dumps(run))
+        (metrics / "detect_manifest.json").unlink()  # as an older version wrote it
     elif case == "not-run":
         for name in ("event_lsvm_words_predictions.parquet", "models/event_lsvm_words.joblib"):
             shutil.copy(metrics / name.replace("event_lsvm_words", "event_lr_words"),
@@ -562,3 +563,27 @@ def test_rarest_tokens_and_false_positive_rule() -> None:
     fps = false_positives(hold, np.array([0.9, 0.1, 0.95]), 0.5, ref, "e_words")
     assert fps["seq_id"].to_list() == ["h1"]  # h2 below threshold, h3 not normal
     assert fps["holdout_rank"].to_list() == [2]
+
+
+def test_detection_files_changed_after_the_run_are_refused(
+        root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The detection run's manifest names every file it wrote: an edited detect_run.json
+    or a detection run of an earlier load is refused instead of explained."""
+    copy = _copy(root, tmp_path)
+    metrics = copy / "metrics"
+    argv = ["--root", str(copy), "--skip-if", "--sup-models", "event_lr_words"]
+    run = json.loads((metrics / "detect_run.json").read_text())
+    (metrics / "detect_run.json").write_text(json.dumps(run) + " ")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "replaced or damaged" in err[0]
+    (metrics / "detect_run.json").write_text(json.dumps(run, indent=2) + "\n")
+    manifest = json.loads((metrics / "detect_manifest.json").read_text())
+    manifest["files"]["detect_run.json"]["bytes"] = (metrics / "detect_run.json").stat().st_size
+    manifest["load_set_id"] = "0" * 64  # computed from another load than the one in root
+    (metrics / "detect_manifest.json").write_text(json.dumps(manifest))
+    (copy / "lo2_load_manifest.json").write_text(json.dumps(
+        {"format": "loglead-lo2 output set", "phase": "load", "set_id": "1" * 64, "files": {}}))
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "computed from an earlier load" in err[0]

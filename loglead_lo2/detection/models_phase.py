@@ -80,7 +80,7 @@ def _detection_shap(opts: Any, fitted: Any, part: ServicePart, split: Any,
         + ", ".join(top["feature" if "feature" in top.columns else top.columns[0]]
                     .cast(str).to_list()[:5]))
     return ({"split": "holdout", "explainer": outcome.explainer, "rows": outcome.rows,
-             "files": [str(f) for f in files], "top": top.to_dicts()}, list(files), [])
+             "files": [f.name for f in files], "top": top.to_dicts()}, list(files), [])
 
 
 def run_part(opts: Any, spec: Any, part: ServicePart, split: Any, limits: Any, say: Say,

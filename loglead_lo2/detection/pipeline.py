@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +100,19 @@ class DetectOptions:
     thresholds: ThresholdSettings = field(default_factory=ThresholdSettings)
     cv: int | None = None
     notes: list[str] = field(default_factory=list)
+    stage_dir: Path | None = None
+    """Set by :func:`run_detection`: where the run writes its ``<metrics>`` files until they
+    are committed to :attr:`metrics_final` as one output set."""
+
+    @property
+    def metrics_final(self) -> Path:
+        """The metrics folder as given (``--metrics-dir``, default ``<root>/metrics``)."""
+        return self.metrics_dir if self.metrics_dir is not None else self.root / "metrics"
 
     @property
     def metrics_path(self) -> Path:
-        return self.metrics_dir if self.metrics_dir is not None else self.root / "metrics"
+        """Where metrics files are written: the stage folder during a run."""
+        return self.stage_dir if self.stage_dir is not None else self.metrics_final
 
     @property
     def enhanced_out(self) -> Path:
@@ -151,10 +160,76 @@ def run_enhancers(opts: DetectOptions, say: Say) -> DetectResult:
 
 
 def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectResult:
-    """Run ``opts.phase`` and write its artifacts; see the module docstring for the list."""
+    """Run ``opts.phase`` and write its artifacts; see the module docstring for the list.
+
+    The ``<metrics>`` files are one output set (:mod:`loglead_lo2.outputs`): staged, then
+    committed together with ``detect_manifest.json``, which names the load they came from;
+    the previous run's files the new run lacks are removed, other files are left alone. The
+    run holds the lock of ``<root>`` too (exclusively when it writes predictions there), so no
+    loader or second detection run changes its input meanwhile.
+    """
+    from loglead_lo2.outputs import FolderLock, OutputSet
+
     say = progress or (lambda _m: None)
     if opts.phase == "enhancers":
-        return run_enhancers(opts, say)
+        with FolderLock(opts.root, exclusive=True):
+            return run_enhancers(opts, say)
+    final = opts.metrics_final
+    _check_metrics_dir(opts.root, final)
+    load = _verified_load(opts.root)
+    writes_root = not opts.skip_if and opts.save_if is None
+    with FolderLock(opts.root, exclusive=writes_root), \
+            OutputSet(final, phase="detect", manifest=A.DETECT_MANIFEST_FILE,
+                      owned=_owned(final), overwrite=True) as out:
+        for note in out.notes:
+            say(f"[Output] {final}: {note}")
+
+        def shown(message: str) -> None:
+            say(out.shown(message))
+
+        result = _run(replace(opts, stage_dir=out.stage), shown)
+        out.commit({"tool": "loglead-lo2", "load_set_id": (load or {}).get("set_id"),
+                    "root": str(opts.root)})
+        result.artifacts = [Path(out.shown(str(p))) for p in result.artifacts]
+    return result
+
+
+def _check_metrics_dir(root: Path, metrics: Path) -> None:
+    """The metrics folder is detection's own: never the loader's folder or one holding it."""
+    r, m = root.resolve(), metrics.resolve()
+    if m == r or r.is_relative_to(m):
+        raise UserError(f"--metrics-dir {metrics}: must be a folder of its own, not --root "
+                        f"{root} or a folder holding it (default: {root / 'metrics'}).")
+
+
+def _verified_load(root: Path) -> dict[str, Any] | None:
+    """The loader's manifest of ``root`` after checking the files detection reads."""
+    from loglead_lo2.outputs import verify_set
+
+    return verify_set(root, A.LOAD_MANIFEST_FILE, A.LOADER_FILES, allow_unlisted=True)
+
+
+def _owned(metrics: Path) -> list[str]:
+    """The files of ``<metrics>`` a detection run replaces: every name it can write (for
+    every registry key and service), its ``shap_*`` figures, and what the previous run's
+    manifest lists."""
+    from loglead_lo2 import SERVICES
+    from loglead_lo2.detection.registry import REGISTRY
+    from loglead_lo2.outputs import read_manifest
+
+    names = set(A.detection_files(REGISTRY, SERVICES))
+    if metrics.is_dir():
+        names.update(p.name for p in metrics.glob("shap_*") if p.is_file())
+        try:
+            names.update((read_manifest(metrics, A.DETECT_MANIFEST_FILE) or {})
+                         .get("files") or {})
+        except UserError:
+            pass  # an unreadable manifest is replaced by the new one
+    return sorted(names)
+
+
+def _run(opts: DetectOptions, say: Say) -> DetectResult:
+    """The detection run proper (``opts.metrics_path`` is the stage folder)."""
     from loglead_lo2.detection.registry import REGISTRY
     from loglead_lo2.detection.split import run_grouped_split
 
@@ -342,7 +417,7 @@ def _write_summaries(opts: DetectOptions, split: Any, result: DetectResult,
                          else {"manifest": None, "note": GT_ABSENT}),
         "skipped_services": result.skipped_services,
         "options": {k: (str(v) if isinstance(v, Path) else v)
-                    for k, v in asdict(opts).items() if k != "if_config"},
+                    for k, v in asdict(opts).items() if k not in ("if_config", "stage_dir")},
         "if_config": asdict(opts.if_config),
         "split": None if split is None else {
             "train_runs": sorted(split.train_runs), "holdout_runs": sorted(split.test_runs),

@@ -35,7 +35,7 @@ from typing import Any
 
 import polars as pl
 
-from loglead_lo2.artifacts import ENHANCED_FILE
+from loglead_lo2.artifacts import ENHANCED_FILE, EXPLAIN_MANIFEST_FILE
 from loglead_lo2.detection import iforest as ifo
 from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, RunSettings, prepare_labels
 from loglead_lo2.detection.registry import DEFAULT_MODELS, REGISTRY, available_numeric
@@ -317,16 +317,62 @@ def _plain_config(cfg: ifo.IFConfig) -> dict[str, Any]:
 
 
 def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainResult:
-    """Run the phase and write its artifacts (see the module docstring)."""
+    """Run the phase and write its artifacts (see the module docstring) as one output set
+    (:mod:`loglead_lo2.outputs`): staged, committed with ``explain_manifest.json``, under a
+    lock on the output folder and shared locks on ``<root>`` and ``<metrics>``."""
+
+    from loglead_lo2.outputs import OutputSet, reading
+
+    say = progress or (lambda _m: None)
+    check_options(opts)
+    path = input_path(opts.root)
+    final = opts.output
+    owned = [p.name for p in check_out_dir(final, opts.overwrite)]
+    with reading(opts.root, opts.metrics_path), \
+            OutputSet(final, phase="explain", manifest=EXPLAIN_MANIFEST_FILE, owned=owned,
+                      overwrite=opts.overwrite, flag="--overwrite") as staged:
+        detect = _current_detection(opts)
+
+        def shown(message: str) -> None:
+            say(staged.shown(message))
+
+        result = _explain(opts, path, staged.stage, shown)
+        manifest = staged.commit({"tool": "loglead-lo2", "root": str(opts.root),
+                                  "detect_set_id": (detect or {}).get("set_id")})
+        result.out_dir = final
+        result.artifacts = [Path(staged.shown(str(p))) for p in result.artifacts]
+    stale = sorted(set(owned) - set(manifest["files"]))
+    if stale:
+        say(f"[Output] removed {len(stale)} stale file(s) of the earlier run: "
+            + ", ".join(stale))
+    return result
+
+
+def _current_detection(opts: ExplainOptions) -> dict[str, Any] | None:
+    """The detection run's manifest, checked: its files are whole and it was computed from
+    the load now in ``<root>`` (not from an earlier one)."""
+    from loglead_lo2.artifacts import DETECT_MANIFEST_FILE, LOAD_MANIFEST_FILE, RUN_FILE
+    from loglead_lo2.outputs import verify_set
+
+    load = verify_set(opts.root, LOAD_MANIFEST_FILE, [ENHANCED_FILE], allow_unlisted=True)
+    if opts.retrain:
+        return None
+    present = [n for n in (RUN_FILE,) if (opts.metrics_path / n).exists()]  # absent: said later
+    detect = verify_set(opts.metrics_path, DETECT_MANIFEST_FILE, present)
+    if detect and load and detect.get("load_set_id") not in (None, load.get("set_id")):
+        raise UserError(
+            f"{opts.metrics_path}: computed from an earlier load of {opts.root} (load set "
+            f"{str(detect.get('load_set_id'))[:12]}, now {str(load.get('set_id'))[:12]}); "
+            f"re-run lo2-detect --root {opts.root}, or pass --retrain.")
+    return detect
+
+
+def _explain(opts: ExplainOptions, path: Path, out: Path, say: Say) -> ExplainResult:
+    """The phase proper, writing into ``out`` (the stage folder)."""
     from loglead_lo2.detection.leakage import leakage_report
     from loglead_lo2.explain import report, steps
 
-    say = progress or (lambda _m: None)
     started = time.perf_counter()
-    check_options(opts)
-    path = input_path(opts.root)
-    out = opts.output
-    check_out_dir(out, opts.overwrite)
     result = ExplainResult(out_dir=out)
     warnings = result.warnings
     prep = (_retrained if opts.retrain else _reused)(opts, path, say, warnings)
@@ -349,13 +395,6 @@ def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainRes
         opts, path, prep, train, hold, nn_info, shap_info, fp_counts, leak, warnings,
         time.perf_counter() - started)
     result.artifacts += report.write_summary(result.summary, out)
-    if opts.overwrite:
-        stale = [p for p in existing_artifacts(out) if p not in result.artifacts]
-        for p in stale:
-            p.unlink()
-        if stale:
-            say(f"[Output] removed {len(stale)} stale file(s) of the earlier run: "
-                + ", ".join(p.name for p in stale))
     return result
 
 
