@@ -41,6 +41,7 @@ total, same for ``e_trigrams``) and the ordered ``e_event_drain_id`` list (see
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import tempfile
@@ -208,6 +209,37 @@ def read_parquet_schema(path: str | os.PathLike[str]) -> dict[str, pl.DataType]:
         ) from exc
 
 
+def shown_path(path: Path) -> Path:
+    """``path`` as the user knows it: a file staged by an output set
+    (``<folder>/.lo2-stage-<phase>-<pid>/<name>``) is shown as ``<folder>/<name>``."""
+    parts = path.parts
+    for i, part in enumerate(parts):
+        if part.startswith(".lo2-stage-"):
+            return Path(*parts[:i], *parts[i + 1:])
+    return path
+
+
+@contextmanager
+def io_errors(path: Path) -> Iterator[None]:
+    """Raise I/O failures while writing ``path`` (disk full, permission) as an ``OSError``
+    naming it, whether they come from the OS or wrapped by polars (``ComputeError: ... (os
+    error 28)``), so the CLIs print one line with the file and the fix."""
+    import re
+
+    shown = str(shown_path(Path(path)))
+    try:
+        yield
+    except OSError as exc:
+        code = exc.errno or errno.EIO
+        raise OSError(code, exc.strerror or os.strerror(code), shown) from exc
+    except pl.exceptions.ComputeError as exc:
+        found = re.search(r"os error (\d+)", str(exc))
+        if not found:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), shown) from exc
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -255,7 +287,7 @@ def write_parquet(
     """
     path = Path(path)
     validate_schema(df.schema, _check_kind(kind), f"table for {path}")
-    with atomic_path(path) as tmp:
+    with io_errors(path), atomic_path(path) as tmp:
         df.write_parquet(tmp, compression="zstd", statistics=True)
         verify_rows(tmp, df.height, display=path)
     return df.height
@@ -291,13 +323,14 @@ class ParquetStreamWriter:
 
         validate_schema(df.schema, _check_kind(self.kind), f"batch for {self.path}")
         table = df.to_arrow(compat_level=pl.CompatLevel.newest())
-        if self._writer is None:
-            self._schema = table.schema
-            self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
-        elif table.schema != self._schema:
-            table = table.cast(self._schema)
-        assert self._writer is not None
-        self._writer.write_table(table)
+        with io_errors(self.path):
+            if self._writer is None:
+                self._schema = table.schema
+                self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
+            elif table.schema != self._schema:
+                table = table.cast(self._schema)
+            assert self._writer is not None
+            self._writer.write_table(table)
         self.rows += df.height
 
     def close(self) -> int:
@@ -305,9 +338,10 @@ class ParquetStreamWriter:
         try:
             if self._writer is None:
                 raise ValueError(f"{self.path}: nothing was written")
-            self._writer.close()
-            verify_rows(self._tmp, self.rows, display=self.path)
-            os.replace(self._tmp, self.path)
+            with io_errors(self.path):
+                self._writer.close()
+                verify_rows(self._tmp, self.rows, display=self.path)
+                os.replace(self._tmp, self.path)
         finally:
             if self._tmp.exists():
                 self._tmp.unlink()
@@ -331,5 +365,5 @@ class ParquetStreamWriter:
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write a text file atomically (temp file + rename)."""
-    with atomic_path(path) as tmp:
+    with io_errors(Path(path)), atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -203,3 +203,52 @@ def test_second_loader_on_one_folder_gets_one_line(
     assert len(err) == 1 and f"in use by pid {os.getpid()}" in err[0]
     assert not (out / "lo2_sequences_enhanced.parquet").exists()
     assert _load(lo2_sample, out, "--save-parquet") == 0
+
+
+@pytest.mark.parametrize("polars_style", [False, True])
+def test_disk_full_in_any_phase_is_one_line_naming_the_final_file(
+        lo2_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], polars_style: bool) -> None:
+    """Every writer (streamed loader tables, detection's tables) reports a full disk as one
+    line naming the file as the user knows it (not its stage path), exit 1, old set kept."""
+    import errno
+
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    from loglead_lo2.detection.cli import main as detect_main
+
+    def full_error() -> Exception:
+        if polars_style:
+            return pl.exceptions.ComputeError("parquet: underlying IO error: No space left on "
+                                              "device (os error 28)")
+        return OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "out"
+    assert _load(lo2_sample, out, "--save-parquet") == 0
+    before = _snapshot(out)
+    real_write = pq.ParquetWriter.write_table
+
+    def full_stream(self: object, table: object, *a: object, **k: object) -> None:
+        raise full_error()
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full_stream)
+    capsys.readouterr()
+    assert _load(lo2_sample, out, "--save-parquet", "--overwrite") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(out / "lo2_sequences_enhanced.parquet") in err[0], err
+    assert ".lo2-stage" not in err[0] and "free some space" in err[0]
+    assert _snapshot(out) == before
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", real_write)
+    real_df_write = pl.DataFrame.write_parquet
+
+    def full_df(self: pl.DataFrame, file: object, *a: object, **k: object) -> None:
+        if "predictions" in str(file):
+            raise full_error()
+        real_df_write(self, file, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", full_df)
+    assert detect_main(["--root", str(out), "--models", "event_lr_words"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "predictions" in err[0] and ".lo2-stage" not in err[0], err
+    assert not (out / "metrics").exists() or not list((out / "metrics").glob("*.json"))

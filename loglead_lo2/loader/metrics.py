@@ -14,10 +14,8 @@ symlink out of the tree named like one is skipped and reported too.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -146,21 +144,10 @@ def load_metrics(
     return table.sort("run", "test_case", "metric", "labels", "timestamp"), skipped
 
 
-def write_metrics(table: pl.DataFrame, path: Path, shown: Path | None = None) -> int:
+def write_metrics(table: pl.DataFrame, path: Path) -> int:
     """Write the metrics table to ``path`` (atomically, validated); an I/O failure (disk
-    full, permission) is raised as an ``OSError`` naming ``shown`` (default ``path``), the
-    file the user knows, whether it came from the OS or from polars' writer."""
+    full, permission) is an ``OSError`` naming the file the user knows
+    (:func:`loglead_lo2.schema.io_errors`)."""
     from loglead_lo2.schema import write_parquet
 
-    shown = shown or path
-    try:
-        return write_parquet(table, path, "metrics")
-    except OSError as exc:
-        code = exc.errno or errno.EIO
-        raise OSError(code, exc.strerror or os.strerror(code), str(shown)) from exc
-    except pl.exceptions.ComputeError as exc:  # polars wraps I/O errors: "... (os error 28)"
-        found = re.search(r"os error (\d+)", str(exc))
-        if not found:
-            raise
-        code = int(found.group(1))
-        raise OSError(code, os.strerror(code), str(shown)) from exc
+    return write_parquet(table, path, "metrics")

@@ -256,8 +256,7 @@ def _load(opts: LoadOptions, out: OutputSet | None,
         report.metrics_rows = metrics.height
         if not sel.metrics_dirs:
             sel.skipped.append((str(opts.root), "--load-metrics: no metrics/ folders found"))
-        report.written[METRICS_FILE] = write_metrics(metrics, staged[METRICS_FILE],
-                                                     opts.output_dir / METRICS_FILE)
+        report.written[METRICS_FILE] = write_metrics(metrics, staged[METRICS_FILE])
         report.tick("metrics", time.perf_counter() - t)
     st = report.stats
     if st.startup_lines_kept and opts.init_lines_to_skip != 0:
