@@ -310,3 +310,26 @@ def test_detection_refuses_duplicate_seq_id(tmp_path: Path, capsys: Any) -> None
     assert len(err) == 1
     assert str(path) in err[0] and "3 duplicate seq_id" in err[0]
     assert repr(seqs["seq_id"][0]) in err[0] and "--overwrite" in err[0]
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_detect_and_explain_refuse_non_finite_features(tmp_path: Path, capsys: Any,
+                                                       bad: float) -> None:
+    """inf in duration_sec used to reach the models ('Input X contains NaN')."""
+    from loglead_lo2.detection.cli import main as detect
+    from loglead_lo2.explain.cli import main as explain
+    from loglead_lo2.schema import write_parquet
+    from tests.detection_data import make_enhanced_sequences
+
+    seqs = make_enhanced_sequences(4, seed=1)
+    first = seqs["seq_id"][0]
+    seqs = seqs.with_columns(duration_sec=pl.when(pl.col("seq_id") == first).then(bad)
+                             .otherwise(pl.col("duration_sec")))
+    path = tmp_path / "lo2_sequences_enhanced.parquet"
+    write_parquet(seqs, path, "sequences_enhanced")
+    for main in (detect, explain):
+        args = ["--root", str(tmp_path)] + (["--retrain"] if main is explain else [])
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "Traceback" not in err[0], err
+        assert str(path) in err[0] and "duration_sec" in err[0] and repr(first) in err[0]

@@ -112,7 +112,7 @@ def load_input(opts: DetectOptions, specs: list[Any], say: Say,
         schema = read_parquet_schema(path)
         cols = needed_columns(opts, specs, schema)
         df = read_parquet(path, "sequences_enhanced", columns=cols)
-        check_unique_sequences(df, path)
+        check_rows(df, path)
         say(f"[Input] {path}: {df.height:,} sequences, {df['run'].n_unique()} run(s)")
         if opts.save_enhancers and opts.enhanced_out.resolve() != path.resolve():
             full = read_parquet(path, "sequences_enhanced")
@@ -141,6 +141,28 @@ def load_input(opts: DetectOptions, specs: list[Any], say: Say,
         return df
     schema = read_parquet_schema(out)
     return read_parquet(out, "sequences_enhanced", columns=needed_columns(opts, specs, schema))
+
+
+def check_rows(df: pl.DataFrame, path: Path) -> None:
+    """The checks every reader of enhanced sequences runs: each ``seq_id`` once, and every
+    float column finite (an ``inf`` or NaN ``duration_sec`` would reach the models as a
+    NaN feature)."""
+    check_unique_sequences(df, path)
+    floats = [c for c, d in df.schema.items() if d.is_float()]
+    if not floats:
+        return
+    bad = df.select(*((~pl.col(c).is_finite()).fill_null(False).sum().alias(c) for c in floats))
+    for column in floats:
+        count = int(bad[column][0])
+        if count:
+            mask = ~pl.col(column).is_finite().fill_null(True)
+            example = (df.filter(mask).get_column("seq_id").head(1).to_list()
+                       if "seq_id" in df.columns else [])
+            raise UserError(
+                f"{path}: column {column} holds {count} non-finite value(s) (inf or NaN"
+                + (f", e.g. seq_id {example[0]!r}" if example else "") + "); re-run the loader "
+                "with --overwrite to rewrite the file: " + LOADER_HINT.format(root=path.parent)
+                + " --overwrite")
 
 
 def check_unique_sequences(df: pl.DataFrame, path: Path) -> None:

@@ -203,9 +203,13 @@ def _read(path: Path, wanted: list[str], schema: dict[str, Any]) -> pl.DataFrame
     if missing:
         raise UserError(f"{path} lacks column(s) {', '.join(missing)} (available: "
                         f"{', '.join(schema)}). Re-run the loader with --save-parquet.")
+    from loglead_lo2.detection.inputs import check_rows
+
     cols = [c for c in (*KEY_COLUMNS, *TOKEN_COLUMNS) if c in schema]
-    return read_parquet(path, "sequences_enhanced",
-                        columns=with_bag_counts([*cols, *wanted], schema))
+    df = read_parquet(path, "sequences_enhanced",
+                      columns=with_bag_counts([*cols, *wanted], schema))
+    check_rows(df, path)
+    return df
 
 
 def needed_columns(opts: ExplainOptions, schema: dict[str, Any], bundle_vec: Any) -> list[str]:
