@@ -527,3 +527,24 @@ def test_scan_checks_the_drain_state_a_bundle_names(result: tuple[Path, Path],
     (models / "lo2_drain_state.parquet").unlink()
     code, out, _ = scan_main(root, models, capsys, "--json")
     assert code == 1 and statuses(out)["event_lr_templates.yml"] == "inconsistent"
+
+
+@pytest.mark.parametrize("which", ["partial", "run"])
+def test_extract_refuses_symlinked_run_folders(tmp_path: Path, archives: Path, which: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A symlink where a run's partial or final folder goes is refused with one line, and its
+    target is never written or removed (it used to end in a traceback)."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "keep.txt").write_text("not the tool's")
+    run = ZIP_RUNS[0]
+    link = ex.partial_dir(root, run) if which == "partial" else root / run
+    link.symlink_to(target, target_is_directory=True)
+    env = env_for(tmp_path, archives, MODE="newest", SPLIT="2", CHUNK="2", DRY_RUN="0")
+    code, _, err = run_main(env, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "symbolic link" in lines[0] and str(link) in lines[0], lines
+    assert sorted(p.name for p in target.iterdir()) == ["keep.txt"] and link.is_symlink()

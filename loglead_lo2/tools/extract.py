@@ -107,10 +107,11 @@ def partial_dir(root: Path, run: str) -> Path:
 
 
 def run_state(root: Path, run: str) -> str:
-    """``done`` (marker present), ``partial`` (interrupted) or ``todo``."""
-    if (root / run / MARKER).is_file():
+    """``done`` (marker present), ``partial`` (interrupted) or ``todo``; a symlinked run
+    folder is never ``done`` (extraction refuses it with a clear line)."""
+    if not (root / run).is_symlink() and (root / run / MARKER).is_file():
         return "done"
-    if partial_dir(root, run).exists() or (root / run).exists():
+    if any(p.exists() or p.is_symlink() for p in (partial_dir(root, run), root / run)):
         return "partial"
     return "todo"
 
@@ -174,6 +175,11 @@ class _RunWriter:
     def __init__(self, root: Path, run: RunInfo, say: Say) -> None:
         self.root, self.run = root, run
         self.tmp = partial_dir(root, run.name)
+        for path in (self.tmp, root / run.name):
+            if path.is_symlink() or (path.exists() and not path.is_dir()):
+                what = "a symbolic link" if path.is_symlink() else "not a folder"
+                raise UserError(f"{path} is {what}; the extraction never writes through or "
+                                f"replaces it: remove it (rm {path}) and run again.")
         if self.tmp.exists():
             say(f"  {run.name}: removing the partial extraction of an interrupted run")
             shutil.rmtree(self.tmp)
