@@ -281,16 +281,31 @@ def check_overwrite(path: str | os.PathLike[str], overwrite: bool, flag: str) ->
 def write_parquet(
     df: pl.DataFrame, path: str | os.PathLike[str], kind: str | None = None
 ) -> int:
-    """Validate ``df`` against ``kind``, write it atomically (zstd) and re-check the row count.
+    """Validate ``df`` against ``kind``, write it atomically (zstd, a CRC per data page, so a
+    damaged page is found by :func:`verify_pages`) and re-check the row count.
 
     Returns the number of rows written.
     """
     path = Path(path)
     validate_schema(df.schema, _check_kind(kind), f"table for {path}")
     with io_errors(path), atomic_path(path) as tmp:
-        df.write_parquet(tmp, compression="zstd", statistics=True)
+        df.write_parquet(tmp, compression="zstd", statistics=True, use_pyarrow=True,
+                         pyarrow_options={"write_page_checksum": True})
         verify_rows(tmp, df.height, display=path)
     return df.height
+
+
+def verify_pages(path: str | os.PathLike[str]) -> int:
+    """Read every page of a Parquet file, checking the CRC each page carries (files of this
+    project have them; pages without one are only decoded). Returns the rows; a damaged file
+    raises :class:`UserError` naming it."""
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.read_table(path, page_checksum_verification=True).num_rows)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises OSError/ArrowInvalid variants
+        raise UserError(f"{path}: damaged ({str(exc).splitlines()[0][:160]}); re-run the "
+                        "phase that writes it.") from exc
 
 
 def verify_rows(path: Path, expected: int, display: Path | None = None) -> None:
@@ -326,7 +341,8 @@ class ParquetStreamWriter:
         with io_errors(self.path):
             if self._writer is None:
                 self._schema = table.schema
-                self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
+                self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd",
+                                            write_page_checksum=True)
             elif table.schema != self._schema:
                 table = table.cast(self._schema)
             assert self._writer is not None
