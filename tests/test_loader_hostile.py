@@ -327,9 +327,9 @@ def test_detect_and_explain_refuse_non_finite_features(tmp_path: Path, capsys: A
                              .otherwise(pl.col("duration_sec")))
     path = tmp_path / "lo2_sequences_enhanced.parquet"
     write_parquet(seqs, path, "sequences_enhanced")
-    for main in (detect, explain):
-        args = ["--root", str(tmp_path)] + (["--retrain"] if main is explain else [])
-        assert main(args) == 2
+    for phase in (detect, explain):
+        args = ["--root", str(tmp_path)] + (["--retrain"] if phase is explain else [])
+        assert phase(args) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "Traceback" not in err[0], err
         assert str(path) in err[0] and "duration_sec" in err[0] and repr(first) in err[0]

@@ -108,7 +108,7 @@ def fit_model(
         threshold = float(np.percentile(train_scores, FALLBACK_PERCENTILE))
         source = f"{FALLBACK_PERCENTILE:g}th percentile of training normal scores"
     else:
-        source = f"model default ({spec.score} scale)"
+        source = spec.cutoff or f"model default ({spec.score} scale)"
     runs = sorted(rows.get_column("run").unique().to_list()) if "run" in rows.columns else []
     fitted = FittedModel(
         key=spec.key, spec=spec, estimator=estimator, vectorizer=vec, fit_seconds=seconds,

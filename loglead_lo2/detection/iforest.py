@@ -155,7 +155,9 @@ def forest_spec(config: IFConfig) -> Any:
     base = REGISTRY[IF_KEY]
     return replace(base, item=config.item, numeric=tuple(config.numeric),
                    vectorizer=dict(config.vectorizer),
-                   params={**base.params, **config.estimator_params()})
+                   params={**base.params, **config.estimator_params()},
+                   cutoff=f"contamination={config.contamination} (the forest's own cut-off "
+                          "on its training scores)")
 
 
 def forest_thresholds(config: IFConfig, rule: str = "model",
@@ -175,13 +177,9 @@ def forest_thresholds(config: IFConfig, rule: str = "model",
 def result_of(run: Any, config: IFConfig, notes: Sequence[str] = ()) -> IFResult:
     """An :class:`IFResult` view of a :class:`~loglead_lo2.detection.runner.ModelRun`."""
     thr = run.threshold
-    source = thr.source
-    if thr.rule == "model" and source.startswith("model default"):
-        source = (f"contamination={config.contamination} (the forest's own cut-off on its "
-                  "training scores)")
     return IFResult(
         model=run.fitted.estimator, vectorizer=run.fitted.vectorizer, threshold=thr.value,
-        threshold_source=source,
+        threshold_source=thr.source,
         percentile=config.threshold_percentile if thr.rule == "percentile" else None,
         fit_runs=sorted(run.fitted.train_runs), threshold_runs=list(thr.calibration_runs),
         fit_rows=run.fitted.train_rows, threshold_rows=thr.calibration_rows,

@@ -144,6 +144,9 @@ class ModelSpec:
     threshold: float | Callable[[Any], float] | None = 0.5
     """Decision threshold on the score scale: a number, a function of the fitted estimator,
     or ``None`` = the 99th percentile of the training normal rows' scores."""
+    cutoff: str = ""
+    """What the spec's own ``threshold`` means, for reports (empty: "model default (<score>
+    scale)")."""
     numeric_len_columns: bool = False  # also use every ``*_len`` column present in the data
     shap_in_detection: bool = False
     """Also write SHAP top features (``<metrics>/shap_<key>_*``) in the detection phase."""
@@ -226,6 +229,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         params={"n_estimators": 100, "max_samples": "auto", "contamination": "auto",
                 "random_state": SEED},
         shap="none", score="neg_score_samples", threshold=_threshold_neg_offset,
+        cutoff="contamination=auto (the forest's own cut-off on its training scores)",
         adapt=_adapt_forest,
     ),
     ModelSpec(
