@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,25 @@ import pytest
 SAMPLE_RUNS = 3
 SAMPLE_SCALE = 0.05
 SAMPLE_SEED = 42
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bundle_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Bundles are signed with a key in a temp folder, never the real
+    ``~/.config/loglead-lo2/bundle.key`` (created by the first save, as for users)."""
+    from loglead_lo2.detection.signing import KEY_ENV, KEY_FILE_ENV
+
+    saved = {name: os.environ.pop(name, None) for name in (KEY_ENV, KEY_FILE_ENV)}
+    path = tmp_path_factory.mktemp("bundle_key") / "bundle.key"
+    os.environ[KEY_FILE_ENV] = str(path)
+    try:
+        yield path
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

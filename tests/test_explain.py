@@ -309,10 +309,10 @@ def test_retrain_load_model_scores_a_saved_forest(root: Path, tmp_path: Path) ->
     bundle = tmp_path / "lo2_if.joblib"
     save_bundle(bundle, res.model, res.vectorizer)
     out = tmp_path / "ex"
-    code = main(["--root", str(root), "--out-dir", str(out), "--retrain", "--load-model",
-                 str(bundle), "--skip-shap", "--sup-models", "event_lr_words",
-                 "--nn-top-k", "3"])
-    assert code == 0
+    args = ["--root", str(root), "--out-dir", str(out), "--retrain", "--load-model",
+            str(bundle), "--skip-shap", "--sup-models", "event_lr_words", "--nn-top-k", "3"]
+    assert main(args) == 2  # an unsigned bundle (save_bundle writes only the joblib)
+    assert main([*args, "--trust-unsigned-bundle"]) == 0  # vouched for: loads, warned
     m = _summary(out)["models"]["isolation_forest"]
     assert m["training"]["loaded_from"] == str(bundle)
     assert m["threshold"]["value"] == pytest.approx(-res.model.offset_)

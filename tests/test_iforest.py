@@ -27,7 +27,7 @@ from loglead_lo2.detection.iforest import (
     score_with_bundle,
     train_iforest,
 )
-from loglead_lo2.detection.persistence import save_bundle, write_metadata
+from loglead_lo2.detection.persistence import save_bundle_pair
 from loglead_lo2.errors import UserError
 from tests.detection_data import make_enhanced_sequences, run_name
 
@@ -114,11 +114,9 @@ def test_resolve_numeric(leaky: pl.DataFrame) -> None:
 def test_score_with_bundle(tmp_path: Path, leaky: pl.DataFrame) -> None:
     res = train_iforest(leaky, IFConfig(threshold_percentile=99))
     bundle = tmp_path / "lo2_if.joblib"
-    sha = save_bundle(bundle, res.model, res.vectorizer)
-    write_metadata(tmp_path / "model.yml", {
+    save_bundle_pair(bundle, res.model, res.vectorizer, lambda path, sha: {
         "model": {"key": "isolation_forest"},
-        "threshold": {"value": res.threshold, "percentile": 99},
-        "bundle": {"file": bundle.name, "sha256": sha}})
+        "threshold": {"value": res.threshold, "percentile": 99}}, metadata_name="model.yml")
     preds = score_with_bundle(leaky, bundle)
     expected = score_iforest(res.model, res.vectorizer, leaky)
     assert np.array_equal(preds["score_if"].to_numpy(), expected)

@@ -1,4 +1,5 @@
-"""Model bundles: joblib tuple format, sha256-checked model.yml, refusals, registry bundles."""
+"""Model bundles: joblib tuple format, signed model.yml, refusals, registry bundles
+(the trust model's planted cases: tests/test_bundle_trust.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from loglead_lo2.detection.iforest import IFConfig, IFResult, train_iforest
 from loglead_lo2.detection.persistence import (
     find_metadata,
     load_bundle,
+    read_metadata,
     save_bundle,
+    save_bundle_pair,
     sha256_file,
     write_metadata,
 )
@@ -57,11 +60,19 @@ def test_refuses_overwrite(tmp_path: Path, forest: IFResult) -> None:
 
 def _with_meta(tmp_path: Path, forest: IFResult, name: str = "lo2_if.joblib") -> Path:
     path = tmp_path / name
-    sha = save_bundle(path, forest.model, forest.vectorizer)
-    write_metadata(tmp_path / "model.yml", {"model": {"key": "isolation_forest"},
-                                            "threshold": {"value": 0.5},
-                                            "bundle": {"file": name, "sha256": sha}})
+    save_bundle_pair(path, forest.model, forest.vectorizer,
+                     lambda p, sha: {"model": {"key": "isolation_forest"},
+                                     "threshold": {"value": 0.5}},
+                     metadata_name="model.yml", overwrite=True)
     return path
+
+
+def _resign(tmp_path: Path, path: Path, meta: dict) -> None:
+    """Write changed metadata and sign it again (the user changing their own bundle)."""
+    from loglead_lo2.detection.persistence import sign_bundle
+
+    write_metadata(tmp_path / "model.yml", meta)
+    sign_bundle(path, metadata_path=tmp_path / "model.yml")
 
 
 def test_load_verified(tmp_path: Path, forest: IFResult) -> None:
@@ -70,13 +81,18 @@ def test_load_verified(tmp_path: Path, forest: IFResult) -> None:
                          model_check=is_isolation_forest)
     assert loaded.verified and loaded.threshold == 0.5
     assert loaded.metadata_path == tmp_path / "model.yml"
+    meta = read_metadata(tmp_path / "model.yml")
+    assert meta["bundle"]["file"] == "lo2_if.joblib" and len(meta["bundle"]["hmac_sha256"]) == 64
+    assert meta["bundle"]["bytes"] == path.stat().st_size and len(meta["bundle"]["key_id"]) == 16
 
 
-def test_load_unverified_warns(tmp_path: Path, forest: IFResult) -> None:
+def test_load_unsigned_refused_unless_trusted(tmp_path: Path, forest: IFResult) -> None:
     path = tmp_path / "x.joblib"
-    save_bundle(path, forest.model, forest.vectorizer)
-    loaded = load_bundle(path)
-    assert not loaded.verified and "not verified" in loaded.notes[0]
+    save_bundle(path, forest.model, forest.vectorizer)  # joblib only: unsigned
+    with pytest.raises(UserError, match="not signed.*--trust-unsigned-bundle"):
+        load_bundle(path)
+    loaded = load_bundle(path, trust_unsigned=True)
+    assert not loaded.verified and "WARNING" in loaded.notes[0]
 
 
 def test_model_yml_for_another_file_is_not_used(tmp_path: Path, forest: IFResult) -> None:
@@ -85,6 +101,8 @@ def test_model_yml_for_another_file_is_not_used(tmp_path: Path, forest: IFResult
     save_bundle(other, forest.model, forest.vectorizer)
     assert find_metadata(other) is None
     assert find_metadata(tmp_path / "a.joblib") == tmp_path / "model.yml"
+    with pytest.raises(UserError, match="describes a.joblib, not b.joblib"):
+        load_bundle(other, metadata_path=tmp_path / "model.yml")
 
 
 def test_tampered_file_refused_before_unpickling(tmp_path: Path, forest: IFResult) -> None:
@@ -101,8 +119,10 @@ def test_foreign_files_refused(tmp_path: Path, content: bytes | None) -> None:
         joblib.dump({"a": 1}, path)
     else:
         path.write_bytes(content)
-    with pytest.raises(UserError, match="not a (readable joblib model bundle|loglead-lo2)"):
+    with pytest.raises(UserError, match="not signed"):
         load_bundle(path)
+    with pytest.raises(UserError, match="not a (readable joblib model bundle|loglead-lo2)"):
+        load_bundle(path, trust_unsigned=True)  # vouched for, still checked after unpickling
 
 
 def test_vectorizer_and_model_checks(tmp_path: Path, forest: IFResult) -> None:
@@ -114,7 +134,7 @@ def test_vectorizer_and_model_checks(tmp_path: Path, forest: IFResult) -> None:
     with pytest.raises(UserError, match="expected 'event_lr_words'"):
         load_bundle(path, expected_key="event_lr_words")
     other = tmp_path / "lr.joblib"
-    save_bundle(other, object(), forest.vectorizer)
+    save_bundle_pair(other, object(), forest.vectorizer, lambda p, sha: {})
     with pytest.raises(UserError, match="not an IsolationForest"):
         load_bundle(other, model_check=is_isolation_forest)
 
@@ -132,7 +152,7 @@ def test_save_sup_models_round_trip(tmp_path: Path, data: pl.DataFrame) -> None:
     args = ["--root", str(tmp_path), "--skip-if", "--models", keys, "--save-sup-models",
             str(out)]
     assert main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "event_lr_words.joblib", "event_lr_words.yml", "event_oov_words.joblib",
         "event_oov_words.yml"]
     assert main(args) == 2  # refuses to overwrite
@@ -153,20 +173,22 @@ def test_save_sup_models_round_trip(tmp_path: Path, data: pl.DataFrame) -> None:
 
 
 def test_bundle_from_another_version(tmp_path: Path, forest: IFResult) -> None:
-    from loglead_lo2.detection.persistence import FORMAT_VERSION, library_versions, read_metadata
+    from loglead_lo2.detection.persistence import FORMAT_VERSION, library_versions
 
     path = _with_meta(tmp_path, forest)
     meta = read_metadata(tmp_path / "model.yml")
     meta["versions"] = {**library_versions(), "scikit-learn": "0.24.2", "loglead-lo2": "0.0.1"}
-    write_metadata(tmp_path / "model.yml", meta)
+    _resign(tmp_path, path, meta)
     loaded = load_bundle(path)
     drift = [n for n in loaded.notes if "other library versions" in n]
     assert drift and "scikit-learn 0.24.2 ->" in drift[0] and "loglead-lo2 0.0.1 ->" in drift[0]
     meta["bundle"]["format_version"] = FORMAT_VERSION + 1
-    write_metadata(tmp_path / "model.yml", meta)
-    with pytest.raises(UserError, match="format version"):
+    write_metadata(tmp_path / "model.yml", meta)  # unsigned edit: refused as such
+    with pytest.raises(UserError, match="signature does not match"):
         load_bundle(path)
+    with pytest.raises(UserError, match="format version"):
+        load_bundle(path, trust_unsigned=True)
     meta["bundle"]["format_version"] = FORMAT_VERSION
     meta["versions"] = library_versions()
-    write_metadata(tmp_path / "model.yml", meta)
+    _resign(tmp_path, path, meta)
     assert not [n for n in load_bundle(path).notes if "WARNING" in n]

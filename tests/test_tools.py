@@ -314,7 +314,7 @@ def sequences_frame(enhanced: bool = False) -> pl.DataFrame:
 @pytest.fixture()
 def result(tmp_path: Path) -> tuple[Path, Path]:
     """A valid result folder and models folder, written through loglead_lo2.schema."""
-    from loglead_lo2.detection.persistence import bundle_section, save_bundle, write_metadata
+    from loglead_lo2.detection.persistence import save_bundle_pair
     from loglead_lo2.schema import write_parquet, write_text_atomic
 
     root, models = tmp_path / "result", tmp_path / "models"
@@ -343,10 +343,8 @@ def result(tmp_path: Path) -> tuple[Path, Path]:
     write_text_atomic(root / "metrics" / "if_metrics.csv", "f1,roc_auc\n0.5,0.7\n")
     write_text_atomic(root / "metrics" / "leaderboard.csv", "rank,model,f1\n1,if,0.5\n")
     write_text_atomic(root / "metrics" / "leaderboard.md", "# board\n\n| rank |\n")
-    bundle = models / "lo2_if.joblib"
-    sha = save_bundle(bundle, {"model": 1}, ["vectorizer"])
-    write_metadata(models / "model.yml", {"model": {"key": "if"},
-                                          "bundle": bundle_section(bundle, sha)})
+    save_bundle_pair(models / "lo2_if.joblib", {"model": 1}, ["vectorizer"],
+                     lambda path, sha: {"model": {"key": "if"}}, metadata_name="model.yml")
     return root, models
 
 
@@ -504,18 +502,17 @@ def test_scan_checks_per_service_bundles(result: tuple[Path, Path],
 
 def test_scan_checks_the_drain_state_a_bundle_names(result: tuple[Path, Path],
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    from loglead_lo2.detection.persistence import bundle_section, save_bundle, write_metadata
+    from loglead_lo2.detection.persistence import save_bundle_pair
     from loglead_lo2.enhancers.drain import DrainParser
 
     root, models = result
     parser = DrainParser()
     parser.parse(pl.DataFrame({"e_message_normalized": ["INFO a b - c d", "INFO a b - c e"]}))
     info = parser.save_state(models / "lo2_drain_state.parquet")
-    bundle = models / "event_lr_templates.joblib"
-    sha = save_bundle(bundle, {"model": 1}, ["vectorizer"])
-    meta = {"model": {"key": "event_lr_templates"}, "bundle": bundle_section(bundle, sha),
+    meta = {"model": {"key": "event_lr_templates"},
             "parts": {"drain": {"file": "lo2_drain_state.parquet", "sha256": info.sha256}}}
-    write_metadata(models / "event_lr_templates.yml", meta)
+    save_bundle_pair(models / "event_lr_templates.joblib", {"model": 1}, ["vectorizer"],
+                     lambda path, sha: meta)
     code, out, _ = scan_main(root, models, capsys, "--json")
     assert code == 0 and statuses(out)["event_lr_templates.yml"] == "ok"
     parser.parse(pl.DataFrame({"e_message_normalized": ["WARN x y - entirely new"]}))

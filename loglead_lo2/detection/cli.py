@@ -168,11 +168,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     m.add_argument("--save-model", type=Path, default=None, metavar="PATH",
                    help="save the forest as a joblib tuple (model, vectorizer)")
     m.add_argument("--dump-metadata", action="store_true",
-                   help="write model.yml (parameters, threshold, metrics, versions, sha256) "
-                        "beside --save-model")
+                   help="kept for old command lines: --save-model always writes model.yml "
+                        "(parameters, threshold, metrics, versions, sha256, signature)")
     m.add_argument("--load-model", type=Path, default=None, metavar="PATH",
-                   help="reuse a saved forest (sha256 checked against model.yml) and skip "
-                        "training")
+                   help="reuse a saved forest (signature checked against model.yml before "
+                        "unpickling) and skip training")
+    m.add_argument("--trust-unsigned-bundle", action="store_true",
+                   help="--load-model: load a bundle whose signature cannot be verified "
+                        "(unsigned, another key, no key) with a warning: only for bundles you "
+                        "vouch for; joblib files run code when loaded")
     m.add_argument("--overwrite-model", action="store_true",
                    help="replace existing bundles (--save-model, --save-sup-models)")
     m.add_argument("--save-sup-models", type=Path, default=None, metavar="DIR",
@@ -291,9 +295,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     def detect() -> tuple[DetectOptions, DetectResult]:
         from loglead_lo2.detection.pipeline import run_detection
+        from loglead_lo2.detection.signing import trusting_unsigned
 
         opts = options_from_args(args)
-        return opts, run_detection(opts, progress=say)
+        with trusting_unsigned(args.trust_unsigned_bundle):
+            return opts, run_detection(opts, progress=say)
 
     outcome, code = guarded(prog or "LO2_samples.py", detect)
     if outcome is None:

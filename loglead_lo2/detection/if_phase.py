@@ -169,6 +169,7 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
     the 1 % FP cut). ``loaded`` maps a service to a loaded bundle
     (``--load-model``). Returns the part records.
     """
+    from functools import partial
     from pathlib import Path
 
     from loglead_lo2.detection import report as rep
@@ -176,7 +177,7 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
     from loglead_lo2.detection.guards import format_resource, plan_guards, resource_stats
     from loglead_lo2.detection.iforest import make_forest
     from loglead_lo2.detection.labels import ALL_SERVICES, service_bundle
-    from loglead_lo2.detection.persistence import if_metadata, save_bundle, write_metadata
+    from loglead_lo2.detection.persistence import if_metadata, save_bundle_pair
 
     config: IFConfig = opts.if_config
     holdout_runs = sorted(split.test_runs) if split is not None else []
@@ -267,24 +268,19 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
         from loglead_lo2.detection.models_phase import run_bundle
 
         own = run_bundle(opts.metrics_path, IF_KEY, service)
-        own_sha = save_bundle(own, res.model, res.vectorizer, overwrite=True)
         drain = load_drain_block(opts.root)
+        describe = partial(if_metadata, res, record, config, drain=drain)  # (path, sha)
+        own_pair = save_bundle_pair(own, res.model, res.vectorizer, describe, overwrite=True)
         state = place_drain_state(own, res.vectorizer, opts.root, drain)
-        own_meta = write_metadata(own.with_suffix(".yml"),
-                                  if_metadata(res, record, config, own, own_sha, drain))
-        result.artifacts += [own, own_meta, *([state] if state else [])]
-        if opts.save_model:
+        result.artifacts += [own, own_pair.metadata, *([state] if state else [])]
+        if opts.save_model:  # model.yml is always written: it carries the signature
             bundle = service_bundle(Path(opts.save_model), service)
-            sha = save_bundle(bundle, res.model, res.vectorizer, overwrite=opts.overwrite_model)
+            pair = save_bundle_pair(bundle, res.model, res.vectorizer, describe,
+                                    metadata_name=IF_METADATA, overwrite=opts.overwrite_model)
             state = place_drain_state(bundle, res.vectorizer, opts.root, drain)
-            result.artifacts += [bundle, *([state] if state else [])]
-            say(f"[Model] wrote {bundle} (sha256 {sha[:12]}...): model, vectorizer = "
-                "joblib.load(...)")
-            if opts.dump_metadata:
-                meta_path = bundle.parent / IF_METADATA
-                write_metadata(meta_path, if_metadata(res, record, config, bundle, sha, drain))
-                result.artifacts.append(meta_path)
-                say(f"[Model] wrote {meta_path}")
+            result.artifacts += [bundle, pair.metadata, *([state] if state else [])]
+            say(f"[Model] wrote {bundle} + {pair.metadata.name} (sha256 {pair.sha256[:12]}..., "
+                f"signed with key id {pair.key_id}): model, vectorizer = joblib.load(...)")
     if not preds_parts:
         say("[IF] no service could be evaluated: no predictions written")
         return records

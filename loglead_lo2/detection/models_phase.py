@@ -88,7 +88,7 @@ def run_part(opts: Any, spec: Any, part: ServicePart, split: Any, limits: Any, s
     """Fit one registry model on a part's training runs and evaluate it on its hold-out."""
     from loglead_lo2.detection.drain_link import load_drain_block, place_drain_state
     from loglead_lo2.detection.guards import format_resource, plan_guards, resource_stats
-    from loglead_lo2.detection.persistence import model_metadata, save_bundle, write_metadata
+    from loglead_lo2.detection.persistence import model_metadata, save_bundle_pair
 
     train, hold, service = part.train, part.hold, part.service
     name = spec.key if service == ALL_SERVICES else f"{spec.key}@{service}"
@@ -149,11 +149,12 @@ def run_part(opts: Any, spec: Any, part: ServicePart, split: Any, limits: Any, s
                         opts.overwrite_model))
     drain = load_drain_block(opts.root)
     for bundle, overwrite in targets:
-        sha = save_bundle(bundle, fitted.estimator, fitted.vectorizer, overwrite=overwrite)
+        pair = save_bundle_pair(
+            bundle, fitted.estimator, fitted.vectorizer,
+            lambda path, sha: model_metadata(spec, fitted, record, path, sha, drain),
+            overwrite=overwrite)
         state = place_drain_state(bundle, fitted.vectorizer, opts.root, drain)
-        meta = write_metadata(bundle.with_suffix(".yml"),
-                              model_metadata(spec, fitted, record, bundle, sha, drain))
-        out.artifacts += [bundle, meta, *([state] if state else [])]
+        out.artifacts += [bundle, pair.metadata, *([state] if state else [])]
     if opts.save_sup_models:
         say(f"[Model] wrote {targets[-1][0]} + {targets[-1][0].with_suffix('.yml').name}")
     return out

@@ -11,7 +11,7 @@ state, ``lo2-load ... --drain-state demo/result/lo2/metrics/models/lo2_drain_sta
 so that each id means the same template; their scoring refuses rows of any other load
 (:mod:`loglead_lo2.detection.drain_link`).
 
-Load (sha256 checked against the bundle's ``.yml`` / ``model.yml``) -> vectorise with the
+Load (signature checked against the bundle's ``.yml`` / ``model.yml``) -> vectorise with the
 saved vectoriser -> the registry's score adapter of the model key recorded in the metadata
 (higher = more anomalous) -> ``pred = score >= threshold`` with the recorded threshold (or
 ``threshold=``). The rows must come from the same loader settings as the training data
@@ -73,13 +73,16 @@ def score_bundle(sequences: pl.DataFrame, bundle: str | os.PathLike[str], *,
                  metadata: str | os.PathLike[str] | None = None,
                  threshold: float | None = None, batch_size: int = 50_000,
                  load_info: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-                 expected_key: str | None = None) -> pl.DataFrame:
+                 expected_key: str | None = None,
+                 trust_unsigned: bool | None = None) -> pl.DataFrame:
     """Keys + ``score`` (+ ``threshold`` and ``pred`` when a threshold is known) per row.
 
     ``load_info`` names the load the rows come from (its folder, its ``lo2_load_info.json``
     or the parsed info); needed for bundles over Drain template ids, whose Drain state must be
     the load's or one of its ancestors. ``expected_key`` refuses a bundle of another model
-    (``isolation_forest`` also checks that it holds an Isolation Forest).
+    (``isolation_forest`` also checks that it holds an Isolation Forest). The bundle's
+    signature is verified before it is unpickled (:func:`~.persistence.load_bundle`);
+    ``trust_unsigned=True`` loads one you vouch for with a warning.
     """
     from loglead_lo2.detection.drain_link import check_lineage
     from loglead_lo2.detection.evaluate import score_rows
@@ -94,9 +97,9 @@ def score_bundle(sequences: pl.DataFrame, bundle: str | os.PathLike[str], *,
 
         check = is_isolation_forest if expected_key == IF_KEY else None
     loaded = load_bundle(bundle, metadata_path=metadata, expected_key=expected_key,
-                         model_check=check)
+                         model_check=check, trust_unsigned=trust_unsigned)
     for note in loaded.notes:
-        log.info(note)
+        (log.warning if "WARNING" in note else log.info)(note)
     block, where = _drain_of(load_info)
     check_lineage(loaded.metadata, block, bundle, where)
     key = bundle_key(loaded)

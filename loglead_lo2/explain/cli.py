@@ -140,8 +140,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     f.add_argument("--load-model", type=Path, nargs="?", const=DEFAULT_BUNDLE, default=None,
                    metavar="PATH",
                    help=f"--retrain: score a saved forest (default path {DEFAULT_BUNDLE}; "
-                        "sha256 checked against its model.yml, threshold from model.yml) "
+                        "signature checked against its model.yml, threshold from it) "
                         "instead of training one")
+    f.add_argument("--trust-unsigned-bundle", action="store_true",
+                   help="load model bundles whose signature cannot be verified (unsigned, "
+                        "another key, no key) with a warning: only for bundles you vouch for; "
+                        "joblib files run code when loaded")
     m = p.add_argument_group("registry models")
     m.add_argument("--sup-models", default=None, metavar="KEYS",
                    help=f"comma list of registry keys to explain (default "
@@ -247,9 +251,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     started = time.perf_counter()
 
     def explain() -> Any:
+        from loglead_lo2.detection.signing import trusting_unsigned
         from loglead_lo2.explain.pipeline import run_explain
 
-        return run_explain(options_from_args(args), progress=say)
+        with trusting_unsigned(args.trust_unsigned_bundle):
+            return run_explain(options_from_args(args), progress=say)
 
     result, code = guarded(prog or "lo2_phase_f_explainability.py", explain)
     if result is None:

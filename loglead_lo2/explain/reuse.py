@@ -184,12 +184,14 @@ def load_saved(run: DetectRun, keys: Sequence[str], fix: str) -> dict[str, Saved
     out: dict[str, SavedModel] = {}
     for key in keys:
         bundle_path = run_bundle(mdir, key, "all")
-        bundle = load_bundle(bundle_path, expected_key=key,
-                             model_check=is_isolation_forest if key == IF_KEY else None)
-        if not bundle.verified:
-            raise UserError(f"{bundle_path}: no {bundle_path.with_suffix('.yml').name} beside "
-                            f"it, so its sha256 cannot be checked: run {fix} again, or pass "
-                            "--retrain.")
+        try:  # signature verified (or --trust-unsigned-bundle, with a warning)
+            bundle = load_bundle(bundle_path, expected_key=key,
+                                 model_check=is_isolation_forest if key == IF_KEY else None)
+        except UserError as exc:
+            raise UserError(f"{str(exc).rstrip('.')} (or run {fix} again, or pass --retrain)."
+                            ) from exc
+        for note in bundle.notes:
+            (log.warning if "WARNING" in note else log.info)(note)
         path = mdir / A.predictions_file(key)
         schema = read_parquet_schema(path)
         lacking = [c for c in PREDICTION_FIELDS if c not in schema]

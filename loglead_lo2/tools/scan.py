@@ -12,8 +12,9 @@ a :class:`ScanReport`. Checked, each reported as ``ok``, ``missing``, ``corrupt`
   sequences, and events against the sequences' ``seq_len`` total;
 * metrics folder (``<root>/metrics``): ``if_metrics.json|csv``, ``leaderboard.csv|md`` and every
   other file in it (JSON/CSV must parse);
-* models folder (``--models``): every ``*.joblib`` bundle against the sha256 (and size) that
-  its ``<stem>.yml`` or ``model.yml`` records under ``bundle:``; bundles are never unpickled;
+* models folder (``--models``): every ``*.joblib`` bundle against the sha256, size and
+  signature that its ``<stem>.yml`` or ``model.yml`` records under ``bundle:``
+  (:mod:`~loglead_lo2.tools.scan_models`); bundles are never unpickled, only regular files read;
 * ``<root>/explainability``: every file, checked by type (JSON, CSV, Parquet, PNG, text).
 
 Temp files left by interrupted atomic writes (``.<name>.<random>.tmp``) are listed; only
@@ -37,11 +38,17 @@ from typing import Any
 from loglead_lo2 import artifacts as A
 from loglead_lo2.cli_common import human_bytes
 from loglead_lo2.errors import UserError
-
-OK, MISSING, CORRUPT = "ok", "missing", "corrupt"
-INVALID, INCONSISTENT, UNVERIFIED = "invalid", "inconsistent", "unverified"
-FAILING = (CORRUPT, INVALID, INCONSISTENT)
-STATUSES = (OK, MISSING, CORRUPT, INVALID, INCONSISTENT, UNVERIFIED)
+from loglead_lo2.tools.findings import (
+    CORRUPT,
+    FAILING,
+    INCONSISTENT,
+    INVALID,
+    MISSING,
+    OK,
+    STATUSES,
+    UNVERIFIED,
+    Finding,
+)
 
 RESULT_PARQUET: dict[str, tuple[str | None, tuple[str, ...]]] = {
     A.EVENTS_FILE: ("events", ()),
@@ -66,19 +73,6 @@ IF_BUNDLE, IF_METADATA = A.IF_BUNDLE, A.IF_METADATA
 LOAD_INFO_CHECKED = (A.EVENTS_FILE, A.SEQUENCES_FILE, A.ENHANCED_FILE, A.METRICS_FILE)
 TEMP_RE = re.compile(r"^\..+\.tmp$")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@dataclass
-class Finding:
-    """The verdict on one artifact."""
-
-    group: str
-    name: str
-    path: str
-    status: str
-    bytes: int | None = None
-    rows: int | None = None
-    detail: str = ""
 
 
 @dataclass
@@ -279,77 +273,10 @@ def scan_folder(folder: Path, group: str, known: dict[str, tuple[str, ...]],
 
 
 def scan_models(models_dir: Path) -> list[Finding]:
-    """Every ``*.joblib`` bundle checked against the sha256 its metadata YAML records, in
-    ``models_dir`` and its per-service subfolders (``models/<service>/``, ``--per-service``)."""
-    if not models_dir.is_dir():
-        return [_missing("models", models_dir, n, f"{models_dir} not found")
-                for n in (IF_BUNDLE, IF_METADATA)]
-    folders = [models_dir, *sorted(d for d in models_dir.iterdir() if d.is_dir())]
-    return [finding for folder in folders for finding in _scan_model_folder(folder)]
+    """Every bundle and model YAML of ``models_dir`` (:mod:`loglead_lo2.tools.scan_models`)."""
+    from loglead_lo2.tools.scan_models import scan_models as scan_folder_models
 
-
-def _scan_model_folder(models_dir: Path) -> list[Finding]:
-    from loglead_lo2.detection.drain_link import state_problem
-    from loglead_lo2.detection.persistence import find_metadata, read_metadata, sha256_file
-
-    out: list[Finding] = []
-    described: set[str] = set()
-    for meta_path in sorted(models_dir.glob("*.y*ml")):
-        finding = check_file(meta_path, "models")
-        out.append(finding)
-        if finding.status != OK:
-            continue
-        try:
-            meta = read_metadata(meta_path)
-        except UserError as exc:
-            finding.status, finding.detail = CORRUPT, str(exc)
-            continue
-        bundle = meta.get("bundle")
-        if not isinstance(bundle, dict):
-            finding.detail = "YAML ok (no bundle section)"
-            continue
-        name = str(bundle.get("file") or meta_path.with_suffix(".joblib").name)
-        described.add(name)
-        drain_problem = state_problem(models_dir, meta)
-        if drain_problem:
-            finding.status, finding.detail = INCONSISTENT, drain_problem
-        elif not bundle.get("sha256"):
-            finding.status, finding.detail = INVALID, "has no bundle.sha256"
-        elif not (models_dir / name).is_file():
-            finding.status, finding.detail = INCONSISTENT, f"describes {name}, which is missing"
-        else:
-            finding.detail = f"describes {name}"
-    for path in sorted(models_dir.glob("*.joblib")):
-        finding = Finding("models", path.name, str(path), OK, bytes=_size(path))
-        out.append(finding)
-        found = find_metadata(path)
-        if found is None:
-            finding.status = UNVERIFIED
-            finding.detail = f"no {path.stem}.yml or {IF_METADATA} records its sha256"
-            continue
-        try:
-            recorded = (read_metadata(found).get("bundle") or {})
-        except UserError:
-            finding.status, finding.detail = UNVERIFIED, f"{found.name} is unreadable"
-            continue
-        digest = sha256_file(path)
-        want_sha, want_bytes = recorded.get("sha256"), recorded.get("bytes")
-        if not want_sha:
-            finding.status, finding.detail = UNVERIFIED, f"{found.name} has no sha256"
-        elif want_sha != digest:
-            finding.status = INCONSISTENT
-            finding.detail = (f"sha256 {digest[:12]}... does not match {found.name} "
-                              f"({str(want_sha)[:12]}...): modified or replaced after saving")
-        elif want_bytes is not None and int(want_bytes) != finding.bytes:
-            finding.status = INCONSISTENT
-            finding.detail = f"{finding.bytes} bytes, {found.name} records {want_bytes}"
-        else:
-            finding.detail = f"sha256 verified against {found.name}"
-    names = {f.name for f in out}
-    for name in (IF_BUNDLE, IF_METADATA):
-        if name not in names:
-            out.append(_missing("models", models_dir, name))
-    return sorted(out, key=lambda f: f.name)
+    return scan_folder_models(models_dir)
 
 
 def check_consistency(report: ScanReport, root: Path) -> None:
