@@ -276,3 +276,30 @@ def test_parquet_pages_carry_checksums_that_find_flipped_bytes(tmp_path: Path) -
         bad.write_bytes(bytes(data))
         with pytest.raises(UserError, match="damaged"):
             verify_pages(bad)
+
+
+def test_a_writer_in_another_process_holds_the_folder(
+        lo2_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two processes: the second writer is refused with the first one's pid, and the folder
+    is free again once that process is gone (the lock dies with it)."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from loglead_lo2.outputs import FolderLock;"
+         " lock = FolderLock(Path(sys.argv[1])).acquire(); print('held', flush=True);"
+         " time.sleep(60)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert _load(lo2_sample, out, "--save-parquet") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"in use by pid {holder.pid}" in err[0], err
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert _load(lo2_sample, out, "--save-parquet") == 0

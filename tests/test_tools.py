@@ -379,7 +379,7 @@ def test_scan_valid_result_exit_0(result: tuple[Path, Path],
     assert report["exit_code"] == 0 and report["counts"]["ok"] == 14
     code, text, _ = scan_main(root, models, capsys, "--deep")
     assert code == 0 and "sha256 verified against model.yml" in text
-    assert "events schema ok, data pages read" in text
+    assert "events schema ok, every data page read and its CRC checked" in text
 
 
 def test_scan_missing_column_and_corrupt_file(result: tuple[Path, Path],
@@ -545,3 +545,85 @@ def test_extract_refuses_symlinked_run_folders(tmp_path: Path, archives: Path, w
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "symbolic link" in lines[0] and str(link) in lines[0], lines
     assert sorted(p.name for p in target.iterdir()) == ["keep.txt"] and link.is_symlink()
+
+
+def test_scan_finds_real_damage(result: tuple[Path, Path],
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Content, not only presence: flipped bytes mid-Parquet (--deep), a truncated PNG, a
+    JSON list as lo2_load_info.json, 'outputs' that is not a mapping."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    root, models = result
+    events = root / "lo2_events.parquet"
+    data = bytearray(events.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
+    events.write_bytes(bytes(data))
+    buf = io.BytesIO()
+    plt.figure(figsize=(2, 2))
+    plt.plot([0, 1])
+    plt.savefig(buf, format="png")
+    plt.close("all")
+    png = buf.getvalue()
+    (root / "metrics" / "shap_x_summary.png").write_bytes(png[: len(png) // 2])
+    (root / "metrics" / "shap_y_summary.png").write_bytes(png)
+    code, out, _ = scan_main(root, models, capsys, "--json", "--deep")
+    found = {f["name"]: f for f in json.loads(out)["findings"]}
+    assert code == 1
+    assert found["lo2_events.parquet"]["status"] == "corrupt"
+    assert found["shap_x_summary.png"]["status"] == "corrupt"
+    assert found["shap_y_summary.png"]["status"] == "ok"
+    for text, why in (("[1, 2]", "not an object"), ('{"outputs": [1, 2]}', "not a mapping")):
+        (root / "lo2_load_info.json").write_text(text)
+        code, out, _ = scan_main(root, models, capsys, "--json")
+        info = {f["name"]: f for f in json.loads(out)["findings"]}["lo2_load_info.json"]
+        assert code == 1 and info["status"] == "invalid" and why in info["detail"]
+
+
+def test_scan_never_opens_fifos_or_devices(result: tuple[Path, Path],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    root, models = result
+    (root / "lo2_metrics.parquet").unlink()
+    (root / "lo2_metrics.parquet").symlink_to("/dev/zero")
+    os.mkfifo(root / "metrics" / "leakage_fifo.json")
+    code, out, _ = scan_main(root, models, capsys, "--json")  # would block or never end
+    found = {f["name"]: f for f in json.loads(out)["findings"]}
+    assert code == 1
+    assert found["lo2_metrics.parquet"]["status"] == "invalid"
+    assert "a device" in found["lo2_metrics.parquet"]["detail"]
+    assert "a FIFO" in found["leakage_fifo.json"]["detail"]
+
+
+def test_scan_checks_the_sets_of_a_real_chain(lo2_sample: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Load + detect: the manifests verify; a stray file in metrics/ and a detection run of
+    an earlier load are inconsistent."""
+    from loglead_lo2.detection.cli import main as detect_main
+    from loglead_lo2.loader.cli import main as load_main
+
+    out = tmp_path / "out"
+    assert load_main(["--root", str(lo2_sample), "--output-dir", str(out), "--runs", "2",
+                      "--save-parquet", "-q"]) == 0
+    assert detect_main(["--root", str(out), "--models", "event_lr_words"]) == 0
+    capsys.readouterr()
+    code, text, _ = scan_main(out, out / "metrics" / "models", capsys, "--json", "--deep")
+    found = {f["name"]: f for f in json.loads(text)["findings"]}
+    assert found["lo2_load_manifest.json"]["status"] == "ok"
+    assert found["detect_manifest.json"]["status"] == "ok", found["detect_manifest.json"]
+    (out / "metrics" / "old_model.json").write_text("{}")
+    code, text, _ = scan_main(out, out / "metrics" / "models", capsys, "--json")
+    found = {f["name"]: f for f in json.loads(text)["findings"]}
+    assert code == 1 and found["detect_manifest.json"]["status"] == "inconsistent"
+    assert "not part of the output set" in found["detect_manifest.json"]["detail"]
+    (out / "metrics" / "old_model.json").unlink()
+    assert load_main(["--root", str(lo2_sample), "--output-dir", str(out), "--runs", "1",
+                      "--save-parquet", "--overwrite", "-q"]) == 0
+    capsys.readouterr()
+    code, text, _ = scan_main(out, out / "metrics" / "models", capsys, "--json")
+    found = {f["name"]: f for f in json.loads(text)["findings"]}
+    assert code == 1 and "computed from another load" in found["detect_manifest.json"]["detail"]

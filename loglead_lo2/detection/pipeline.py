@@ -345,8 +345,9 @@ def _check_outputs(opts: DetectOptions, specs: list[Any], parts: list[ServicePar
     services = [p.service for p in parts if not p.skip]
     for service in services:
         if opts.save_model and not opts.skip_if:
-            check_overwrite(service_bundle(Path(opts.save_model), service),
-                            opts.overwrite_model, "--overwrite-model")
+            bundle = service_bundle(Path(opts.save_model), service)
+            for path in (bundle, bundle.parent / A.IF_METADATA):  # the pair is one unit
+                check_overwrite(path, opts.overwrite_model, "--overwrite-model")
         if opts.save_sup_models:
             for spec in specs:
                 check_overwrite(sup_bundle(opts.save_sup_models, spec.key, service),

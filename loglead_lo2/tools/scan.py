@@ -49,6 +49,7 @@ from loglead_lo2.tools.findings import (
     UNVERIFIED,
     Finding,
 )
+from loglead_lo2.tools.scan_sets import check_set, scan_sets
 
 RESULT_PARQUET: dict[str, tuple[str | None, tuple[str, ...]]] = {
     A.EVENTS_FILE: ("events", ()),
@@ -73,6 +74,10 @@ IF_BUNDLE, IF_METADATA = A.IF_BUNDLE, A.IF_METADATA
 LOAD_INFO_CHECKED = (A.EVENTS_FILE, A.SEQUENCES_FILE, A.ENHANCED_FILE, A.METRICS_FILE)
 TEMP_RE = re.compile(r"^\..+\.tmp$")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+OBJECT_JSON = (A.LOAD_INFO_FILE, A.RUN_FILE, A.IF_METRICS_JSON, A.LEAKAGE_FILE,
+               A.LOAD_MANIFEST_FILE, A.DETECT_MANIFEST_FILE, A.EXPLAIN_MANIFEST_FILE,
+               A.SUMMARY_JSON)
+"""JSON files that must hold an object (a list there is damage, not data)."""
 
 
 @dataclass
@@ -145,21 +150,26 @@ def check_parquet(path: Path, group: str, kind: str | None = None,
         out.status, out.detail = INVALID, str(exc)
         return out
     if deep:
+        from loglead_lo2.schema import verify_pages
+
         try:
-            for _ in pq.ParquetFile(path).iter_batches(batch_size=65_536):
-                pass
-        except Exception as exc:  # noqa: BLE001 - corrupt pages
-            out.status, out.detail = CORRUPT, f"{path.name}: data pages unreadable ({exc})"
+            verify_pages(path)
+        except UserError as exc:
+            out.status, out.detail = CORRUPT, str(exc)
             return out
     what = f"{kind} schema ok" if kind else ("columns ok" if required else "readable")
-    out.detail = what + (", data pages read" if deep else "")
+    out.detail = what + (", every data page read and its CRC checked" if deep else "")
     return out
 
 
 def check_file(path: Path, group: str, required: tuple[str, ...] = (),
                deep: bool = False) -> Finding:
-    """Check one file by its type: Parquet, JSON, CSV, YAML, PNG, text; others: present."""
+    """Check one file by its type: Parquet, JSON, CSV, YAML, PNG, text; others: present.
+    Only regular files are opened (a FIFO would block the scan, ``/dev/zero`` never ends)."""
     suffix = path.suffix.lower()
+    problem = _not_regular(path)
+    if problem:
+        return Finding(group, path.name, str(path), INVALID, detail=problem)
     if suffix in (".parquet", ".pq"):
         return check_parquet(path, group, None, required, deep)
     out = Finding(group, path.name, str(path), OK, bytes=_size(path))
@@ -170,6 +180,12 @@ def check_file(path: Path, group: str, required: tuple[str, ...] = (),
         if suffix == ".json":
             data = json.loads(path.read_text(encoding="utf-8"))
             out.rows = len(data) if isinstance(data, list) else None
+            if path.name in OBJECT_JSON and not isinstance(data, dict):
+                out.status, out.detail = INVALID, f"a JSON {type(data).__name__}, not an object"
+                return out
+            if path.name == LOAD_INFO and not isinstance(data.get("outputs", {}), dict):
+                out.status, out.detail = INVALID, "'outputs' is not a mapping of file -> rows"
+                return out
             out.detail = "JSON ok"
         elif suffix == ".csv":
             import polars as pl
@@ -191,7 +207,11 @@ def check_file(path: Path, group: str, required: tuple[str, ...] = (),
             with open(path, "rb") as handle:
                 if handle.read(8) != PNG_MAGIC:
                     raise ValueError("not a PNG image")
-            out.detail = "PNG ok"
+            from PIL import Image  # pillow comes with matplotlib
+
+            with Image.open(path) as image:
+                image.load()  # every chunk decoded: a truncated file fails here
+                out.detail = f"PNG ok, {image.width}x{image.height} decoded"
         elif suffix in (".md", ".txt"):
             out.detail = f"text ok, {path.read_text(encoding='utf-8').count(chr(10))} lines"
         else:
@@ -199,6 +219,22 @@ def check_file(path: Path, group: str, required: tuple[str, ...] = (),
     except Exception as exc:  # noqa: BLE001 - report any unreadable file, never crash
         out.status, out.detail = CORRUPT, f"{type(exc).__name__}: {str(exc)[:200]}"
     return out
+
+
+def _not_regular(path: Path) -> str | None:
+    """Why ``path`` is not opened (``None`` for a regular file or a link to one)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc}): a dangling link?"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a device", stat.S_ISBLK: "a device",
+             stat.S_ISSOCK: "a socket", stat.S_ISDIR: "a folder"}
+    what = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+    return f"{what}, not a regular file: not opened"
 
 
 def _missing(group: str, base: Path, name: str, detail: str = "") -> Finding:
@@ -216,43 +252,28 @@ def scan_result(root: Path, deep: bool) -> list[Finding]:
             out.append(Finding("result", name, str(path), INVALID,
                                detail="a folder, expected one Parquet file"))
             continue
-        out.append(check_parquet(path, "result", kind, required, deep) if path.is_file()
-                   else _missing("result", root, name))
+        if not (path.exists() or path.is_symlink()):
+            out.append(_missing("result", root, name))
+            continue
+        problem = _not_regular(path)
+        out.append(Finding("result", name, str(path), INVALID, detail=problem) if problem
+                   else check_parquet(path, "result", kind, required, deep))
     found = [root / n for n in PREDICTIONS if (root / n).is_file()]
     out += [check_file(p, "result", PREDICTION_COLUMNS, deep) for p in found]
     if not found:
         out.append(_missing("result", root, "lo2_if_predictions.parquet|.csv"))
     info = root / LOAD_INFO
-    out.append(check_file(info, "result") if info.is_file() else _missing("result", root,
-                                                                          LOAD_INFO))
+    out.append(check_file(info, "result") if info.exists() or info.is_symlink()
+               else _missing("result", root, LOAD_INFO))
     out.append(check_set(root, A.LOAD_MANIFEST_FILE, A.LOADER_FILES, "result", deep))
     return out
-
-
-def check_set(folder: Path, manifest: str, names: tuple[str, ...], group: str,
-              deep: bool) -> Finding:
-    """The output-set manifest of ``folder``: every listed file present with its size (and
-    sha256 with ``--deep``), no unfinished commit, no file of another run."""
-    from loglead_lo2.outputs import verify_set
-
-    path = folder / manifest
-    try:
-        data = verify_set(folder, manifest, names, deep=deep)
-    except UserError as exc:
-        return Finding(group, manifest, str(path), INCONSISTENT, detail=str(exc))
-    if data is None:
-        return Finding(group, manifest, str(path), UNVERIFIED,
-                       detail="no manifest (written by an older version): the files cannot "
-                              "be checked as one set")
-    how = "sha256" if deep else "size"
-    return Finding(group, manifest, str(path), OK, bytes=_size(path),
-                   detail=f"{len(data['files'])} file(s) of one set ({how} checked)")
 
 
 def _files(folder: Path) -> list[Path]:
     """Files in ``folder``, without temp files and the output sets' own hidden files (lock,
     stage folders, commit journals: a journal is reported by :func:`check_set`)."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not TEMP_RE.match(p.name)
+    return sorted(p for p in folder.rglob("*") if not (p.is_dir() and not p.is_symlink())
+                  and not TEMP_RE.match(p.name)
                   and not any(part.startswith(".lo2") for part in p.relative_to(folder).parts))
 
 
@@ -350,6 +371,7 @@ def scan(root: Path, models_dir: Path, metrics_dir: Path | None = None,
     report.findings += scan_folder(metrics_dir, "metrics", METRIC_FILES, deep)
     report.findings += scan_models(models_dir)
     report.findings += scan_folder(explain_dir, "explainability", {}, deep)
+    report.findings += scan_sets(root, metrics_dir, explain_dir, deep, _files)
     check_consistency(report, root)
     report.leftovers = find_leftovers([root, metrics_dir, models_dir, explain_dir])
     for left in report.leftovers:
