@@ -48,6 +48,7 @@ from loglead_lo2.tools.findings import (
     STATUSES,
     UNVERIFIED,
     Finding,
+    not_regular,
 )
 from loglead_lo2.tools.scan_sets import check_set, scan_sets
 
@@ -167,7 +168,7 @@ def check_file(path: Path, group: str, required: tuple[str, ...] = (),
     """Check one file by its type: Parquet, JSON, CSV, YAML, PNG, text; others: present.
     Only regular files are opened (a FIFO would block the scan, ``/dev/zero`` never ends)."""
     suffix = path.suffix.lower()
-    problem = _not_regular(path)
+    problem = not_regular(path)
     if problem:
         return Finding(group, path.name, str(path), INVALID, detail=problem)
     if suffix in (".parquet", ".pq"):
@@ -221,22 +222,6 @@ def check_file(path: Path, group: str, required: tuple[str, ...] = (),
     return out
 
 
-def _not_regular(path: Path) -> str | None:
-    """Why ``path`` is not opened (``None`` for a regular file or a link to one)."""
-    import stat
-
-    try:
-        mode = path.stat().st_mode
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc}): a dangling link?"
-    if stat.S_ISREG(mode):
-        return None
-    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a device", stat.S_ISBLK: "a device",
-             stat.S_ISSOCK: "a socket", stat.S_ISDIR: "a folder"}
-    what = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
-    return f"{what}, not a regular file: not opened"
-
-
 def _missing(group: str, base: Path, name: str, detail: str = "") -> Finding:
     return Finding(group, name, str(base / name), MISSING, detail=detail)
 
@@ -255,7 +240,7 @@ def scan_result(root: Path, deep: bool) -> list[Finding]:
         if not (path.exists() or path.is_symlink()):
             out.append(_missing("result", root, name))
             continue
-        problem = _not_regular(path)
+        problem = not_regular(path)
         out.append(Finding("result", name, str(path), INVALID, detail=problem) if problem
                    else check_parquet(path, "result", kind, required, deep))
     found = [root / n for n in PREDICTIONS if (root / n).is_file()]

@@ -22,6 +22,7 @@ from loglead_lo2.tools.findings import (
     OK,
     UNVERIFIED,
     Finding,
+    not_regular,
 )
 
 
@@ -49,28 +50,13 @@ def _lsize(path: Path) -> int | None:
         return None
 
 
-def _not_regular(path: Path) -> str | None:
-    """Why ``path`` is not a regular file (never opened), else ``None``."""
-    import stat
-
-    try:
-        mode = path.stat().st_mode
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or type(exc).__name__})"
-    if stat.S_ISREG(mode):
-        return None
-    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
-            or stat.S_ISBLK(mode) else "a folder" if stat.S_ISDIR(mode) else "a special file")
-    return f"{kind}, not a regular file: not read"
-
-
 def _scan_metadata(models_dir: Path, meta_path: Path) -> tuple[Finding, str | None]:
     """A model YAML: readable, well-typed, its bundle present; returns the bundle it names."""
     from loglead_lo2.detection.drain_link import state_problem
     from loglead_lo2.detection.persistence import check_metadata, parse_metadata
 
     finding = Finding("models", meta_path.name, str(meta_path), OK, bytes=_lsize(meta_path))
-    why = _not_regular(meta_path)
+    why = not_regular(meta_path)
     if why is not None:
         finding.status, finding.detail = INVALID, why
         return finding, None
@@ -115,7 +101,7 @@ def _scan_bundle(path: Path) -> Finding:
     from loglead_lo2.detection.signing import read_regular
 
     finding = Finding("models", path.name, str(path), OK, bytes=_lsize(path))
-    why = _not_regular(path)
+    why = not_regular(path)
     if why is not None:
         finding.status, finding.detail = INVALID, why
         return finding
