@@ -16,9 +16,10 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from loglead_lo2.errors import UserError
+from loglead_lo2.progress import set_progress
 
 T = TypeVar("T")
 
@@ -52,6 +53,40 @@ def start_cli() -> None:
     ``logging`` warnings on stderr (the library never prints)."""
     quiet_broken_pipe()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+class Parser(argparse.ArgumentParser):
+    """``ArgumentParser`` of every phase: a bad flag or value is one line with a ``--help``
+    hint on stderr (exit 2), not argparse's whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_verbosity(parser: argparse.ArgumentParser, quiet_help: str = "no progress lines or "
+                  "bars, only the summary and errors") -> None:
+    """``-q/--quiet`` and ``-v/--verbose`` (mutually exclusive), as every phase takes them."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+    group.add_argument("-v", "--verbose", action="store_true",
+                       help="also log the library's INFO messages (on stderr)")
+
+
+def apply_verbosity(args: argparse.Namespace) -> None:
+    """Map ``--quiet``/``--verbose`` onto the progress bars and the log level (warnings are
+    always shown: they name things the user must know, such as a new signing key)."""
+    set_progress(not getattr(args, "quiet", False))
+    verbose = bool(getattr(args, "verbose", False))
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def phase_say(args: argparse.Namespace) -> Callable[[str], None]:
+    """The phase's progress-line printer: :func:`say`, or nothing with ``--quiet``."""
+    return _silent if getattr(args, "quiet", False) else say
+
+
+def _silent(_message: str) -> None:
+    return None
 
 
 def say(message: str) -> None:

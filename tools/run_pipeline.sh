@@ -5,6 +5,21 @@
 #              LO2_SAMPLE_RUNS (default 6), LO2_SAMPLE_SCALE (default 0.05), LO2_SEED (42),
 #              LO2_WINDOW (seconds, default 5: equal windows; "none" = whole sequences).
 set -euo pipefail
+usage() {
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+  echo "Options: -h, --help  print this help and exit"
+}
+for arg in "$@"; do
+  case "$arg" in
+    -h|--help) usage; exit 0 ;;
+    -*) echo "run_pipeline.sh: error: unknown option $arg (see bash tools/run_pipeline.sh --help)" >&2
+        exit 2 ;;
+  esac
+done
+if [[ $# -gt 2 ]]; then
+  echo "run_pipeline.sh: error: at most two arguments, SAMPLE_DIR and RESULT_DIR, got $# (see bash tools/run_pipeline.sh --help)" >&2
+  exit 2
+fi
 cd "$(dirname "$0")/.."
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loglead_lo2.cli_common import (
+    Parser,
+    add_verbosity,
+    apply_verbosity,
     contamination,
     guarded,
     number,
+    phase_say,
     positive_int,
-    say,
     start_cli,
 )
 from loglead_lo2.detection.iforest import IF_ITEMS, IFConfig
@@ -78,8 +81,10 @@ def _max_samples(text: str) -> int | float | str:
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     from loglead_lo2.detection.defaults import DEFAULT_MODELS
 
-    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_verbosity(p, quiet_help="no progress lines or bars: only the [Done] summary, "
+                                "warnings and errors")
     g = p.add_argument_group("input and phases")
     g.add_argument("--root", type=Path, default=Path("demo/result/lo2"),
                    help="loader output folder with lo2_sequences_enhanced.parquet "
@@ -182,8 +187,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     m.add_argument("--save-sup-models", type=Path, default=None, metavar="DIR",
                    help="save every registry model as DIR/<key>.joblib + <key>.yml")
     r = p.add_argument_group("reports")
-    r.add_argument("--metrics-dir", type=Path, default=None,
-                   help="where metric files go (default <root>/metrics)")
+    r.add_argument("--metrics-dir", "--out-dir", dest="metrics_dir", type=Path, default=None,
+                   help="where metric files go (default <root>/metrics); the --metrics-dir "
+                        "of lo2-explain")
     r.add_argument("--report-precision-at", type=positive_int, default=None, metavar="K",
                    help="report precision among the K highest scores")
     r.add_argument("--report-fp-alpha", type=number, default=None, metavar="A",
@@ -286,6 +292,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, run the phase, print a summary; 2 on user errors."""
     start_cli()
     args = build_parser(prog).parse_args(argv)
+    apply_verbosity(args)
     if args.list_models:
         from loglead_lo2.detection.registry import format_model_list
 
@@ -299,7 +306,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
         opts = options_from_args(args)
         with trusting_unsigned(args.trust_unsigned_bundle):
-            return opts, run_detection(opts, progress=say)
+            return opts, run_detection(opts, progress=phase_say(args))
 
     outcome, code = guarded(prog or "LO2_samples.py", detect)
     if outcome is None:

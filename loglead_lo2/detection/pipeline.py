@@ -57,6 +57,7 @@ from loglead_lo2.detection.models_phase import run_part, sup_bundle
 from loglead_lo2.detection.records import ModelRecord, combined, macro
 from loglead_lo2.detection.thresholds import ThresholdSettings
 from loglead_lo2.errors import UserError
+from loglead_lo2.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +291,7 @@ def _run(opts: DetectOptions, say: Say) -> DetectResult:
                                 loaded)
         result.board += _board_rows(ifo.IF_KEY, recs, opts.per_service)
     if specs and split is not None:
-        for spec in specs:
+        for spec in progress(specs, desc="models", unit="model"):
             outs = [o for part in parts if not part.skip and (o := run_part(
                 opts, spec, part, split, limits, say, evals, settings)) is not None]
             for o in outs:

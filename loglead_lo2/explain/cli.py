@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from loglead_lo2.cli_common import (
+    Parser,
+    add_verbosity,
+    apply_verbosity,
     contamination,
     guarded,
     number,
+    phase_say,
     positive_int,
-    say,
     start_cli,
 )
 from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, LABEL_MODES
@@ -80,8 +83,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     from loglead_lo2.detection.iforest import IF_ITEMS
     from loglead_lo2.detection.registry import DEFAULT_MODELS
 
-    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_verbosity(p, quiet_help="no progress lines or bars: only the [Done] summary, "
+                                "warnings and errors")
+    p.add_argument("--list-models", action="store_true",
+                   help="print the model registry (as lo2-detect --list-models) and exit")
     g = p.add_argument_group("input, output and models' origin")
     g.add_argument("--root", type=Path, default=Path("demo/result/lo2"),
                    help="folder with lo2_sequences_enhanced.parquet (default demo/result/lo2)")
@@ -91,7 +98,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--retrain", action="store_true",
                    help="fit the models again (detection's model path, the training flags "
                         "below) instead of reusing the detection run's models")
-    g.add_argument("--out-dir", type=Path, default=None,
+    g.add_argument("--out-dir", "--output-dir", dest="out_dir", type=Path, default=None,
                    help="where the artifacts go (default <root>/explainability)")
     g.add_argument("--overwrite", action="store_true",
                    help="replace the explainability files of an earlier run in --out-dir "
@@ -150,7 +157,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     m.add_argument("--sup-models", default=None, metavar="KEYS",
                    help=f"comma list of registry keys to explain (default "
                         f"{','.join(DEFAULT_MODELS)}; 'all' = every key; see "
-                        "LO2_samples.py --list-models)")
+                        "--list-models)")
     n = p.add_argument_group("nearest-normal mapping")
     n.add_argument("--nn-source", default=None, metavar="MODEL",
                    help="'if' or one of --sup-models: whose scores pick the top anomalies and "
@@ -248,6 +255,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, run the phase, print where the artifacts are; 2 on user errors."""
     start_cli()
     args = build_parser(prog).parse_args(argv)
+    apply_verbosity(args)
+    if args.list_models:
+        from loglead_lo2.detection.registry import format_model_list
+
+        print(format_model_list())
+        return 0
     started = time.perf_counter()
 
     def explain() -> Any:
@@ -255,7 +268,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         from loglead_lo2.explain.pipeline import run_explain
 
         with trusting_unsigned(args.trust_unsigned_bundle):
-            return run_explain(options_from_args(args), progress=say)
+            return run_explain(options_from_args(args), progress=phase_say(args))
 
     result, code = guarded(prog or "lo2_phase_f_explainability.py", explain)
     if result is None:

@@ -17,6 +17,7 @@ import polars as pl
 
 from loglead_lo2.artifacts import TEMPLATES_FILE
 from loglead_lo2.explain.views import ModelView
+from loglead_lo2.progress import progress
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -88,7 +89,7 @@ def shap_step(views: Mapping[str, ModelView], hold: pl.DataFrame, train: pl.Data
     from loglead_lo2.explain.shap_report import explain_model, write_shap
 
     info: dict[str, Any] = {}
-    for key, view in views.items():
+    for key, view in progress(views.items(), total=len(views), desc="SHAP", unit="model"):
         if view.fitted is None:
             info[key] = {"skipped": "the Isolation Forest is explained by the nearest-normal "
                                     "mapping and its false-positive list, not SHAP"}

@@ -6,18 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from loglead_lo2.cli_common import guarded, start_cli
+from loglead_lo2.cli_common import Parser, add_verbosity, apply_verbosity, guarded, start_cli
 from loglead_lo2.generator.generate import MANIFEST_NAME, generate
 from loglead_lo2.generator.schedule import NAMINGS
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lo2-sample",
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=prog or "lo2-sample",
         description="Generate a seeded, LO2-shaped sample: runs x 54 test cases x 7 service "
         f"logs, with the ground truth of every error event in {MANIFEST_NAME}.",
     )
-    parser.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
+    parser.add_argument("--out", "--out-dir", dest="out", type=Path, required=True,
+                        help="output folder (new or empty); the --root of lo2-load")
     parser.add_argument("--runs", type=int, default=6, help="number of runs (default 6)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     parser.add_argument("--scale", type=float, default=0.05,
@@ -32,15 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder epoch of the first run (default: derived from the seed)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a sample previously written to --out")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_verbosity(parser, quiet_help="no progress lines")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     start_cli()
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
+    apply_verbosity(args)
     progress = None if args.quiet else (lambda msg: print(msg, flush=True))
-    summary, code = guarded("lo2-sample", lambda: generate(
+    summary, code = guarded(prog or "lo2-sample", lambda: generate(
         args.out, runs=args.runs, seed=args.seed, scale=args.scale,
         with_metrics=args.with_metrics, naming=args.naming, overwrite=args.overwrite,
         start_epoch=args.start_epoch, progress=progress,

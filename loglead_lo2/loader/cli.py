@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from loglead_lo2 import SERVICES
-from loglead_lo2.cli_common import guarded, start_cli
+from loglead_lo2.cli_common import Parser, add_verbosity, apply_verbosity, guarded, start_cli
 from loglead_lo2.errors import UserError
 from loglead_lo2.loader.parse import trim_rule
 from loglead_lo2.loader.pipeline import DEFAULT_RUN_BATCH, LoadOptions, LoadReport, run_loader
@@ -28,7 +28,7 @@ examples:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=prog,
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -95,12 +95,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         f"printed per batch (default {DEFAULT_RUN_BATCH}; 0 = all runs in one "
                         "batch). Drain template ids depend on the batch layout: keep N fixed "
                         "to compare runs of the tool")
-    p.add_argument("--output-dir", type=Path, default=Path("demo/result/lo2"),
-                   help="where the Parquet files go (default demo/result/lo2)")
+    p.add_argument("--output-dir", "--out-dir", dest="output_dir", type=Path,
+                   default=Path("demo/result/lo2"),
+                   help="where the Parquet files go (default demo/result/lo2); the --root of "
+                        "lo2-detect and lo2-explain")
     p.add_argument("--seed", type=int, default=42, help="seed for every random choice")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing output files (otherwise the loader refuses)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    add_verbosity(p, quiet_help="print only the summary (no batch lines or progress bar)")
     return p
 
 
@@ -229,6 +231,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     start_cli()
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    apply_verbosity(args)
     start = time.perf_counter()
     progress = None if args.quiet else (lambda msg: print(msg, flush=True))
 

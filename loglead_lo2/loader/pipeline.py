@@ -59,6 +59,7 @@ from loglead_lo2.loader.window import (
     cut_windows,
     files_with_dropped_lines,
 )
+from loglead_lo2.progress import progress
 from loglead_lo2.schema import (
     EVENT_COLUMNS,
     ParquetStreamWriter,
@@ -226,7 +227,8 @@ def _load(opts: LoadOptions, out: OutputSet | None,
     cases: set[str] = set()
     batches = _batches(sel, opts.run_batch)
     try:
-        for i, run_names in enumerate(batches, 1):
+        for i, run_names in enumerate(progress(batches, desc="load + enhance",
+                                               unit="batch"), 1):
             _load_batch(opts, sel, run_names, drain, writers, report, services, cases)
             say(
                 f"[load] batch {i}/{len(batches)}: {len(run_names)} run(s), "

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from loglead_lo2.cli_common import Parser, add_verbosity, apply_verbosity
 from loglead_lo2.errors import UserError
 from loglead_lo2.tools.archives import (
     EXAMPLES,
@@ -331,12 +332,13 @@ examples:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=prog, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Extract LO2 release archives run by run into LO2_ROOT, in chunks, "
                     "resumably (a finished run gets a .extracted marker and is skipped).")
     p.add_argument("--archives", type=Path, default=None, help="overrides LO2_ARCHIVES")
-    p.add_argument("--root", type=Path, default=None, help="overrides LO2_ROOT")
+    p.add_argument("--root", "--out-dir", dest="root", type=Path, default=None,
+                   help="overrides LO2_ROOT: the folder written, the --root of lo2-load")
     p.add_argument("--mode", default=None, help="overrides MODE (newest, oldest, all)")
     p.add_argument("--split", default=None, help="overrides SPLIT")
     p.add_argument("--chunk", default=None, help="overrides CHUNK")
@@ -344,6 +346,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    default=None, help="overrides DRY_RUN (--no-dry-run extracts)")
     p.add_argument("--list", dest="list_runs", action="store_true", default=None,
                    help="list every selected run in the plan (LIST=1)")
+    add_verbosity(p, quiet_help="only the plan summary and the [Done] line (no per-run lines)")
     return p
 
 
@@ -425,8 +428,11 @@ def run(opts: ExtractOptions, say: Say) -> int:
 def main(argv: list[str] | None = None, prog: str | None = None,
          environ: Mapping[str, str] | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
+    apply_verbosity(args)
     env = os.environ if environ is None else environ
-    say = partial(print, flush=True)
+    say: Say = partial(print, flush=True)
+    if args.quiet:
+        say = _headline_printer(say)
     try:
         return run(resolve_options(args, env), say)
     except UserError as exc:
@@ -436,6 +442,14 @@ def main(argv: list[str] | None = None, prog: str | None = None,
         print("interrupted: finished runs keep their .extracted marker; run the same command "
               "again to resume.", file=sys.stderr)
         return 130
+
+
+def _headline_printer(say: Say) -> Say:
+    """``--quiet``: print the [Plan]/[Done] lines, not the indented per-run ones."""
+    def headline(message: str) -> None:
+        if not message.startswith((" ", "==")):
+            say(message)
+    return headline
 
 
 if __name__ == "__main__":

@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from loglead_lo2 import artifacts as A
-from loglead_lo2.cli_common import human_bytes
+from loglead_lo2.cli_common import (
+    Parser,
+    add_verbosity,
+    apply_verbosity,
+    human_bytes,
+    start_cli,
+)
 from loglead_lo2.errors import UserError
 from loglead_lo2.tools.findings import (
     CORRUPT,
@@ -405,7 +411,7 @@ def render(report: ScanReport) -> str:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Check the artifacts of an LO2 result folder and the models folder: "
                     "present/missing, size, rows, schema, sha256 of model bundles, leftover "
@@ -431,11 +437,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--deep", action="store_true",
                    help="also decode every Parquet data page (slow on big files)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_verbosity(p, quiet_help="print only the final [Scan] line (counts and exit code)")
     return p
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    start_cli()
     args = build_parser(prog).parse_args(argv)
+    apply_verbosity(args)
     try:
         report = scan(args.root, args.models_dir, args.metrics_dir, args.explain_dir,
                       deep=args.deep, dry_run=args.dry_run or not args.clean_temp,
@@ -443,7 +452,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    print(json.dumps(report.to_json(), indent=2) if args.json else render(report))
+    text = json.dumps(report.to_json(), indent=2) if args.json else render(report)
+    print(text.splitlines()[-1] if args.quiet and not args.json else text)
     return report.exit_code
 
 
