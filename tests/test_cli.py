@@ -64,6 +64,15 @@ def test_python_m_answers_help(module: str) -> None:
     assert out.stdout.startswith("usage: ")
 
 
+@pytest.mark.parametrize("script", ["demo/lo2_e2e/run_lo2_loader.py", "demo/lo2_e2e/LO2_samples.py",
+                                    "demo/lo2_e2e/lo2_phase_f_explainability.py",
+                                    "tools/lo2_result_scan.py"])
+def test_python_scripts_answer_help(script: str) -> None:
+    out = _run(sys.executable, script, "--help")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: ")
+
+
 def test_unknown_and_missing_subcommands(capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli.main(["frobnicate"]) == 2

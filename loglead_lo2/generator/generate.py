@@ -40,6 +40,7 @@ from loglead_lo2.generator.schedule import (
     rng_for,
 )
 from loglead_lo2.generator.values import client_pool, service_pool, user_pool
+from loglead_lo2.progress import progress as progress_bar
 from loglead_lo2.schema import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -209,7 +210,7 @@ def generate(out: Path, runs: int = 6, seed: int = 42, scale: float = 0.05,
     files = lines = 0
     manifests = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lo2-writer") as writer:
-        for plan in plans:
+        for plan in progress_bar(plans, desc="sample", unit="run"):
             t_run = time.perf_counter()
             f, n, rows = _write_run(out, plan, int(seed), float(scale), with_metrics, writer)
             files, lines = files + f, lines + n

@@ -421,7 +421,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                "  %(prog)s --dry-run\n  %(prog)s --root demo/result/lo2 --json\n"
                "  %(prog)s --clean-temp")
     p.add_argument("--root", type=Path, default=Path("demo/result/lo2"),
-                   help="result folder (default demo/result/lo2)")
+                   help="result folder: the loader's --output-dir, the --root of lo2-detect "
+                        "and lo2-explain (default demo/result/lo2)")
     p.add_argument("--models-dir", type=Path, default=Path("models"),
                    help="model bundles and model.yml (default models)")
     p.add_argument("--metrics-dir", type=Path, default=None,
