@@ -37,9 +37,17 @@ def root(tmp_path: Path, sequences: pl.DataFrame) -> Path:
 
 
 def files(root: Path) -> set[str]:
-    """Every file under ``root`` but the output sets' locks."""
-    return {p.relative_to(root).as_posix() for p in root.rglob("*")
-            if p.is_file() and p.name != ".lo2.lock"}
+    """Every file under ``root`` but the output sets' locks, as the latest-run pointers show
+    them (``metrics/...``; the run folders under ``runs/`` are left out)."""
+    import os
+
+    out = set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        if Path(folder) == root and "runs" in dirs:
+            dirs.remove("runs")
+        out.update((Path(folder) / n).relative_to(root).as_posix() for n in names
+                   if n != ".lo2.lock")
+    return out
 
 
 def run(root: Path, *args: str) -> int:

@@ -175,24 +175,55 @@ def run_detection(opts: DetectOptions, progress: Say | None = None) -> DetectRes
     if opts.phase == "enhancers":
         with FolderLock(opts.root, exclusive=True):
             return run_enhancers(opts, say)
-    final = opts.metrics_final
+    from loglead_lo2 import results
+
+    run_dir = _run_folder(opts)
+    final = run_dir / results.METRICS if run_dir is not None else opts.metrics_final
     _check_metrics_dir(opts.root, final)
     load = _verified_load(opts.root)
-    writes_root = not opts.skip_if and opts.save_if is None
-    with FolderLock(opts.root, exclusive=writes_root), \
-            OutputSet(final, phase="detect", manifest=A.DETECT_MANIFEST_FILE,
-                      owned=_owned(final), overwrite=True) as out:
-        for note in out.notes:
-            say(f"[Output] {final}: {note}")
+    writes_root = (not opts.skip_if and opts.save_if is None) or run_dir is not None
+    try:
+        with FolderLock(opts.root, exclusive=writes_root), \
+                OutputSet(final, phase="detect", manifest=A.DETECT_MANIFEST_FILE,
+                          owned=_owned(final), overwrite=True) as out:
+            for note in out.notes:
+                say(f"[Output] {final}: {note}")
 
-        def shown(message: str) -> None:
-            say(out.shown(message))
+            def shown(message: str) -> None:
+                say(out.shown(message))
 
-        result = _run(replace(opts, stage_dir=out.stage), shown)
-        out.commit({"tool": "loglead-lo2", "load_set_id": (load or {}).get("set_id"),
-                    "root": str(opts.root)})
-        result.artifacts = [Path(out.shown(str(p))) for p in result.artifacts]
+            run_opts = replace(opts, stage_dir=out.stage,
+                               metrics_dir=final if run_dir is not None else opts.metrics_dir)
+            result = _run(run_opts, shown)
+            out.commit({"tool": "loglead-lo2", "load_set_id": (load or {}).get("set_id"),
+                        "root": str(opts.root)})
+            result.artifacts = [Path(out.shown(str(p))) for p in result.artifacts]
+            if run_dir is not None:
+                results.publish(opts.root, run_dir, results.METRICS)
+                say(f"[Output] run folder {run_dir}; {opts.root / results.METRICS} and "
+                    f"{opts.root / results.RUNS_DIR / results.LATEST} point at it")
+    except BaseException:
+        if run_dir is not None and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # a run that failed leaves no empty folder
+        raise
     return result
+
+
+def _run_folder(opts: DetectOptions) -> Path | None:
+    """This run's own folder under ``<root>/runs`` (:mod:`loglead_lo2.results`), or ``None``
+    when ``--metrics-dir`` names the folder (written as given) or links are unavailable."""
+    from loglead_lo2 import results
+    from loglead_lo2.detection.registry import REGISTRY
+
+    if opts.metrics_dir is not None or not opts.root.is_dir() \
+            or not results.symlinks_work(opts.root):
+        return None
+    items: list[str | None] = []
+    if not opts.skip_if:
+        items.append(opts.if_config.item)
+    if opts.phase == "full":
+        items += [REGISTRY[k].item for k in opts.models if k in REGISTRY]
+    return results.new_run_folder(opts.root, results.run_name(items, opts.label_mode))
 
 
 def _check_metrics_dir(root: Path, metrics: Path) -> None:

@@ -330,7 +330,10 @@ def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainRes
     say = progress or (lambda _m: None)
     check_options(opts)
     path = input_path(opts.root)
-    final = opts.output
+    from loglead_lo2 import results
+
+    run_dir = results.run_folder_of(opts.metrics_path) if opts.out_dir is None else None
+    final = run_dir / results.EXPLAIN if run_dir is not None else opts.output
     owned = [p.name for p in check_out_dir(final, opts.overwrite)]
     with reading(opts.root, opts.metrics_path), \
             OutputSet(final, phase="explain", manifest=EXPLAIN_MANIFEST_FILE, owned=owned,
@@ -345,6 +348,8 @@ def run_explain(opts: ExplainOptions, progress: Say | None = None) -> ExplainRes
                                   "detect_set_id": (detect or {}).get("set_id")})
         result.out_dir = final
         result.artifacts = [Path(staged.shown(str(p))) for p in result.artifacts]
+        if run_dir is not None:  # <root>/explainability shows the latest run's explanations
+            results.publish(opts.root, run_dir, results.EXPLAIN)
     stale = sorted(set(owned) - set(manifest["files"]))
     if stale:
         say(f"[Output] removed {len(stale)} stale file(s) of the earlier run: "
