@@ -71,17 +71,20 @@ def point(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-def adopt_legacy(root: Path, name: str) -> Path | None:
-    """Move a real ``<root>/<name>`` folder (an older version's results) into ``runs/`` so a
-    pointer can take its place; returns its new home."""
-    path = Path(root) / name
-    if path.is_symlink() or not path.is_dir():
+def adopt_legacy(root: Path, names: Iterable[str]) -> Path | None:
+    """Move the real ``<root>/<name>`` folders (an older version's results: metrics and the
+    explanations of them) together into one ``runs/<time>_earlier`` folder, so pointers can
+    take their place; returns that folder."""
+    paths = [Path(root) / n for n in names]
+    paths = [p for p in paths if p.is_dir() and not p.is_symlink()]
+    if not paths:
         return None
-    stamp = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+    stamp = dt.datetime.fromtimestamp(paths[0].stat().st_mtime, dt.timezone.utc)
     home = new_run_folder(root, f"{stamp:%Y%m%d-%H%M%S}_earlier")
     home.mkdir(parents=True)
-    os.replace(path, home / name)
-    log.info("moved %s (an earlier run) to %s", path, home / name)
+    for path in paths:
+        os.replace(path, home / path.name)
+        log.info("moved %s (an earlier run) to %s", path, home / path.name)
     return home
 
 
@@ -103,12 +106,19 @@ def run_folder_of(folder: Path) -> Path | None:
 
 
 def publish(root: Path, run: Path, name: str) -> None:
-    """Point ``<root>/<name>`` and ``<root>/runs/latest`` at ``run`` (after its commit)."""
+    """Point ``<root>/<name>`` and ``<root>/runs/latest`` at ``run`` (after its commit). A new
+    detection run (``metrics``) also drops the ``<root>/explainability`` pointer: those
+    explanations belong to the previous run, and ``<root>`` never shows a mix."""
     root = Path(root)
     if not symlinks_work(root):
         (root / RUNS_DIR / LATEST).write_text(run.name + "\n", encoding="utf-8")
         return
-    adopt_legacy(root, name)
+    if name == METRICS:  # a new detection run: the older explanations are not of it
+        adopt_legacy(root, [METRICS, EXPLAIN])
+        if (root / EXPLAIN).is_symlink():
+            (root / EXPLAIN).unlink()
+    else:
+        adopt_legacy(root, [name])
     point(root / name, run / name)
     point(root / RUNS_DIR / LATEST, run)
 

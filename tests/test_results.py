@@ -58,6 +58,9 @@ def test_each_run_keeps_its_folder_and_metrics_shows_the_latest(
     assert (root / "explainability").resolve() == second / "explainability"
     assert (second / "explainability" / "summary.json").is_file()
     assert not (first / "explainability").exists()
+    # a new detection run: <root>/explainability no longer shows the previous run's
+    assert detect(["--root", str(root), *FAST]) == 0
+    assert not (root / "explainability").exists() and (second / "explainability").is_dir()
 
 
 def test_an_explicit_metrics_dir_is_written_as_given(root: Path) -> None:
@@ -68,11 +71,15 @@ def test_an_explicit_metrics_dir_is_written_as_given(root: Path) -> None:
 def test_an_older_versions_metrics_folder_is_moved_into_runs(root: Path) -> None:
     (root / "metrics").mkdir()
     (root / "metrics" / "leaderboard.csv").write_text("rank,model\n1,old\n")
+    (root / "explainability").mkdir()
+    (root / "explainability" / "summary.md").write_text("# old\n")
     assert detect(["--root", str(root), *FAST]) == 0
     names = _runs(root)
     assert len(names) == 2 and names[0].endswith("_earlier")
-    assert (root / "runs" / names[0] / "metrics" / "leaderboard.csv").read_text() == \
-        "rank,model\n1,old\n"
+    earlier = root / "runs" / names[0]
+    assert (earlier / "metrics" / "leaderboard.csv").read_text() == "rank,model\n1,old\n"
+    assert (earlier / "explainability" / "summary.md").read_text() == "# old\n"
+    assert not (root / "explainability").exists()
 
 
 def test_a_failed_run_leaves_no_folder(root: Path) -> None:
