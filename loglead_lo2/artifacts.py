@@ -17,7 +17,9 @@ named once. Layout (``<root>`` = the loader's ``--output-dir``, ``<metrics>`` = 
   (:func:`ground_truth_file`), with ``--cv`` :data:`CV_FOLDS_CSV`, :data:`CV_CSV`,
   :data:`CV_MD`; ``--save-model``'s default :data:`IF_BUNDLE` with :data:`IF_METADATA`;
 * explainability, in ``<root>/explainability``: :data:`SUMMARY_JSON`, :data:`SUMMARY_MD`,
-  :data:`NN_CSV`, :data:`NN_MD`, ``false_positives_<key>.csv``, ``shap_<key>_*``.
+  :data:`NN_CSV`, :data:`NN_MD`, ``false_positives_<key>.csv``, ``shap_<key>_*``
+  (:func:`shap_values_file`: per-row values);
+* report, in ``<root>/report``: :data:`REPORT_HTML`, :data:`REPORT_MANIFEST_FILE`.
 """
 
 from __future__ import annotations
@@ -72,6 +74,11 @@ NN_CSV = "nn_mapping.csv"
 NN_MD = "nn_mapping.md"
 EXPLAIN_MANIFEST_FILE = "explain_manifest.json"
 
+REPORT_DIR = "report"
+REPORT_HTML = "report.html"
+REPORT_MANIFEST_FILE = "report_manifest.json"
+"""The report phase's output set in ``<root>/report`` (``lo2-report``)."""
+
 
 def model_record(key: str) -> str:
     """``<key>.json``: a model's hold-out record in ``<metrics>``."""
@@ -89,6 +96,15 @@ def ground_truth_file(key: str) -> str:
 
 def false_positives_file(key: str) -> str:
     return f"false_positives_{key}.csv"
+
+
+def shap_top_features_file(key: str) -> str:
+    return f"shap_{key}_top_features.csv"
+
+
+def shap_values_file(key: str) -> str:
+    """``shap_<key>_values.parquet``: per-row SHAP values of the top features (explain)."""
+    return f"shap_{key}_values.parquet"
 
 
 def detection_files(keys: Iterable[str], services: Iterable[str]) -> list[str]:

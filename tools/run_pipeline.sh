@@ -49,4 +49,7 @@ echo "== 4/4 explainability (nearest normal, SHAP, false positives) -> $RESULT/e
 MPLBACKEND=Agg "$PYTHON" demo/lo2_e2e/lo2_phase_f_explainability.py --root "$RESULT" \
   --nn-top-k 20 --shap-sample 100 --overwrite
 
+echo "== report (one self-contained HTML page) -> $RESULT/report"
+MPLBACKEND=Agg "$PYTHON" -m loglead_lo2.report --root "$RESULT" --overwrite --quiet >/dev/null
 echo "== done: artifacts under $RESULT"
+echo "$RESULT/report/report.html"

@@ -44,6 +44,8 @@ KERNEL_MAX_BACKGROUND = 20
 KERNEL_MAX_FEATURES = 20
 PLOT_TOP_N = 20
 SHAP_COLUMNS: tuple[str, ...] = ("rank", "feature", "mean_abs_shap", "mean_shap", "direction")
+VALUES_COLUMNS: tuple[str, ...] = ("seq_id", "feature", "shap", "value")
+VALUES_TOP_N = 20
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,9 @@ class ShapOutcome:
     table: pl.DataFrame
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    values: pl.DataFrame | None = None
+    """Per-row SHAP values of the top :data:`VALUES_TOP_N` features (long form:
+    :data:`VALUES_COLUMNS`), for beeswarm plots; written by :func:`write_shap_values`."""
 
 
 @dataclass
@@ -269,6 +274,24 @@ def _table(names: list[str], vals: _Values) -> pl.DataFrame:
     )
 
 
+def _values_frame(names: list[str], vals: _Values, table: pl.DataFrame,
+                  seq_ids: list[str]) -> pl.DataFrame:
+    """Long-form SHAP and feature values of each explained row for the top features."""
+    column = {names[int(i)]: j for j, i in enumerate(vals.features)}
+    out: dict[str, list[Any]] = {c: [] for c in VALUES_COLUMNS}
+    n = min(vals.values.shape[0], len(seq_ids))
+    for name in table.head(VALUES_TOP_N)["feature"].to_list():
+        j = column.get(name)
+        if j is None:
+            continue
+        out["seq_id"] += seq_ids[:n]
+        out["feature"] += [name] * n
+        out["shap"] += [float(v) for v in vals.values[:n, j]]
+        out["value"] += [float(v) for v in np.asarray(vals.data[:n, j]).ravel()]
+    return pl.DataFrame(out, schema={"seq_id": pl.String, "feature": pl.String,
+                                     "shap": pl.Float64, "value": pl.Float64})
+
+
 def _sample(height: int, size: int, rng: np.random.Generator) -> np.ndarray:
     if height <= size:
         return np.arange(height)
@@ -295,12 +318,16 @@ def explain_model(fitted: Any, hold: pl.DataFrame, train: pl.DataFrame,
         spec.key, fitted.estimator, X, B, settings, warnings,
         lambda M: spec.scores(fitted.estimator, M),
     )
-    table = _table(list(fitted.vectorizer.feature_names_), vals)
+    names = list(fitted.vectorizer.feature_names_)
+    table = _table(names, vals)
+    seq_ids = (rows["seq_id"].cast(pl.String).to_list() if "seq_id" in rows.columns
+               else [str(i) for i in range(rows.height)])
     return ShapOutcome(
         key=spec.key, explainer=spec.shap, scale=vals.scale, rows=int(vals.values.shape[0]),
         background_rows=vals.background_rows, features_total=X.shape[1],
         features_explained=int(vals.features.size), table=table,
         seconds=time.perf_counter() - started, warnings=warnings,
+        values=_values_frame(names, vals, table, seq_ids),
     )
 
 
@@ -351,12 +378,25 @@ def write_shap(outcome: ShapOutcome, out_dir: Path, held_out_runs: int) -> list[
     return [csv_path, png_path]
 
 
+def write_shap_values(outcome: ShapOutcome, out_dir: Path) -> Path | None:
+    """``shap_<key>_values.parquet``: the per-row values of :attr:`ShapOutcome.values`."""
+    if outcome.values is None:
+        return None
+    from loglead_lo2.schema import write_parquet
+
+    path = out_dir / f"shap_{outcome.key}_values.parquet"
+    write_parquet(outcome.values, path)
+    return path
+
+
 __all__ = [
     "EXPLAINERS",
     "SHAP_COLUMNS",
+    "VALUES_COLUMNS",
     "ShapOutcome",
     "ShapSettings",
     "explain_model",
     "plot_summary",
     "write_shap",
+    "write_shap_values",
 ]

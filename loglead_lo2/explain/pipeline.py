@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_PATTERNS: tuple[str, ...] = (
     "nn_mapping.csv", "nn_mapping.md", "shap_*_summary.png", "shap_*_top_features.csv",
+    "shap_*_values.parquet",
     "false_positives_*.csv", "summary.md", "summary.json",
 )
 KEY_COLUMNS: tuple[str, ...] = (*ifo.PREDICTION_KEYS, "seq_len", "duration_sec")

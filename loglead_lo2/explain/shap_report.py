@@ -15,7 +15,9 @@ from loglead_lo2.detection.shap import (
     explain_model,
     plot_summary,
     write_shap,
+    write_shap_values,
 )
 
 __all__ = ["EXPLAINERS", "SHAP_COLUMNS", "ShapOutcome", "ShapSettings", "explain_model",
-           "plot_summary", "write_shap"]
+           "plot_summary", "write_shap",
+           "write_shap_values"]

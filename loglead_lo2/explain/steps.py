@@ -86,7 +86,7 @@ def shap_step(views: Mapping[str, ModelView], hold: pl.DataFrame, train: pl.Data
               warnings: list[str], artifacts: list[Path]) -> dict[str, Any]:
     """SHAP files of every registry view (on the loaded or retrained estimator, hold-out
     rows, background from the rows the model was fitted on); returns the summary blocks."""
-    from loglead_lo2.explain.shap_report import explain_model, write_shap
+    from loglead_lo2.explain.shap_report import explain_model, write_shap, write_shap_values
 
     info: dict[str, Any] = {}
     for key, view in progress(views.items(), total=len(views), desc="SHAP", unit="model"):
@@ -114,6 +114,9 @@ def shap_step(views: Mapping[str, ModelView], hold: pl.DataFrame, train: pl.Data
             say(line)
         warnings.extend(outcome.warnings)
         paths = write_shap(outcome, out_dir, held_out_runs)
+        values_path = write_shap_values(outcome, out_dir)
+        if values_path is not None:
+            paths.append(values_path)
         artifacts += paths
         top = outcome.table.head(5)["feature"].to_list()
         info[key] = {"explainer": kind, "scale": outcome.scale, "rows": outcome.rows,
