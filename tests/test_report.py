@@ -152,3 +152,17 @@ def test_opens_in_headless_chromium(root: Path, html: str, tmp_path: Path) -> No
     with Image.open(shot) as image:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 20
+
+
+def test_skip_if_run_names_the_missing_forest(root: Path, tmp_path: Path) -> None:
+    from loglead_lo2.report.inputs import read_inputs
+    from loglead_lo2.report.sections import curves_section
+
+    copy = _copy(root, tmp_path)
+    run_path = copy / "metrics" / "detect_run.json"
+    run = json.loads(run_path.read_text())
+    run["options"]["skip_if"] = True
+    run_path.write_text(json.dumps(run))
+    section = curves_section(read_inputs(copy))
+    assert any("--skip-if" in what for what, _ in section["missing"])
+    assert section["curves"] is not None

@@ -4,7 +4,9 @@ escapes every value)."""
 from __future__ import annotations
 
 import math
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,8 +102,18 @@ def settings_section(inp: ReportInputs) -> dict[str, Any]:
             ("threshold rule", s.get("threshold", "-")),
             ("row groups", ", ".join(f"{k}: {fmt(v)}" for k, v in
                                      sorted((labels.get("row_groups") or {}).items())) or "-"),
-            ("models", ", ".join(model_keys(inp.run)) or "-")]
+            ("models", ", ".join(model_keys(inp.run)) or "-"),
+            ("detection run folder", _relative(inp.metrics, inp.root))]
     return {"rows": [(k, fmt(v)) for k, v in rows]}
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` as found through symlinks (a versioned run folder), relative to ``root``."""
+    real, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    try:
+        return str(real.relative_to(base))
+    except ValueError:
+        return str(path)
 
 
 def leaderboard_section(inp: ReportInputs) -> dict[str, Any]:
