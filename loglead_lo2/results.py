@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from loglead_lo2.artifacts import EXPLAIN_DIR, METRICS_DIR
+from loglead_lo2.artifacts import EXPLAIN_DIR, METRICS_DIR, REPORT_DIR
 from loglead_lo2.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -107,16 +107,17 @@ def run_folder_of(folder: Path) -> Path | None:
 
 def publish(root: Path, run: Path, name: str) -> None:
     """Point ``<root>/<name>`` and ``<root>/runs/latest`` at ``run`` (after its commit). A new
-    detection run (``metrics``) also drops the ``<root>/explainability`` pointer: those
-    explanations belong to the previous run, and ``<root>`` never shows a mix."""
+    detection run (``metrics``) also drops the ``<root>/explainability`` and ``<root>/report``
+    pointers: those belong to the previous run, and ``<root>`` never shows a mix."""
     root = Path(root)
     if not symlinks_work(root):
         (root / RUNS_DIR / LATEST).write_text(run.name + "\n", encoding="utf-8")
         return
     if name == METRICS:  # a new detection run: the older explanations are not of it
-        adopt_legacy(root, [METRICS, EXPLAIN])
-        if (root / EXPLAIN).is_symlink():
-            (root / EXPLAIN).unlink()
+        adopt_legacy(root, [METRICS, EXPLAIN, REPORT_DIR])
+        for later in (EXPLAIN, REPORT_DIR):
+            if (root / later).is_symlink():
+                (root / later).unlink()
     else:
         adopt_legacy(root, [name])
     point(root / name, run / name)
@@ -160,7 +161,7 @@ def list_runs(root: Path) -> list[RunFolder]:
     folders = [p for p in base.iterdir()
                if p.name != LATEST and not p.is_symlink() and p.is_dir()]
     for path in sorted(folders, key=_made):
-        phases = tuple(n for n in (METRICS, EXPLAIN, "report") if (path / n).is_dir())
+        phases = tuple(n for n in (METRICS, EXPLAIN, REPORT_DIR) if (path / n).is_dir())
         out.append(RunFolder(path.name, path, path.stat().st_mtime, _size(path),
                              latest is not None and path.resolve() == latest, phases))
     return out

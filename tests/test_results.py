@@ -58,9 +58,16 @@ def test_each_run_keeps_its_folder_and_metrics_shows_the_latest(
     assert (root / "explainability").resolve() == second / "explainability"
     assert (second / "explainability" / "summary.json").is_file()
     assert not (first / "explainability").exists()
-    # a new detection run: <root>/explainability no longer shows the previous run's
+    from loglead_lo2.report.cli import main as report
+
+    assert report(["--root", str(root), "-q"]) == 0
+    assert (root / "report").resolve() == second / "report"
+    assert (second / "report" / "report.html").is_file()
+    assert str(root / "report" / "report.html") in capsys.readouterr().out
+    # a new detection run: <root>/explainability and report no longer show the previous run's
     assert detect(["--root", str(root), *FAST]) == 0
     assert not (root / "explainability").exists() and (second / "explainability").is_dir()
+    assert not (root / "report").exists() and (second / "report" / "report.html").is_file()
 
 
 def test_an_explicit_metrics_dir_is_written_as_given(root: Path) -> None:

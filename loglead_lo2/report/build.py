@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loglead_lo2 import artifacts as A
+from loglead_lo2 import results
 from loglead_lo2.outputs import OutputSet, reading, verify_set
 from loglead_lo2.report import sections
 from loglead_lo2.report.inputs import read_inputs
@@ -37,11 +38,15 @@ def _quiet(_message: str) -> None:
 
 
 def run_report(options: ReportOptions, progress: Say = _quiet) -> ReportResult:
-    """Read the artifacts, render the page and commit it as the ``report`` output set."""
+    """Read the artifacts, render the page and commit it as the ``report`` output set: into
+    the detection run's own folder (``runs/<name>/report``, with ``<root>/report`` pointed at
+    it) when ``<root>/metrics`` is a versioned run, else ``<root>/report``."""
     root = Path(options.root)
     metrics = Path(options.metrics_dir) if options.metrics_dir else root / A.METRICS_DIR
     explain = Path(options.explain_dir) if options.explain_dir else root / A.EXPLAIN_DIR
-    out_dir = Path(options.out_dir) if options.out_dir else root / A.REPORT_DIR
+    run_dir = results.run_folder_of(metrics) if options.out_dir is None else None
+    out_dir = (Path(options.out_dir) if options.out_dir
+               else run_dir / A.REPORT_DIR if run_dir is not None else root / A.REPORT_DIR)
     folders = [f for f in (root, metrics, explain) if f.is_dir()]
     with reading(*folders):
         verify_set(metrics, A.DETECT_MANIFEST_FILE, [A.RUN_FILE, A.LEADERBOARD_CSV],
@@ -65,6 +70,9 @@ def run_report(options: ReportOptions, progress: Say = _quiet) -> ReportResult:
 
         write_text_atomic(out.path(A.REPORT_HTML), html)
         out.commit({"detection_run": str(metrics / A.RUN_FILE)})
+        if run_dir is not None:  # <root>/report shows the latest run's report
+            results.publish(root, run_dir, A.REPORT_DIR)
+            out_dir = root / A.REPORT_DIR
     missing = [f"{what} (run `{cmd}`)" for items in inp.missing.values() for what, cmd in items]
     for line in missing:
         log.info("report: missing %s", line)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from loglead_lo2.cli_common import guarded, start_cli
+from loglead_lo2.cli_common import Parser, add_verbosity, apply_verbosity, guarded, start_cli
 
 DESCRIPTION = """\
 Report phase of the LO2 pipeline: one self-contained report.html (opens offline; figures and
@@ -23,8 +23,8 @@ examples:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", type=Path, default=Path("demo/result/lo2"),
                    help="the loader's output folder (default demo/result/lo2)")
     p.add_argument("--metrics-dir", type=Path, default=None,
@@ -32,11 +32,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--explain-dir", type=Path, default=None,
                    help="the explainability run (default <root>/explainability)")
     p.add_argument("--out-dir", "--output-dir", dest="out_dir", type=Path, default=None,
-                   help="where report.html goes (default <root>/report)")
+                   help="where report.html goes (default: the detection run's folder, "
+                        "runs/<name>/report, shown as <root>/report)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the report of an earlier run in --out-dir")
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="print only the report's path (and errors)")
+    add_verbosity(p, quiet_help="print only the report's path (and errors)")
     return p
 
 
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, write the report, print its path; 2 on user errors."""
     start_cli()
     args = build_parser(prog).parse_args(argv)
+    apply_verbosity(args)
 
     def report() -> object:
         from loglead_lo2.report.build import ReportOptions, run_report

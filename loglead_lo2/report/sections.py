@@ -48,8 +48,9 @@ def fmt(value: Any, digits: int = 3) -> str:
 
 def data_section(inp: ReportInputs) -> dict[str, Any]:
     info = inp.load_info
-    if info is None:
-        return {"missing": inp.missing.get("data", [])}
+    if info is None:  # no lo2_load_info.json: the section says so, nothing else
+        return {"facts": [], "trims": [], "problems": [], "runs": [],
+                "missing": inp.missing.get("data", [])}
     options = info.get("options") or {}
     runs = info.get("runs_loaded") or []
     window = info.get("window") or {}
