@@ -153,18 +153,10 @@ def _ratio(num: int, den: int) -> float | None:
     return float(num / den) if den else None
 
 
-def evaluate(
-    y_true: Any,
-    scores: Any,
-    *,
-    threshold: float,
-    k: int | None = None,
-    alpha: float | None = None,
-    groups: Any = None,
-) -> dict[str, Any]:
-    """:func:`evaluate_metrics` as the ``metrics`` dict of ``<model>.json``."""
-    return evaluate_metrics(y_true, scores, threshold=threshold, k=k, alpha=alpha,
-                            groups=groups).to_dict()
+def evaluate(y_true: Any, scores: Any, **options: Any) -> dict[str, Any]:
+    """:func:`evaluate_metrics` (same keyword options) as the ``metrics`` dict of
+    ``<model>.json``."""
+    return evaluate_metrics(y_true, scores, **options).to_dict()
 
 
 def evaluate_metrics(
