@@ -72,6 +72,16 @@ def add_verbosity(parser: argparse.ArgumentParser, quiet_help: str = "no progres
                        help="also log the library's INFO messages (on stderr)")
 
 
+def cli_args(parser: argparse.ArgumentParser,
+             argv: list[str] | None) -> argparse.Namespace:
+    """What every phase's ``main`` does first: :func:`start_cli`, parse ``argv``, then
+    :func:`apply_verbosity`."""
+    start_cli()
+    args = parser.parse_args(argv)
+    apply_verbosity(args)
+    return args
+
+
 def apply_verbosity(args: argparse.Namespace) -> None:
     """Map ``--quiet``/``--verbose`` onto the progress bars and the log level (warnings are
     always shown: they name things the user must know, such as a new signing key)."""

@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING
 from loglead_lo2.cli_common import (
     Parser,
     add_verbosity,
-    apply_verbosity,
+    cli_args,
     contamination,
     guarded,
     number,
     phase_say,
     positive_int,
-    start_cli,
 )
 from loglead_lo2.detection.iforest import IF_ITEMS, IFConfig
 from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, LABEL_MODES
@@ -290,9 +289,7 @@ def options_from_args(args: argparse.Namespace) -> DetectOptions:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, run the phase, print a summary; 2 on user errors."""
-    start_cli()
-    args = build_parser(prog).parse_args(argv)
-    apply_verbosity(args)
+    args = cli_args(build_parser(prog), argv)
     if args.list_models:
         from loglead_lo2.detection.registry import format_model_list
 

@@ -11,13 +11,12 @@ from typing import Any
 from loglead_lo2.cli_common import (
     Parser,
     add_verbosity,
-    apply_verbosity,
+    cli_args,
     contamination,
     guarded,
     number,
     phase_say,
     positive_int,
-    start_cli,
 )
 from loglead_lo2.detection.labels import DEFAULT_LABEL_MODE, LABEL_MODES
 from loglead_lo2.detection.thresholds import DEFAULT_FP_TARGET, THRESHOLD_RULES
@@ -253,9 +252,7 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - ExplainOption
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, run the phase, print where the artifacts are; 2 on user errors."""
-    start_cli()
-    args = build_parser(prog).parse_args(argv)
-    apply_verbosity(args)
+    args = cli_args(build_parser(prog), argv)
     if args.list_models:
         from loglead_lo2.detection.registry import format_model_list
 

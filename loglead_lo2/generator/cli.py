@@ -6,7 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from loglead_lo2.cli_common import Parser, add_verbosity, apply_verbosity, guarded, start_cli
+from loglead_lo2.cli_common import (
+    Parser,
+    add_verbosity,
+    cli_args,
+    guarded,
+)
 from loglead_lo2.generator.generate import MANIFEST_NAME, generate
 from loglead_lo2.generator.schedule import NAMINGS
 
@@ -38,9 +43,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    start_cli()
-    args = build_parser(prog).parse_args(argv)
-    apply_verbosity(args)
+    args = cli_args(build_parser(prog), argv)
     progress = None if args.quiet else (lambda msg: print(msg, flush=True))
     summary, code = guarded(prog or "lo2-sample", lambda: generate(
         args.out, runs=args.runs, seed=args.seed, scale=args.scale,

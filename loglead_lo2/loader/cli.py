@@ -8,7 +8,12 @@ import time
 from pathlib import Path
 
 from loglead_lo2 import SERVICES
-from loglead_lo2.cli_common import Parser, add_verbosity, apply_verbosity, guarded, start_cli
+from loglead_lo2.cli_common import (
+    Parser,
+    add_verbosity,
+    cli_args,
+    guarded,
+)
 from loglead_lo2.errors import UserError
 from loglead_lo2.loader.parse import trim_rule
 from loglead_lo2.loader.pipeline import DEFAULT_RUN_BATCH, LoadOptions, LoadReport, run_loader
@@ -228,10 +233,8 @@ def trim_line(opts: LoadOptions, report: LoadReport) -> str:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    start_cli()
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    apply_verbosity(args)
+    args = cli_args(parser, argv)
     start = time.perf_counter()
     progress = None if args.quiet else (lambda msg: print(msg, flush=True))
 

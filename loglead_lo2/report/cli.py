@@ -6,7 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from loglead_lo2.cli_common import Parser, add_verbosity, apply_verbosity, guarded, start_cli
+from loglead_lo2.cli_common import (
+    Parser,
+    add_verbosity,
+    cli_args,
+    guarded,
+)
 
 DESCRIPTION = """\
 Report phase of the LO2 pipeline: one self-contained report.html (opens offline; figures and
@@ -42,9 +47,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, write the report, print its path; 2 on user errors."""
-    start_cli()
-    args = build_parser(prog).parse_args(argv)
-    apply_verbosity(args)
+    args = cli_args(build_parser(prog), argv)
 
     def report() -> object:
         from loglead_lo2.report.build import ReportOptions, run_report

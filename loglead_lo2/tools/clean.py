@@ -18,10 +18,9 @@ from pathlib import Path
 from loglead_lo2.cli_common import (
     Parser,
     add_verbosity,
-    apply_verbosity,
+    cli_args,
     guarded,
     human_bytes,
-    start_cli,
 )
 from loglead_lo2.errors import UserError
 from loglead_lo2.results import RunFolder, list_runs, remove_run
@@ -66,9 +65,7 @@ def select_runs(runs: list[RunFolder], keep: int, older_than: float | None,
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    start_cli()
-    args = build_parser(prog).parse_args(argv)
-    apply_verbosity(args)
+    args = cli_args(build_parser(prog), argv)
 
     def run() -> int:
         if not args.root.is_dir():

@@ -39,9 +39,8 @@ from loglead_lo2 import artifacts as A
 from loglead_lo2.cli_common import (
     Parser,
     add_verbosity,
-    apply_verbosity,
+    cli_args,
     human_bytes,
-    start_cli,
 )
 from loglead_lo2.errors import UserError
 from loglead_lo2.tools.findings import (
@@ -443,9 +442,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    start_cli()
-    args = build_parser(prog).parse_args(argv)
-    apply_verbosity(args)
+    args = cli_args(build_parser(prog), argv)
     try:
         report = scan(args.root, args.models_dir, args.metrics_dir, args.explain_dir,
                       deep=args.deep, dry_run=args.dry_run or not args.clean_temp,
