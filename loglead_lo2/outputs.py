@@ -251,7 +251,7 @@ class OutputSet:
                 shown = ", ".join(existing[:3]) + (" ..." if len(existing) > 3 else "")
                 raise UserError(f"{self.folder} holds the outputs of an earlier {self.phase} "
                                 f"({shown}); pass {self.flag} to replace them.")
-            self._stage = self.folder / f"{STAGE_PREFIX}{self.phase}-{os.getpid()}"
+            self._stage = self._stage_path()
             shutil.rmtree(self._stage, ignore_errors=True)
             self._stage.mkdir()
         except BaseException:
@@ -280,8 +280,10 @@ class OutputSet:
     def shown(self, text: str) -> str:
         """``text`` with the stage folder replaced by the final one (for printed paths; also
         after the commit)."""
-        stage = self.folder / f"{STAGE_PREFIX}{self.phase}-{os.getpid()}"
-        return text.replace(str(stage), str(self.folder))
+        return text.replace(str(self._stage_path()), str(self.folder))
+
+    def _stage_path(self) -> Path:
+        return Path(self.folder) / f"{STAGE_PREFIX}{self.phase}-{os.getpid()}"
 
     def staged(self) -> list[str]:
         if self._stage is None:

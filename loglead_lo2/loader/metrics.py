@@ -142,12 +142,3 @@ def load_metrics(
         .alias("timestamp")
     ).select(list(SCHEMA))
     return table.sort("run", "test_case", "metric", "labels", "timestamp"), skipped
-
-
-def write_metrics(table: pl.DataFrame, path: Path) -> int:
-    """Write the metrics table to ``path`` (atomically, validated); an I/O failure (disk
-    full, permission) is an ``OSError`` naming the file the user knows
-    (:func:`loglead_lo2.schema.io_errors`)."""
-    from loglead_lo2.schema import write_parquet
-
-    return write_parquet(table, path, "metrics")

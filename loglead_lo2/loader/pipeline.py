@@ -50,7 +50,7 @@ from loglead_lo2.artifacts import (
 )
 from loglead_lo2.errors import UserError
 from loglead_lo2.loader.discover import Selection, SelectOptions, select
-from loglead_lo2.loader.metrics import load_metrics, write_metrics
+from loglead_lo2.loader.metrics import load_metrics
 from loglead_lo2.loader.parse import PER_FILE_SCHEMA, ParseStats, parse_files, trim_rule
 from loglead_lo2.loader.problems import input_problems
 from loglead_lo2.loader.window import (
@@ -258,7 +258,7 @@ def _load(opts: LoadOptions, out: OutputSet | None,
         report.metrics_rows = metrics.height
         if not sel.metrics_dirs:
             sel.skipped.append((str(opts.root), "--load-metrics: no metrics/ folders found"))
-        report.written[METRICS_FILE] = write_metrics(metrics, staged[METRICS_FILE])
+        report.written[METRICS_FILE] = write_parquet(metrics, staged[METRICS_FILE], "metrics")
         report.tick("metrics", time.perf_counter() - t)
     st = report.stats
     if st.startup_lines_kept and opts.init_lines_to_skip != 0:
