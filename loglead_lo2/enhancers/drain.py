@@ -25,8 +25,9 @@ Stability: each distinct normalised message is fed to Drain once, in sorted orde
 :meth:`DrainParser.parse` call, and its cluster id is cached (looked up by a 128-bit hash of
 the message; the text is kept too, for :meth:`DrainParser.save_state`), so a message keeps its
 id for the life of the parser, and one parser shared across batches gives every batch the same
-ids. After normalisation a run has a few hundred distinct messages (279 in 8 sample runs), so
-the cache stays small. Drain itself depends on input order: the ids (and the final template
+ids. After normalisation the generated, harness-shaped sample has 279 distinct messages in 8
+runs, so the cache stays small there; real LO2 runs are not measured yet and the cache grows
+with every distinct message (about 300 bytes each). Drain itself depends on input order: the ids (and the final template
 text) are reproducible for the same data fed in the same batch layout, not across different
 batchings.
 
