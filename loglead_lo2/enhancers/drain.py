@@ -27,9 +27,9 @@ the message; the text is kept too, for :meth:`DrainParser.save_state`), so a mes
 id for the life of the parser, and one parser shared across batches gives every batch the same
 ids. After normalisation the generated, harness-shaped sample has 279 distinct messages in 8
 runs, so the cache stays small there; real LO2 runs are not measured yet and the cache grows
-with every distinct message (about 300 bytes each). Drain itself depends on input order: the ids (and the final template
-text) are reproducible for the same data fed in the same batch layout, not across different
-batchings.
+with every distinct message (about 300 bytes each). Drain itself depends on input order: the
+ids (and the final template text) are reproducible for the same data fed in the same batch
+layout, not across different batchings.
 
 Across loads: :meth:`DrainParser.save_state` writes the parser (drain3's clusters and prefix
 tree plus the message cache) to ``lo2_drain_state.parquet`` and :meth:`DrainParser.from_state`
