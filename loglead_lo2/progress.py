@@ -44,3 +44,43 @@ def progress(iterable: Iterable[T], total: int | None = None, desc: str = "",
         yield from bar
     finally:
         bar.close()
+
+
+class Counter:
+    """A bar advanced by hand (``update(n)``) for work that comes in uneven pieces.
+
+    ``with counter(total=12, desc="load", unit="run") as bar: bar.update(2)``; a no-op when
+    bars are off, so callers never test :func:`progress_enabled` themselves.
+    """
+
+    def __init__(self, total: int | None, desc: str, unit: str) -> None:
+        self._bar = None
+        if progress_enabled():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr,
+                             dynamic_ncols=True, leave=False)
+
+    def update(self, n: int = 1, note: str = "") -> None:
+        """Advance by ``n`` units; ``note`` replaces the text after the rate."""
+        if self._bar is not None:
+            if note:
+                self._bar.set_postfix_str(note, refresh=False)
+            self._bar.update(n)
+            self._bar.refresh()  # pieces are seconds apart: always show the new count
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> Counter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def counter(total: int | None, desc: str = "", unit: str = "it") -> Counter:
+    """A :class:`Counter` bar of ``total`` units (drawn only when bars are on)."""
+    return Counter(total, desc, unit)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from loglead_lo2 import cli
-from loglead_lo2.progress import progress, set_progress
+from loglead_lo2.progress import counter, progress, set_progress
 
 ROOT = Path(__file__).resolve().parents[1]
 USER_COMMANDS = ROOT.parent / "shared" / "lo2-reference" / "user-commands.md"
@@ -167,6 +167,19 @@ def test_progress_is_silent_off_a_terminal_and_with_quiet(
     assert sys.stderr.getvalue() == ""
 
 
+def test_counter_bar_advances_by_hand_and_is_silent_off_a_terminal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    with counter(total=4, desc="load", unit="run") as bar:
+        bar.update(2, "10 events")
+    assert sys.stderr.getvalue() == ""
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    with counter(total=4, desc="load", unit="run") as bar:
+        bar.update(3, "10 events")
+    shown = sys.stderr.getvalue()
+    assert "3/4" in shown and "run/s" in shown and "10 events" in shown
+
+
 @pytest.mark.parametrize("quiet", [False, True])
 def test_quiet_silences_the_loader_progress(quiet: bool, lo2_sample: Path, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch,
@@ -184,6 +197,7 @@ def test_quiet_silences_the_loader_progress(quiet: bool, lo2_sample: Path, tmp_p
         set_progress(True)
     out = capsys.readouterr().out
     assert ("load + enhance" in terminal.getvalue()) is not quiet
+    assert ("1/1 [" in terminal.getvalue()) is not quiet  # counted in runs, with rate/ETA
     assert ("[load] batch 1/1" in out) is not quiet
     assert "== LO2 loader summary ==" in out
 

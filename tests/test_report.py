@@ -63,6 +63,9 @@ def test_every_section_is_present(root: Path, html: str) -> None:
     assert "SHAP summary of event_lr_words" in html  # beeswarm from the per-row values
     assert "mean |SHAP| of event_lr_words" in html
     assert "nearest normal window" in html and "cosine" in html
+    nn = pl.read_csv(root / "explainability" / "nn_mapping.csv").filter(pl.col("flagged"))
+    labelled = f"{int(nn.head(10)['anomaly'].sum())} of {min(nn.height, 10)} labelled anomalous"
+    assert "highest isolation_forest score" in html and labelled in html
     assert "Missing input" not in html
     manifest = json.loads((root / "report" / "report_manifest.json").read_text())
     assert manifest["phase"] == "report" and list(manifest["files"]) == ["report.html"]

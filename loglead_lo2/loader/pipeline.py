@@ -59,7 +59,7 @@ from loglead_lo2.loader.window import (
     cut_windows,
     files_with_dropped_lines,
 )
-from loglead_lo2.progress import progress
+from loglead_lo2.progress import counter
 from loglead_lo2.schema import (
     EVENT_COLUMNS,
     ParquetStreamWriter,
@@ -227,13 +227,14 @@ def _load(opts: LoadOptions, out: OutputSet | None,
     cases: set[str] = set()
     batches = _batches(sel, opts.run_batch)
     try:
-        for i, run_names in enumerate(progress(batches, desc="load + enhance",
-                                               unit="batch"), 1):
-            _load_batch(opts, sel, run_names, drain, writers, report, services, cases)
-            say(
-                f"[load] batch {i}/{len(batches)}: {len(run_names)} run(s), "
-                f"{report.events:,} events, {report.sequences:,} sequences so far"
-            )
+        with counter(total=len(sel.runs), desc="load + enhance", unit="run") as bar:
+            for i, run_names in enumerate(batches, 1):
+                _load_batch(opts, sel, run_names, drain, writers, report, services, cases)
+                bar.update(len(run_names), f"{report.events:,} events")
+                say(
+                    f"[load] batch {i}/{len(batches)}: {len(run_names)} run(s), "
+                    f"{report.events:,} events, {report.sequences:,} sequences so far"
+                )
         for name, writer in writers.items():
             t = time.perf_counter()
             report.written[name] = writer.close()

@@ -42,6 +42,7 @@ class ReportInputs:
     shap_values: dict[str, pl.DataFrame] = field(default_factory=dict)
     shap_source: dict[str, str] = field(default_factory=dict)
     nn: pl.DataFrame | None = None
+    nn_info: dict[str, Any] = field(default_factory=dict)
     events: Path | None = None
     missing: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
@@ -161,6 +162,9 @@ def read_inputs(root: Path, metrics: Path | None = None,
             values = folder / A.shap_values_file(key)
             if values.is_file():
                 inp.shap_values[key] = _parquet(values)
+    if explained:
+        nn_info = _json(explain / A.SUMMARY_JSON).get("nn_mapping")
+        inp.nn_info = nn_info if isinstance(nn_info, dict) else {}
     if explained and not inp.shap_values:
         inp.lack("shap", "per-row SHAP values (shap_<model>_values.parquet; written by this "
                  "version's explainability phase)", EXPLAIN_CMD + " --overwrite")

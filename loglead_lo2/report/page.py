@@ -88,7 +88,7 @@ pre.lines span{display:block}
 <section id="signatures"><h2>Recall per signature and per test case</h2>
 {{ missing(sig.missing) }}
 {% if sig.heat %}<p class="note">Basis: {{ sig.basis }}.</p><img class="fig" alt="signature recall heat map" src="{{ sig.heat }}">{% endif %}
-{% if sig.recall_rows %}<h3>Per test case (recall of the target service's rows at the threshold)</h3>
+{% if sig.recall_rows %}<h3>Per test case: recall of the target service's hold-out rows at each model's threshold</h3>
 <table><tr>{% for c in sig.recall_cols %}<th>{{ c }}</th>{% endfor %}</tr>
 {% for r in sig.recall_rows %}<tr>{% for v, style in r %}<td class="num"{% if style %} style="{{ style }}"{% endif %}>{{ v }}</td>{% endfor %}</tr>{% endfor %}
 </table>{% endif %}
@@ -105,7 +105,7 @@ pre.lines span{display:block}
 
 <section id="windows"><h2>Top flagged hold-out windows and their nearest normal window</h2>
 {{ missing(win.missing) }}
-{% if win.windows %}<p class="note">From nn_mapping.csv: each window is compared with its most similar normal training window (cosine similarity of token counts). Counts are (this window / nearest normal). <span class="err">Error codes, ERROR lines and exceptions</span> come first, then <span class="absent">what the nearest normal window lacks</span>.</p>{% endif %}
+{% if win.windows %}<p class="note">{% if win.source %}The hold-out windows with the highest {{ win.source }} score that it flags{% if win.labelled %} ({{ win.labelled }} labelled anomalous; the others are false positives, shown as they are){% endif %}, nearest neighbour in {{ win.space or "its feature space" }}. {% endif %}From nn_mapping.csv: each window is compared with its most similar normal training window (cosine similarity of token counts). Counts are (this window / nearest normal). <span class="err">Error codes, ERROR lines and exceptions</span> come first, then <span class="absent">what the nearest normal window lacks</span>.</p>{% endif %}
 {% for w in win.windows %}<div class="win">
 <h3>#{{ w.rank }} {{ w.seq_id }}</h3>
 <table class="kv"><tr><th>run / test case / service</th><td>{{ w.run }} / {{ w.test_case }} / {{ w.service }}</td></tr>

@@ -196,7 +196,8 @@ def signatures_section(inp: ReportInputs) -> dict[str, Any]:
     if rec is not None and rec.height:
         keys = [c for c in rec.columns if c.endswith("@target")]
         cols = [c for c in ("test_case", "target_service", "n") if c in rec.columns] + keys
-        out["recall_cols"] = cols
+        names = {"n": "hold-out rows (all services)"}
+        out["recall_cols"] = [names.get(c, c.removesuffix("@target")) for c in cols]
         out["recall_rows"] = [[(fmt(r[c]), _shade(r[c]) if c in keys else "")
                                for c in cols] for r in rec.select(cols).iter_rows(named=True)]
     return out
@@ -266,6 +267,11 @@ def windows_section(inp: ReportInputs) -> dict[str, Any]:
     ids += [str(x) for x in top["neighbour_seq_id"].drop_nulls().to_list()] if (
         "neighbour_seq_id" in top.columns) else []
     lines = _lines(inp, ids)
+    out["source"] = str(inp.nn_info.get("source") or "")
+    out["space"] = str(inp.nn_info.get("feature_space") or "")
+    if "anomaly" in top.columns:
+        labelled = top["anomaly"].cast(pl.String).str.to_lowercase() == "true"
+        out["labelled"] = f"{int(labelled.sum())} of {top.height}"
     for r in top.iter_rows(named=True):
         win: dict[str, Any] = {k: fmt(r.get(k)) for k in WINDOW_FIELDS}
         win["tokens"] = _items(r.get("top_tokens"))
