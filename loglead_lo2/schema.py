@@ -211,11 +211,17 @@ def read_parquet_schema(path: str | os.PathLike[str]) -> dict[str, pl.DataType]:
 
 def shown_path(path: Path) -> Path:
     """``path`` as the user knows it: a file staged by an output set
-    (``<folder>/.lo2-stage-<phase>-<pid>/<name>``) is shown as ``<folder>/<name>``."""
+    (``<folder>/.lo2-stage-<phase>-<pid>/<name>``) is shown as ``<folder>/<name>``.
+    A load's part folder being written (``lo2_parts/.tmp-part-<run>-<pid>/<name>``) is shown
+    as the folder it becomes (``lo2_parts/part-<run>/<name>``)."""
+    import re
+
     parts = path.parts
     for i, part in enumerate(parts):
         if part.startswith(".lo2-stage-"):
             return Path(*parts[:i], *parts[i + 1:])
+        if part.startswith(".tmp-part-"):
+            return Path(*parts[:i], re.sub(r"-\d+\Z", "", part[len(".tmp-"):]), *parts[i + 1:])
     return path
 
 

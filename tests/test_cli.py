@@ -198,7 +198,7 @@ def test_quiet_silences_the_loader_progress(quiet: bool, lo2_sample: Path, tmp_p
     out = capsys.readouterr().out
     assert ("load + enhance" in terminal.getvalue()) is not quiet
     assert ("1/1 [" in terminal.getvalue()) is not quiet  # counted in runs, with rate/ETA
-    assert ("[load] batch 1/1" in out) is not quiet
+    assert ("[load] run 1/1 " in out) is not quiet
     assert "== LO2 loader summary ==" in out
 
 

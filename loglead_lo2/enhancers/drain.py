@@ -21,20 +21,26 @@ Chosen values:
 * ``parametrize_numeric_tokens = False``: tokens with digits (``ERR12014``, ``404``) route
   as themselves; variable numbers are ``<NUM>`` already.
 
-Stability: each distinct normalised message is fed to Drain once, in sorted order per
-:meth:`DrainParser.parse` call, and its cluster id is cached (looked up by a 128-bit hash of
-the message; the text is kept too, for :meth:`DrainParser.save_state`), so a message keeps its
-id for the life of the parser, and one parser shared across batches gives every batch the same
-ids. After normalisation the generated, harness-shaped sample has 279 distinct messages in 8
-runs, so the cache stays small there; real LO2 runs are not measured yet and the cache grows
-with every distinct message (about 300 bytes each). Drain itself depends on input order: the
-ids (and the final template text) are reproducible for the same data fed in the same batch
-layout, not across different batchings.
+Stability and bounded memory: each :meth:`DrainParser.parse` call takes the distinct
+normalised messages of its frame in sorted order. A message the previous call saw keeps its
+cluster id (a cache looked up by a 128-bit hash of the message); any other message is first
+*matched* against the existing templates (drain3 ``match``: every token equal or a ``<*>``
+of the template) and keeps the id of the template that covers it, and only a message no
+template covers is *added* (drain3 ``add_log_message``: it joins the most similar template
+of its leaf, generalising it, or starts a new one). The cache holds only the messages of the
+last call (the loader calls once per run), so the parser's memory is its templates plus one
+run's distinct messages, however many runs it has seen, and it costs the same per run after
+1 or 1,000 runs. Since a template only ever generalises, a message once given a template is
+still covered by it, so dropping it from the cache does not change its id (except in the
+rare case where two templates of one leaf both cover it; drain3 then picks the one with
+more ``<*>``). Drain itself depends on input order: the ids (and the final template text)
+are reproducible for the same data fed in the same order, not across different orders.
 
 Across loads: :meth:`DrainParser.save_state` writes the parser (drain3's clusters and prefix
-tree plus the message cache) to ``lo2_drain_state.parquet`` and :meth:`DrainParser.from_state`
-restores it (:mod:`loglead_lo2.enhancers.drain_state`): a load started from a saved state gives
-every message the earlier load saw its earlier id, and new templates new ids.
+tree plus the message cache of the last call) to ``lo2_drain_state.parquet`` and
+:meth:`DrainParser.from_state` restores it (:mod:`loglead_lo2.enhancers.drain_state`): a load
+started from a saved state gives every message the earlier load saw its earlier id (cached
+or covered by its template), and new templates new ids.
 """
 
 from __future__ import annotations
@@ -114,9 +120,14 @@ class DrainParser:
         self.start_state: DrainStateInfo | None = None
 
     @classmethod
-    def from_state(cls, path: str | os.PathLike[str]) -> DrainParser:
+    def from_state(cls, path: str | os.PathLike[str], *,
+                   checkpoint: bool = False) -> DrainParser:
         """A parser restored from a state file written by :meth:`save_state` (checked by
-        :func:`~loglead_lo2.enhancers.drain_state.read_state`; a bad file is a UserError)."""
+        :func:`~loglead_lo2.enhancers.drain_state.read_state`; a bad file is a UserError).
+
+        ``checkpoint``: the state is a resumed load's own intermediate state (a part's), not
+        an earlier load's: the parser carries on exactly as the one that saved it (same
+        lineage, no ``start_state``)."""
         from loglead_lo2.enhancers.drain_state import read_state, restore_drain
 
         state = read_state(path)
@@ -129,9 +140,21 @@ class DrainParser:
         restore_drain(parser._miner.drain, state.header)
         msgs = state.messages.rename({"message": "m"})
         parser._known = msgs.with_columns(*_key_exprs("m")).select(list(_KNOWN_SCHEMA))
-        parser.lineage = (*state.info.lineage, state.info.sha256)
-        parser.start_state = state.info
+        if checkpoint:
+            parser.lineage = state.info.lineage
+        else:
+            parser.lineage = (*state.info.lineage, state.info.sha256)
+            parser.start_state = state.info
         return parser
+
+    @property
+    def counts(self) -> dict[int, int]:
+        """Events given each cluster id by every :meth:`parse` call (a copy)."""
+        return dict(self._counts)
+
+    def set_counts(self, counts: dict[int, int]) -> None:
+        """Carry on counting from ``counts`` (a resumed load's counts so far)."""
+        self._counts = {int(k): int(v) for k, v in counts.items()}
 
     def save_state(self, path: str | os.PathLike[str]) -> DrainStateInfo:
         """Write the parser's whole state (atomically) for :meth:`from_state`."""
@@ -143,7 +166,7 @@ class DrainParser:
 
     @property
     def n_messages(self) -> int:
-        """Distinct normalised messages seen so far."""
+        """Distinct normalised messages in the cache (those of the last :meth:`parse`)."""
         return self._known.height
 
     def parse(self, df: pl.DataFrame) -> pl.DataFrame:
@@ -161,10 +184,10 @@ class DrainParser:
         new = table.filter(pl.col("cid").is_null()).drop("cid")
         if new.height:
             ids = self._feed(new.get_column("m"))
-            self._known = pl.concat([self._known, new.select(*_KEYS, "m", ids.alias("cid"))],
-                                    rechunk=True)
-            table = table.drop("cid").join(self._known.select(*_KEYS, "cid"), on=_KEYS,
-                                           how="left", maintain_order="left")
+            fed = new.select(*_KEYS, ids.alias("cid"))
+            table = table.join(fed, on=_KEYS, how="left", maintain_order="left").select(
+                *_KEYS, "m", pl.coalesce("cid", "cid_right").alias("cid"))
+        self._known = table.select(list(_KNOWN_SCHEMA)).rechunk()  # this call's messages only
         cids = table.get_column("cid")
         del table, new, distinct
         per_event = cids.gather(codes)
@@ -174,11 +197,15 @@ class DrainParser:
         return add_columns(df, [names.gather(codes)])
 
     def _feed(self, messages: pl.Series) -> pl.Series:
-        """Add ``messages`` (sorted, never seen) to Drain in order; their cluster ids."""
+        """Cluster ids of ``messages`` (sorted, not in the cache), in order: the template that
+        covers a message, else the one Drain adds it to."""
         ids: list[int] = []
+        miner = self._miner
         for start in range(0, len(messages), FEED_CHUNK):  # bounded Python string copies
             for text in messages.slice(start, FEED_CHUNK).to_list():
-                ids.append(self._miner.add_log_message(text)["cluster_id"])
+                covering = miner.match(text)
+                ids.append(covering.cluster_id if covering is not None
+                           else miner.add_log_message(text)["cluster_id"])
         return pl.Series("cid", ids, dtype=pl.Int64)
 
     def template_table(self) -> pl.DataFrame:

@@ -95,18 +95,20 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "new ids, so models trained on e_event_drain_id score this load as "
                         "they scored theirs. Default: a new Drain state")
     p.add_argument("--enhancer-run-batch", type=int, default=DEFAULT_RUN_BATCH, metavar="N",
-                   help="load and enhance N runs at a time, streaming into one Parquet file: "
-                        f"memory stays bounded (~1.1 GB per full-size run) and progress is "
-                        f"printed per batch (default {DEFAULT_RUN_BATCH}; 0 = all runs in one "
-                        "batch). Drain template ids depend on the batch layout: keep N fixed "
-                        "to compare runs of the tool")
+                   help="kept for old command lines: the loader now works one run at a time "
+                        "(bounded memory, one part folder per run under lo2_parts/)")
     p.add_argument("--output-dir", "--out-dir", dest="output_dir", type=Path,
                    default=Path("demo/result/lo2"),
                    help="where the Parquet files go (default demo/result/lo2); the --root of "
                         "lo2-detect and lo2-explain")
     p.add_argument("--seed", type=int, default=42, help="seed for every random choice")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace existing output files (otherwise the loader refuses)")
+                   help="replace existing output files and start over (the per-run parts "
+                        "in lo2_parts/ are deleted; otherwise the loader refuses)")
+    p.add_argument("--append", action="store_true",
+                   help="replace the previous load, reusing the per-run parts it left in "
+                        "lo2_parts/: only new or changed runs are loaded (an interrupted "
+                        "load resumes without this flag)")
     add_verbosity(p, quiet_help="print only the summary (no batch lines or progress bar)")
     return p
 
@@ -143,6 +145,7 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
         drain_state=args.drain_state,
         seed=args.seed,
         overwrite=args.overwrite,
+        append=args.append,
     )
 
 
@@ -216,7 +219,8 @@ def format_summary(opts: LoadOptions, report: LoadReport, seconds: float) -> str
             "or --load-metrics)"
         )
     timing = ", ".join(f"{k} {v:.2f}s" for k, v in report.timings.items())
-    lines.append(f"time: {seconds:.2f}s total ({timing}); batches: {report.batches}")
+    lines.append(f"time: {seconds:.2f}s total ({timing}); runs: {report.batches} "
+                 f"({report.parts_reused} part(s) reused, {report.parts_written} loaded)")
     return "\n".join(lines)
 
 

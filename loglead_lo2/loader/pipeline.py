@@ -51,24 +51,20 @@ from loglead_lo2.artifacts import (
 from loglead_lo2.errors import UserError
 from loglead_lo2.loader.discover import Selection, SelectOptions, select
 from loglead_lo2.loader.metrics import load_metrics
-from loglead_lo2.loader.parse import PER_FILE_SCHEMA, ParseStats, parse_files, trim_rule
+from loglead_lo2.loader.parse import PER_FILE_SCHEMA, ParseStats, trim_rule
 from loglead_lo2.loader.problems import input_problems
 from loglead_lo2.loader.window import (
     DROP_WARN_FRACTION,
     WindowStats,
-    cut_windows,
     files_with_dropped_lines,
 )
-from loglead_lo2.progress import counter
 from loglead_lo2.schema import (
     EVENT_COLUMNS,
-    ParquetStreamWriter,
     write_parquet,
     write_text_atomic,
 )
 
 if TYPE_CHECKING:
-    from loglead_lo2.enhancers import DrainParser
     from loglead_lo2.enhancers.drain_state import DrainStateInfo
     from loglead_lo2.outputs import OutputSet
 
@@ -103,6 +99,8 @@ class LoadOptions:
     """A ``lo2_drain_state.parquet`` to start Drain from (``None``: a new state)."""
     seed: int = 42
     overwrite: bool = False
+    append: bool = False
+    """Replace the previous load, reusing its per-run parts (``--append``)."""
 
 
 @dataclass
@@ -128,6 +126,8 @@ class LoadReport:
     """The state it started from (``--drain-state``)."""
     notes: list[str] = field(default_factory=list)
     """What the start found and cleaned up (an interrupted commit finished, leftovers)."""
+    parts_reused: int = 0
+    parts_written: int = 0
 
     def tick(self, step: str, seconds: float) -> None:
         self.timings[step] = self.timings.get(step, 0.0) + seconds
@@ -144,12 +144,6 @@ def _outputs(opts: LoadOptions) -> dict[str, Path]:
         DRAIN_STATE_FILE: opts.save_parquet or opts.save_events,
     }
     return {name: out / name for name, on in wanted.items() if on}
-
-
-def _batches(sel: Selection, size: int) -> list[list[str]]:
-    names = [r.name for r in sel.runs]
-    size = size if size and size > 0 else len(names)
-    return [names[i : i + size] for i in range(0, len(names), size)]
 
 
 def run_loader(
@@ -177,13 +171,17 @@ def run_loader(
     if not outputs:  # nothing to write: no lock, nothing replaced
         return _load(opts, None, say)
     with OutputSet(opts.output_dir, phase="load", manifest=LOAD_MANIFEST_FILE,
-                   owned=LOADER_FILES, overwrite=opts.overwrite, flag="--overwrite") as out:
+                   owned=LOADER_FILES, overwrite=opts.overwrite or opts.append,
+                   flag="--overwrite (or --append)") as out:
         for note in out.notes:
             log.info("%s: %s", opts.output_dir, note)
         report = _load(opts, out, say)
         if report.written:
             out.commit({"tool": "loglead-lo2", "version": __version__})
-        report.notes = list(out.notes)
+            from loglead_lo2.loader.parts import PARTS_DIR, prune
+
+            prune(opts.output_dir / PARTS_DIR, {r.name for r in report.selection.runs})
+        report.notes = [*out.notes, *report.notes]
     return report
 
 
@@ -214,38 +212,17 @@ def _load(opts: LoadOptions, out: OutputSet | None,
         drain = (DrainParser() if opts.drain_state is None
                  else DrainParser.from_state(opts.drain_state))
         report.drain_start = drain.start_state
-    writers = {
-        name: ParquetStreamWriter(path, kind=kind)
-        for name, path, kind in (
-            (EVENTS_FILE, staged.get(EVENTS_FILE), "events"),
-            (SEQUENCES_FILE, staged.get(SEQUENCES_FILE), "sequences"),
-            (ENHANCED_FILE, staged.get(ENHANCED_FILE), "sequences_enhanced"),
-        )
-        if path is not None
-    }
-    services: set[str] = set()
-    cases: set[str] = set()
-    batches = _batches(sel, opts.run_batch)
-    try:
-        with counter(total=len(sel.runs), desc="load + enhance", unit="run") as bar:
-            for i, run_names in enumerate(batches, 1):
-                _load_batch(opts, sel, run_names, drain, writers, report, services, cases)
-                bar.update(len(run_names), f"{report.events:,} events")
-                say(
-                    f"[load] batch {i}/{len(batches)}: {len(run_names)} run(s), "
-                    f"{report.events:,} events, {report.sequences:,} sequences so far"
-                )
-        for name, writer in writers.items():
-            t = time.perf_counter()
-            report.written[name] = writer.close()
-            report.tick("write", time.perf_counter() - t)
-    except BaseException:
-        for writer in writers.values():
-            writer.abort()
-        raise
-    report.batches = len(batches)
-    report.services = sorted(services)
-    report.test_cases = sorted(cases)
+    from loglead_lo2.loader import parts as P
+    from loglead_lo2.loader.runs import load_runs
+
+    parts_dir = opts.output_dir / P.PARTS_DIR if out is not None else None
+    if parts_dir is not None and P.clean_leftovers(parts_dir):
+        report.notes.append(f"removed unfinished part folders in {parts_dir}")
+    # --overwrite starts over: no part is reused (each is replaced once its run is loaded
+    # again, so a failed load leaves the old parts); --append and a plain re-run reuse them.
+    reuse = opts.append or not opts.overwrite
+    drain = load_runs(opts, sel, drain, staged, report, parts_dir if reuse else None,
+                      parts_dir, say)
     if drain is not None and TEMPLATES_FILE in staged:
         table = drain.template_table()
         report.templates = table.height
@@ -278,56 +255,6 @@ def _load(opts: LoadOptions, out: OutputSet | None,
     return report
 
 
-def _load_batch(
-    opts: LoadOptions,
-    sel: Selection,
-    run_names: list[str],
-    drain: DrainParser | None,
-    writers: dict[str, ParquetStreamWriter],
-    report: LoadReport,
-    services: set[str],
-    cases: set[str],
-) -> None:
-    wanted = set(run_names)
-    files = [f for f in sel.files if f.run in wanted]
-    t = time.perf_counter()
-    events, stats = parse_files(files, skip=opts.init_lines_to_skip, head=opts.head)
-    report.tick("parse", time.perf_counter() - t)
-    report.stats.add(stats)
-    t = time.perf_counter()
-    events, cut = cut_windows(events, opts.window)
-    report.window.add(cut)
-    if opts.window is not None:
-        report.tick("window", time.perf_counter() - t)
-    report.events += events.height
-    services.update(events["service"].unique().to_list())
-    cases.update(events["test_case"].unique().to_list())
-    from loglead_lo2.enhancers import aggregate_sequences, enhance_events
-    from loglead_lo2.enhancers.tokens import TOKEN_COLUMNS
-
-    if drain is not None:
-        t = time.perf_counter()
-        events = enhance_events(events, drain, tokens=False)
-        report.tick("enhance", time.perf_counter() - t)
-    t = time.perf_counter()
-    # Token bags come straight from distinct messages: no per-event token lists are built.
-    bags = TOKEN_COLUMNS if ENHANCED_FILE in writers else ()
-    seqs = aggregate_sequences(events, tokens=bags)
-    report.tick("aggregate", time.perf_counter() - t)
-    report.sequences += seqs.height
-    report.anomalous_sequences += int(seqs["anomaly"].sum())
-    t = time.perf_counter()
-    if EVENTS_FILE in writers:
-        lists = [c for c, d in events.schema.items() if isinstance(d, pl.List)]
-        writers[EVENTS_FILE].write(events.drop(lists))
-    if SEQUENCES_FILE in writers:
-        base = [c for c in seqs.columns if not c.startswith("e_")]
-        writers[SEQUENCES_FILE].write(seqs.select(base))
-    if ENHANCED_FILE in writers:
-        writers[ENHANCED_FILE].write(seqs)
-    report.tick("write", time.perf_counter() - t)
-
-
 def info(opts: LoadOptions, report: LoadReport) -> dict[str, object]:
     """The JSON record of a load: options, counts, outputs, manifest location, versions."""
     manifest = opts.root / MANIFEST_FILE
@@ -354,6 +281,8 @@ def info(opts: LoadOptions, report: LoadReport) -> dict[str, object]:
     }
     if opts.window is not None:
         record["window"] = report.window.info(FILES_FILE)
+    record["parts"] = {"folder": "lo2_parts", "runs": report.batches,
+                       "reused": report.parts_reused, "loaded": report.parts_written}
     if report.drain is not None:
         record["drain"] = {"state_file": DRAIN_STATE_FILE, **report.drain.as_dict(),
                            "started_from": None if report.drain_start is None else {
