@@ -48,7 +48,9 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import polars as pl
 from drain3 import TemplateMiner
 from drain3.template_miner_config import TemplateMinerConfig
@@ -78,6 +80,25 @@ def _key_exprs(column: str) -> list[pl.Expr]:
     """
     return [pl.col(column).hash(seed=0).alias(_KEYS[0]),
             pl.col(column).hash(seed=0x5851F42D).alias(_KEYS[1])]
+
+
+def id_names(cids: pl.Series) -> pl.Series:
+    """Cluster ids as ``e_event_drain_id`` values (``"e<id>"``)."""
+    return cids.to_frame("cid").select(pl.format("e{}", "cid").alias(OUTPUT)).get_column(OUTPUT)
+
+
+@dataclass(frozen=True)
+class DrainSnapshot:
+    """A parser's state as data: drain3's header (JSON), the cached messages, the lineage."""
+
+    header: dict[str, Any]
+    messages: pl.DataFrame
+    lineage: tuple[str, ...]
+
+    def save(self, path: str | os.PathLike[str]) -> DrainStateInfo:
+        from loglead_lo2.enhancers.drain_state import write_state
+
+        return write_state(path, self.header, self.messages, self.lineage)
 
 
 @dataclass(frozen=True)
@@ -156,13 +177,18 @@ class DrainParser:
         """Carry on counting from ``counts`` (a resumed load's counts so far)."""
         self._counts = {int(k): int(v) for k, v in counts.items()}
 
+    def snapshot(self) -> DrainSnapshot:
+        """The parser's state as data (small: templates and the cached messages), to be
+        written elsewhere, e.g. by a cluster worker (:meth:`DrainSnapshot.save`)."""
+        from loglead_lo2.enhancers.drain_state import config_dict, header_of
+
+        return DrainSnapshot(header_of(self._miner.drain, config_dict(self.config)),
+                             self._known.select(pl.col("m").alias("message"), "cid"),
+                             self.lineage)
+
     def save_state(self, path: str | os.PathLike[str]) -> DrainStateInfo:
         """Write the parser's whole state (atomically) for :meth:`from_state`."""
-        from loglead_lo2.enhancers.drain_state import config_dict, header_of, write_state
-
-        header = header_of(self._miner.drain, config_dict(self.config))
-        return write_state(path, header, self._known.select(pl.col("m").alias("message"), "cid"),
-                           self.lineage)
+        return self.snapshot().save(path)
 
     @property
     def n_messages(self) -> int:
@@ -175,8 +201,16 @@ class DrainParser:
             return df
         require(df, [SOURCE], "DrainParser.parse")
         codes, distinct = distinct_codes(df.get_column(SOURCE))
+        counts = pl.Series(np.bincount(codes.to_numpy(), minlength=len(distinct)))
+        cids = self.assign(distinct, counts)
+        return add_columns(df, [id_names(cids).gather(codes)])
+
+    def assign(self, distinct: pl.Series, events: pl.Series | None = None) -> pl.Series:
+        """Cluster ids (Int64) of ``distinct`` (sorted unique normalised messages), learning
+        the new ones; ``events[i]``: how many events carry ``distinct[i]`` (for the template
+        counts). The cache becomes these messages."""
         table = (
-            distinct.to_frame("m")
+            distinct.alias("m").to_frame()
             .with_columns(*_key_exprs("m"))
             .join(self._known.select(*_KEYS, "cid"), on=_KEYS, how="left",
                   maintain_order="left")
@@ -189,12 +223,12 @@ class DrainParser:
                 *_KEYS, "m", pl.coalesce("cid", "cid_right").alias("cid"))
         self._known = table.select(list(_KNOWN_SCHEMA)).rechunk()  # this call's messages only
         cids = table.get_column("cid")
-        del table, new, distinct
-        per_event = cids.gather(codes)
-        for cid, n in per_event.value_counts().iter_rows():
-            self._counts[cid] = self._counts.get(cid, 0) + n
-        names = cids.to_frame().select(pl.format("e{}", "cid").alias(OUTPUT)).get_column(OUTPUT)
-        return add_columns(df, [names.gather(codes)])
+        del table, new
+        if events is not None:
+            per = pl.DataFrame({"cid": cids, "n": events}).group_by("cid").agg(pl.col("n").sum())
+            for cid, n in per.iter_rows():
+                self._counts[cid] = self._counts.get(cid, 0) + int(n)
+        return cids
 
     def _feed(self, messages: pl.Series) -> pl.Series:
         """Cluster ids of ``messages`` (sorted, not in the cache), in order: the template that

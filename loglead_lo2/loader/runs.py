@@ -48,6 +48,7 @@ class RunResult:
     stats: ParseStats
     window: WindowStats
     record: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def key_options(opts: LoadOptions, drain_start: str | None) -> dict[str, Any]:
@@ -60,27 +61,70 @@ def key_options(opts: LoadOptions, drain_start: str | None) -> dict[str, Any]:
             "drain_start": drain_start, "rules": rules_fingerprint()}
 
 
-def compute_run(opts: LoadOptions, files: list[LogFile], drain: DrainParser | None,
-                wanted: set[str], tick: Callable[[str, float], None]) -> RunResult:
-    """Parse, window, enhance and aggregate one run's files (the Drain parser learns)."""
-    from loglead_lo2.enhancers import aggregate_sequences, enhance_events
-    from loglead_lo2.enhancers.tokens import TOKEN_COLUMNS
+@dataclass
+class Prepared:
+    """A run parsed, windowed and normalised (the part of its work that needs no Drain
+    state): its events, counts and the distinct normalised messages Drain must name."""
 
+    events: pl.DataFrame
+    stats: ParseStats
+    window: WindowStats
+    timings: dict[str, float]
+    codes: pl.Series | None = None
+    """Per event: the position of its normalised message in :attr:`messages`."""
+    messages: pl.Series | None = None
+    """Sorted distinct normalised messages (``None`` without Drain)."""
+    weights: pl.Series | None = None
+    """Events per message."""
+
+
+def prepare_run(opts: LoadOptions, files: list[LogFile], enhance: bool) -> Prepared:
+    """Parse, window and normalise one run's files (no shared state: runs anywhere)."""
+    import numpy as np
+
+    from loglead_lo2.enhancers._common import distinct_codes
+    from loglead_lo2.enhancers.drain import SOURCE
+    from loglead_lo2.enhancers.normalize import normalize
+
+    timings: dict[str, float] = {}
     t = time.perf_counter()
     events, stats = parse_files(files, skip=opts.init_lines_to_skip, head=opts.head)
-    tick("parse", time.perf_counter() - t)
+    timings["parse"] = time.perf_counter() - t
     t = time.perf_counter()
     events, cut = cut_windows(events, opts.window)
     if opts.window is not None:
-        tick("window", time.perf_counter() - t)
-    if drain is not None:
+        timings["window"] = time.perf_counter() - t
+    prep = Prepared(events, stats, cut, timings)
+    if enhance:
         t = time.perf_counter()
-        events = enhance_events(events, drain, tokens=False)
-        tick("enhance", time.perf_counter() - t)
+        prep.events = normalize(events)
+        del events
+        prep.codes, prep.messages = distinct_codes(prep.events.get_column(SOURCE))
+        prep.weights = pl.Series(np.bincount(prep.codes.to_numpy(),
+                                             minlength=len(prep.messages)))
+        timings["enhance"] = time.perf_counter() - t
+    return prep
+
+
+def finish_run(prep: Prepared, cids: pl.Series | None, wanted: set[str],
+               drain_counts: dict[int, int] | None) -> RunResult:
+    """Name the events' templates (``cids`` from :meth:`DrainParser.assign` over
+    ``prep.messages``) and aggregate the run's sequences (no shared state)."""
+    from loglead_lo2.enhancers import aggregate_sequences
+    from loglead_lo2.enhancers._common import add_columns
+    from loglead_lo2.enhancers.drain import id_names
+    from loglead_lo2.enhancers.tokens import TOKEN_COLUMNS, length
+
+    events = prep.events
+    timings = dict(prep.timings)
+    t = time.perf_counter()
+    if cids is not None and prep.codes is not None:
+        events = length(add_columns(events, [id_names(cids).gather(prep.codes)]))
+        timings["enhance"] = timings.get("enhance", 0.0) + time.perf_counter() - t
     t = time.perf_counter()
     bags = TOKEN_COLUMNS if "sequences_enhanced.parquet" in wanted else ()
     seqs = aggregate_sequences(events, tokens=bags)
-    tick("aggregate", time.perf_counter() - t)
+    timings["aggregate"] = time.perf_counter() - t
     tables: dict[str, pl.DataFrame | None] = dict.fromkeys(TABLES)
     if "events.parquet" in wanted:
         lists = [c for c, d in events.schema.items() if isinstance(d, pl.List)]
@@ -95,10 +139,22 @@ def compute_run(opts: LoadOptions, files: list[LogFile], drain: DrainParser | No
         "anomalous_sequences": int(seqs["anomaly"].sum()) if seqs.height else 0,
         "services": sorted(events["service"].unique().to_list()),
         "test_cases": sorted(events["test_case"].unique().to_list()),
-        "drain_counts": ({str(k): v for k, v in sorted(drain.counts.items())}
-                         if drain is not None else None),
+        "drain_counts": ({str(k): v for k, v in sorted(drain_counts.items())}
+                         if drain_counts is not None else None),
     }
-    return RunResult(tables, stats, cut, record)
+    return RunResult(tables, prep.stats, prep.window, record, timings)
+
+
+def compute_run(opts: LoadOptions, files: list[LogFile], drain: DrainParser | None,
+                wanted: set[str]) -> RunResult:
+    """One run start to end in this process (the Drain parser learns its messages)."""
+    prep = prepare_run(opts, files, drain is not None)
+    cids = None
+    if drain is not None and prep.messages is not None:
+        t = time.perf_counter()
+        cids = drain.assign(prep.messages, prep.weights)
+        prep.timings["drain"] = time.perf_counter() - t
+    return finish_run(prep, cids, wanted, drain.counts if drain is not None else None)
 
 
 def _account(report: LoadReport, stats: ParseStats, window: WindowStats,
@@ -118,8 +174,9 @@ def _from_part(part: P.Part) -> tuple[ParseStats, WindowStats]:
             P.join_stats(WindowStats, rec["window"], part.frames("window")))
 
 
-def _write(parts_dir: Path, run: str, key: str, result: RunResult,
-           drain: DrainParser | None) -> P.Part:
+def write_run(parts_dir: Path, run: str, key: str, result: RunResult,
+              drain: Any = None) -> P.Part:
+    """Write a run's part (``drain``: a parser or :class:`DrainSnapshot` to save)."""
     parse_scalars, parse_frames = P.split_stats(result.stats)
     window_scalars, window_frames = P.split_stats(result.window)
     tables: dict[str, pl.DataFrame | None] = dict(result.tables)
@@ -164,11 +221,13 @@ def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
                 if restore is not None and drain is not None:
                     drain = _restored(restore, drain)
                     restore = None
-                result = compute_run(opts, files, drain, wanted, report.tick)
+                result = compute_run(opts, files, drain, wanted)
+                for step, seconds in result.timings.items():
+                    report.tick(step, seconds)
                 _account(report, result.stats, result.window, result.record, services, cases)
                 if parts_dir is not None:
                     t = time.perf_counter()
-                    part = _write(parts_dir, run, key, result, drain)
+                    part = write_run(parts_dir, run, key, result, drain)
                     report.tick("write", time.perf_counter() - t)
                     report.parts_written += 1
                 del result
