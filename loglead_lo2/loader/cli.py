@@ -105,6 +105,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing output files and start over (the per-run parts "
                         "in lo2_parts/ are deleted; otherwise the loader refuses)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="load the runs on a local Dask cluster of N worker processes (needs "
+                        "pip install 'loglead-lo2[dask]'); same result as without")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="load the runs on the Dask cluster at ADDRESS (tcp://host:8786); its "
+                        "workers must see --root and --output-dir at the same paths")
     p.add_argument("--append", action="store_true",
                    help="replace the previous load, reusing the per-run parts it left in "
                         "lo2_parts/: only new or changed runs are loaded (an interrupted "
@@ -124,6 +130,11 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
         raise UserError("--runs must be a positive number of runs.")
     if args.head is not None and args.head <= 0:
         raise UserError("--head must be a positive number of lines.")
+    if args.workers is not None and args.workers < 1:
+        raise UserError("--workers must be at least 1.")
+    if args.workers is not None and args.scheduler:
+        raise UserError("--workers starts a local cluster and --scheduler attaches to one; "
+                        "pass one of them.")
     if args.enhancer_run_batch < 0:
         raise UserError("--enhancer-run-batch must be >= 0.")
     return LoadOptions(
@@ -146,6 +157,8 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
         seed=args.seed,
         overwrite=args.overwrite,
         append=args.append,
+        workers=args.workers,
+        scheduler=args.scheduler,
     )
 
 

@@ -101,6 +101,10 @@ class LoadOptions:
     overwrite: bool = False
     append: bool = False
     """Replace the previous load, reusing its per-run parts (``--append``)."""
+    workers: int | None = None
+    """Load the runs on a local Dask cluster of this many worker processes (``--workers``)."""
+    scheduler: str | None = None
+    """Load the runs on the Dask cluster at this address (``--scheduler``)."""
 
 
 @dataclass

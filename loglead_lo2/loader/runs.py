@@ -184,8 +184,43 @@ def write_run(parts_dir: Path, run: str, key: str, result: RunResult,
     for prefix, frames in (("parse", parse_frames), ("window", window_frames)):
         for name, frame in frames.items():
             tables[f"{prefix}.{name}.parquet"] = frame
-    record = {**result.record, "parse": parse_scalars, "window": window_scalars}
+    record = {**result.record, "parse": parse_scalars, "window": window_scalars,
+              "seconds": {k: round(v, 4) for k, v in sorted(result.timings.items())}}
     return P.write_part(parts_dir, run, key, tables, kinds, record, drain_state=drain)
+
+
+@dataclass
+class Step:
+    """One run of a load: its files, its part key and the part reused for it (or None)."""
+
+    index: int
+    run: str
+    files: list[LogFile]
+    key: str
+    part: P.Part | None = None
+
+
+class DrainChain:
+    """The Drain parser along the runs in order: a reused part moves it to the state that part
+    saved (restored only when a later run needs it)."""
+
+    def __init__(self, drain: DrainParser | None) -> None:
+        self._drain = drain
+        self._pending: P.Part | None = None
+
+    @property
+    def on(self) -> bool:
+        return self._drain is not None
+
+    def skip(self, part: P.Part) -> None:
+        if self._drain is not None:
+            self._pending = part
+
+    def parser(self) -> DrainParser | None:
+        if self._pending is not None and self._drain is not None:
+            self._drain = _restored(self._pending, self._drain)
+            self._pending = None
+        return self._drain
 
 
 def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
@@ -193,7 +228,8 @@ def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
               parts_dir: Path | None, say: Callable[[str], None]) -> DrainParser | None:
     """Load every selected run (reusing the valid parts in ``reuse_dir``; writing parts to
     ``parts_dir``), then write the final tables into ``staged``; returns the Drain parser as
-    the last run left it."""
+    the last run left it. With ``opts.workers`` / ``opts.scheduler`` the runs are loaded on a
+    Dask cluster (:mod:`loglead_lo2.loader.cluster`), with identical results."""
     wanted = {name for name, (final, _) in TABLES.items() if final in staged}
     by_run: dict[str, list[LogFile]] = {}
     for f in sel.files:
@@ -201,48 +237,71 @@ def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
     start = drain.start_state.sha256 if drain is not None and drain.start_state else None
     options = key_options(opts, start)
     key = "start"
+    plan: list[Step] = []
+    for i, run in enumerate(r.name for r in sel.runs):
+        files = by_run.get(run, [])
+        key = P.chain_key(key, options, files, opts.root)
+        part = P.read_part(reuse_dir, run, key) if reuse_dir is not None else None
+        plan.append(Step(i, run, files, key, part))
     done: list[P.Part] = []
-    restore: P.Part | None = None  # the reused part the parser must be restored from
     services: set[str] = set()
     cases: set[str] = set()
-    runs = [r.name for r in sel.runs]
-    with counter(total=len(runs), desc="load + enhance", unit="run") as bar:
-        for i, run in enumerate(runs, 1):
-            files = by_run.get(run, [])
-            key = P.chain_key(key, options, files, opts.root)
-            part = P.read_part(reuse_dir, run, key) if reuse_dir is not None else None
-            reused = part is not None
-            if part is not None:
+    chain = DrainChain(drain)
+    with counter(total=len(plan), desc="load + enhance", unit="run") as bar:
+
+        def finished(step: Step, part: P.Part | None, result: RunResult | None) -> None:
+            if result is not None:  # loaded here without a part folder (nothing written)
+                _account(report, result.stats, result.window, result.record, services, cases)
+                timings = result.timings
+            else:
+                assert part is not None
                 stats, window = _from_part(part)
                 _account(report, stats, window, part.record, services, cases)
-                report.parts_reused += 1
-                restore = part if drain is not None else None
-            else:
-                if restore is not None and drain is not None:
-                    drain = _restored(restore, drain)
-                    restore = None
-                result = compute_run(opts, files, drain, wanted)
-                for step, seconds in result.timings.items():
-                    report.tick(step, seconds)
-                _account(report, result.stats, result.window, result.record, services, cases)
-                if parts_dir is not None:
-                    t = time.perf_counter()
-                    part = write_run(parts_dir, run, key, result, drain)
-                    report.tick("write", time.perf_counter() - t)
-                    report.parts_written += 1
-                del result
-            if part is not None:
+                timings = {} if step.part is not None else part.record.get("seconds") or {}
                 done.append(part)
+            for name, seconds in timings.items():
+                report.tick(name, float(seconds))
+            if step.part is not None:
+                report.parts_reused += 1
+            elif part is not None:
+                report.parts_written += 1
             bar.update(1, f"{report.events:,} events")
-            say(f"[load] run {i}/{len(runs)} {run}: {'part reused' if reused else 'loaded'}, "
+            say(f"[load] run {step.index + 1}/{len(plan)} {step.run}: "
+                f"{'part reused' if step.part is not None else 'loaded'}, "
                 f"{report.events:,} events, {report.sequences:,} sequences so far")
-    if restore is not None and drain is not None:
-        drain = _restored(restore, drain)
-    report.batches = len(runs)
+
+        if (opts.workers or opts.scheduler) and parts_dir is not None:
+            from loglead_lo2.loader.cluster import run_on_cluster
+
+            run_on_cluster(opts, plan, chain, wanted, parts_dir, finished)
+        else:
+            _run_here(opts, plan, chain, wanted, parts_dir, finished)
+    report.batches = len(plan)
     report.services = sorted(services)
     report.test_cases = sorted(cases)
     _compact(done, staged, report)
-    return drain
+    return chain.parser()
+
+
+Finished = Callable[[Step, "P.Part | None", "RunResult | None"], None]
+
+
+def _run_here(opts: LoadOptions, plan: list[Step], chain: DrainChain, wanted: set[str],
+              parts_dir: Path | None, finished: Finished) -> None:
+    for step in plan:
+        if step.part is not None:
+            chain.skip(step.part)
+            finished(step, step.part, None)
+            continue
+        result = compute_run(opts, step.files, chain.parser(), wanted)
+        if parts_dir is None:
+            finished(step, None, result)
+            continue
+        t = time.perf_counter()
+        part = write_run(parts_dir, step.run, step.key, result, chain.parser())
+        part.record["seconds"]["write"] = time.perf_counter() - t  # in memory only
+        del result
+        finished(step, part, None)
 
 
 def _restored(part: P.Part, current: DrainParser) -> DrainParser:
