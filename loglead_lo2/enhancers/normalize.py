@@ -196,6 +196,14 @@ def normalize(df: pl.DataFrame, column: str = "m_message") -> pl.DataFrame:
     """
     if OUTPUT in df.columns:
         return df
+    return normalize_codes(df, column)[0]
+
+
+def normalize_codes(df: pl.DataFrame, column: str = "m_message",
+                    ) -> tuple[pl.DataFrame, pl.Series, pl.Series]:
+    """:func:`normalize`, also returning ``(codes, messages)``: the sorted distinct normalised
+    messages and each row's position among them, found on the distinct raw messages (not
+    the rows), for the steps that work per distinct message (Drain, token bags)."""
     require(df, [column], "normalize")
     codes, distinct = distinct_codes(df.get_column(column))
     long = int((distinct.str.len_bytes() > MAX_MESSAGE_CHARS).sum())
@@ -212,4 +220,6 @@ def normalize(df: pl.DataFrame, column: str = "m_message") -> pl.DataFrame:
     parts = parts.with_columns(mask_bodies(parts.get_column("b")))
     table = parts.select(pl.concat_str(["h", "b"]).alias(OUTPUT)).get_column(OUTPUT)
     del parts
-    return add_columns(df, [table.gather(codes)])
+    again, messages = distinct_codes(table)
+    rows = again.gather(codes)
+    return add_columns(df, [messages.gather(rows).alias(OUTPUT)]), rows, messages

@@ -58,7 +58,8 @@ _KEY_TYPES: dict[str, Any] = {"target_service": pl.String, "window": pl.Int32,
               "window_start": pl.Datetime("ms"), "window_end": pl.Datetime("ms")}
 
 
-def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> pl.DataFrame:
+def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = (),
+                        messages: tuple[pl.Series, pl.Series] | None = None) -> pl.DataFrame:
     """Aggregate events to one row per ``seq_id`` (sorted by ``seq_id``).
 
     Keys (``run``, ``test_case``, ``service``, ``normal``, ``anomaly``, ``target_service``,
@@ -69,6 +70,9 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
     ``e_chars_len`` as the sum; ``e_event_drain_id`` as the list in order plus its ``_len``;
     and ``e_words``/``e_trigrams`` (present per event, or named in ``tokens`` to be computed
     from ``e_message_normalized``) as bags: sorted distinct tokens, ``_counts``, ``_len``.
+    ``messages``: ``(codes, distinct)`` of ``e_message_normalized`` as
+    :func:`~loglead_lo2.enhancers.normalize.normalize_codes` returns them (aligned with
+    ``events``), so they are not found again.
     """
     require(events, REQUIRES, "aggregate_sequences")
     tokens = [t for t in tokens if t not in events.columns]
@@ -85,7 +89,8 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
     if tokens:
         cols.append(SOURCE)
     base = events.select(*cols, *present)
-    if not _in_blocks(base):
+    in_blocks = _in_blocks(base)
+    if not in_blocks:
         base = base.with_row_index("__row").sort(["seq_id", "line_no", "__row"]).drop("__row")
     base = base.with_columns(
         [base.get_column(t).list.len().fill_null(0).cast(pl.Int64).alias(f"__n_{t}")
@@ -94,7 +99,10 @@ def aggregate_sequences(events: pl.DataFrame, *, tokens: Iterable[str] = ()) -> 
 
     distinct: pl.Series | None = None
     if tokens:
-        codes, distinct = distinct_codes(base.get_column(SOURCE))
+        if messages is not None and in_blocks:  # rows not reordered: the codes still fit
+            codes, distinct = messages
+        else:
+            codes, distinct = distinct_codes(base.get_column(SOURCE))
         base = base.drop(SOURCE).with_columns(codes.alias("__code"))
 
     all_tokens = [t for t in TOKEN_COLUMNS if t in present or t in tokens]

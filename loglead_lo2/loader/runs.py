@@ -82,9 +82,7 @@ def prepare_run(opts: LoadOptions, files: list[LogFile], enhance: bool) -> Prepa
     """Parse, window and normalise one run's files (no shared state: runs anywhere)."""
     import numpy as np
 
-    from loglead_lo2.enhancers._common import distinct_codes
-    from loglead_lo2.enhancers.drain import SOURCE
-    from loglead_lo2.enhancers.normalize import normalize
+    from loglead_lo2.enhancers.normalize import normalize_codes
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -97,9 +95,8 @@ def prepare_run(opts: LoadOptions, files: list[LogFile], enhance: bool) -> Prepa
     prep = Prepared(events, stats, cut, timings)
     if enhance:
         t = time.perf_counter()
-        prep.events = normalize(events)
+        prep.events, prep.codes, prep.messages = normalize_codes(events)
         del events
-        prep.codes, prep.messages = distinct_codes(prep.events.get_column(SOURCE))
         prep.weights = pl.Series(np.bincount(prep.codes.to_numpy(),
                                              minlength=len(prep.messages)))
         timings["enhance"] = time.perf_counter() - t
@@ -123,7 +120,9 @@ def finish_run(prep: Prepared, cids: pl.Series | None, wanted: set[str],
         timings["enhance"] = timings.get("enhance", 0.0) + time.perf_counter() - t
     t = time.perf_counter()
     bags = TOKEN_COLUMNS if "sequences_enhanced.parquet" in wanted else ()
-    seqs = aggregate_sequences(events, tokens=bags)
+    known = (prep.codes, prep.messages) if prep.codes is not None and prep.messages is not None \
+        else None
+    seqs = aggregate_sequences(events, tokens=bags, messages=known)
     timings["aggregate"] = time.perf_counter() - t
     tables: dict[str, pl.DataFrame | None] = dict.fromkeys(TABLES)
     if "events.parquet" in wanted:
