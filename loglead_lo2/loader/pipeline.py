@@ -225,8 +225,13 @@ def _load(opts: LoadOptions, out: OutputSet | None,
     # --overwrite starts over: no part is reused (each is replaced once its run is loaded
     # again, so a failed load leaves the old parts); --append and a plain re-run reuse them.
     reuse = opts.append or not opts.overwrite
+    execute: Callable[..., None] | None = None
+    if opts.workers or opts.scheduler:
+        from loglead_lo2.loader.cluster import run_on_cluster
+
+        execute = run_on_cluster
     drain = load_runs(opts, sel, drain, staged, report, parts_dir if reuse else None,
-                      parts_dir, say)
+                      parts_dir, say, execute)
     if drain is not None and TEMPLATES_FILE in staged:
         table = drain.template_table()
         report.templates = table.height

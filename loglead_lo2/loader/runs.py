@@ -224,11 +224,12 @@ class DrainChain:
 
 def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
               staged: dict[str, Path], report: LoadReport, reuse_dir: Path | None,
-              parts_dir: Path | None, say: Callable[[str], None]) -> DrainParser | None:
+              parts_dir: Path | None, say: Callable[[str], None],
+              execute: Callable[..., None] | None = None) -> DrainParser | None:
     """Load every selected run (reusing the valid parts in ``reuse_dir``; writing parts to
     ``parts_dir``), then write the final tables into ``staged``; returns the Drain parser as
-    the last run left it. With ``opts.workers`` / ``opts.scheduler`` the runs are loaded on a
-    Dask cluster (:mod:`loglead_lo2.loader.cluster`), with identical results."""
+    the last run left it. ``execute`` loads the runs elsewhere, e.g. on a Dask cluster
+    (:func:`loglead_lo2.loader.cluster.run_on_cluster`), with identical results."""
     wanted = {name for name, (final, _) in TABLES.items() if final in staged}
     by_run: dict[str, list[LogFile]] = {}
     for f in sel.files:
@@ -269,10 +270,8 @@ def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
                 f"{'part reused' if step.part is not None else 'loaded'}, "
                 f"{report.events:,} events, {report.sequences:,} sequences so far")
 
-        if (opts.workers or opts.scheduler) and parts_dir is not None:
-            from loglead_lo2.loader.cluster import run_on_cluster
-
-            run_on_cluster(opts, plan, chain, wanted, parts_dir, finished)
+        if execute is not None and parts_dir is not None:
+            execute(opts, plan, chain, wanted, parts_dir, finished)
         else:
             _run_here(opts, plan, chain, wanted, parts_dir, finished)
     report.batches = len(plan)
