@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,13 @@ class FittedModel:
     threshold: float = 0.5
     threshold_source: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    bounded: dict[str, Any] = field(default_factory=dict)
+    """How the fit stayed bounded (:meth:`~.budget.FitPlan.as_dict`: sample, vocabulary
+    cap, memory estimate); empty for a loaded bundle."""
+
+    @property
+    def bounded_text(self) -> str:
+        return str(self.bounded.get("text") or "")
 
 
 def _resource(fitted_est: Any, vec: ListVectorizer, seconds: float) -> dict[str, Any]:
@@ -66,8 +73,17 @@ def fit_model(
     *,
     guards: Mapping[str, Any] | None = None,
     seed: int = 42,
+    fit_runs: Sequence[str] | None = None,
+    memory_guard: bool = True,
 ) -> FittedModel:
     """Fit ``spec`` on the rows of ``train_df`` it trains on (all, or normal ones only).
+
+    ``fit_runs``: only the rows of these runs (the runner's training runs minus its
+    calibration runs; selected by index, so the large frame is not copied). A spec with
+    ``max_fit_rows`` is fitted on a seeded, run-stratified sample of them; with
+    ``memory_guard`` a fit estimated over the budget raises
+    :class:`~loglead_lo2.detection.budget.ModelSkipped` (see :mod:`.budget`); the plan is
+    ``bounded`` of the result.
 
     ``train_df`` must hold the training runs only. ``guards`` is the mapping of
     :meth:`loglead_lo2.detection.guards.GuardPlan.as_mapping`: ``{"params": {...},
@@ -75,8 +91,19 @@ def fit_model(
     ``random_state`` wherever the estimator has one. The vectoriser is fitted on the same
     rows as the estimator, so normal-only models never see an anomalous row.
     """
+    from loglead_lo2.detection import budget as bud
+
     guards = guards or {}
-    rows = train_df.filter(pl.col("normal")) if spec.train_on == "normal" else train_df
+    keep = np.ones(train_df.height, dtype=bool)
+    if fit_runs is not None:
+        keep &= train_df.get_column("run").is_in(list(fit_runs)).to_numpy()
+    if spec.train_on == "normal":
+        keep &= train_df.get_column("normal").to_numpy().astype(bool)
+    base = np.flatnonzero(keep)
+    run_frame = (train_df.select("run")[base] if "run" in train_df.columns
+                 else pl.DataFrame({"run": ["all"] * base.size}))
+    pick = base[bud.sample_indices(spec, run_frame, seed)]
+    rows = train_df if pick.size == train_df.height else train_df[pick]
     if rows.height == 0:
         which = "normal " if spec.train_on == "normal" else ""
         raise UserError(f"{spec.key}: no {which}training rows to fit on.")
@@ -87,6 +114,9 @@ def fit_model(
             " and anomalous sequences in the training runs."
         )
     numeric = available_numeric(spec, train_df.columns)
+    vec_params = {**spec.vectorizer, **dict(guards.get("vectorizer") or {})}
+    plan = bud.plan_fit(spec, int(base.size), rows, seed=seed, n_numeric=len(numeric),
+                        vectorizer=vec_params, budget=bud.fit_budget(memory_guard))
     vec = spec.make_vectorizer(numeric=numeric, **dict(guards.get("vectorizer") or {}))
     params = {**spec.params, **dict(guards.get("params") or {})}
     if "random_state" in params:
@@ -113,7 +143,7 @@ def fit_model(
     fitted = FittedModel(
         key=spec.key, spec=spec, estimator=estimator, vectorizer=vec, fit_seconds=seconds,
         train_rows=rows.height, train_runs=runs, threshold=threshold, threshold_source=source,
-        params=params,
+        params=params, bounded=plan.as_dict(len(vec.vocabulary_)),
     )
     fitted.resource = _resource(estimator, vec, seconds)
     log.info("fitted %s on %d rows in %.2fs", spec.key, rows.height, seconds)

@@ -18,6 +18,7 @@ import polars as pl
 
 from loglead_lo2 import artifacts
 from loglead_lo2.detection import report as rep
+from loglead_lo2.detection.budget import ModelSkipped
 from loglead_lo2.detection.labels import ALL_SERVICES, ServicePart, service_bundle
 from loglead_lo2.detection.records import ModelRecord
 from loglead_lo2.detection.runner import holdout_metrics, predictions_frame, run_model
@@ -35,6 +36,9 @@ class PartOutcome:
     predictions: pl.DataFrame
     artifacts: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    skipped: bool = False
+    """The memory guard did not fit the model: ``record`` says why, there are no
+    predictions and no bundle."""
 
 
 def split_info(train: pl.DataFrame, hold: pl.DataFrame, split: Any) -> dict[str, Any]:
@@ -100,7 +104,15 @@ def run_part(opts: Any, spec: Any, part: ServicePart, split: Any, limits: Any, s
     say(f"[Model] {name}: fitting on the {spec.kind} training rows ({which}; {spec.features})")
     try:
         mrun = run_model(spec, part.rows, train, sorted(split.test_runs), opts.thresholds,
-                         guards=plan.as_mapping(), seed=opts.seed, batch_size=opts.batch_size)
+                         guards=plan.as_mapping(), seed=opts.seed, batch_size=opts.batch_size,
+                         memory_guard=opts.memory_guard)
+    except ModelSkipped as exc:
+        msg = f"[Resource] {name}: skipped ({exc})"
+        say(msg)
+        record = ModelRecord.skipped_by_guard(
+            spec.key, kind=spec.kind, description=spec.description, reason=str(exc),
+            split=split_info(train, hold, split), settings=settings, service=service)
+        return PartOutcome(record, pl.DataFrame(), notes=[msg], skipped=True)
     except UserError as exc:
         if service == ALL_SERVICES:
             raise
@@ -110,7 +122,8 @@ def run_part(opts: Any, spec: Any, part: ServicePart, split: Any, limits: Any, s
     fitted, thr = mrun.fitted, mrun.threshold
     stats = fitted.resource or resource_stats(fitted.estimator, fitted.vectorizer,
                                               fitted.fit_seconds)
-    say(format_resource(name, stats))
+    say(format_resource(name, stats) + (f"; {fitted.bounded_text}"
+                                        if fitted.bounded_text else ""))
     say(f"[Threshold] {name}: {thr.value:.6g} ({thr.source})"
         + ("; " + "; ".join(thr.notes) if thr.notes else ""))
     metrics = holdout_metrics(mrun, part.rows, k=opts.precision_at, alpha=opts.fp_alpha)
@@ -131,7 +144,9 @@ def run_part(opts: Any, spec: Any, part: ServicePart, split: Any, limits: Any, s
         settings=settings, service=service,
         training={"rows": fitted.train_rows, "runs": sorted(fitted.train_runs),
                   "calibration_runs": list(thr.calibration_runs),
-                  "services": sorted(train["service"].unique().to_list())},
+                  "services": sorted(train["service"].unique().to_list()),
+                  "bounded": dict(fitted.bounded) or None},
+        bounded=fitted.bounded_text or None,
     ).with_evaluation(evaluated(spec.key, service, hold, mrun.scores[mrun.holdout], thr.value))
     say(rep.metric_line(spec.key, metrics, settings,
                         None if service == ALL_SERVICES else service))

@@ -272,6 +272,9 @@ def _run(opts: DetectOptions, say: Say) -> DetectResult:
     specs = ([REGISTRY[k] for k in opts.models if k != ifo.IF_KEY]
              if opts.phase == "full" else [])
     truth = ground_truth_input(opts.root, opts.manifest)  # bad --manifest fails early
+    too_big = _input_guard(opts, specs, say)
+    skipped_specs = [s for s in specs if s.key in too_big]
+    specs = [s for s in specs if s.key not in too_big]
     df = load_input(opts, specs, say, result)
     result.rows = df.height
     for note in opts.notes:
@@ -331,9 +334,17 @@ def _run(opts: DetectOptions, say: Say) -> DetectResult:
             recs = [o.record for o in outs if o.record is not None]
             _model_json(opts, spec.key, recs, parts, result)
             _write_predictions(opts, spec.key,
-                               [o.predictions for o in outs if o.record is not None],
+                               [o.predictions for o in outs
+                                if o.record is not None and not o.skipped],
                                say, result)
             result.board += _board_rows(spec.key, recs, opts.per_service)
+        for spec in skipped_specs:
+            rec = ModelRecord.skipped_by_guard(
+                spec.key, kind=spec.kind, description=spec.description, reason=too_big[spec.key],
+                split={"train_runs": sorted(split.train_runs),
+                       "holdout_runs": sorted(split.test_runs)}, settings=settings)
+            _model_json(opts, spec.key, [rec], [], result)
+            result.board.append(rec)
     elif specs:
         say("[Models] skipped: registry models need a hold-out split (see [Split] above)")
     if opts.cv:
@@ -342,6 +353,20 @@ def _run(opts: DetectOptions, say: Say) -> DetectResult:
     return result
 
 
+
+
+def _input_guard(opts: DetectOptions, specs: list[Any], say: Say) -> dict[str, str]:
+    """Models whose token column is too large to read (:func:`~.budget.input_skips`), each
+    announced by one ``[Resource]`` line; they get a skipped record, the others run."""
+    from loglead_lo2.detection.budget import input_skips
+
+    path = opts.root / ENHANCED_FILE
+    if not path.is_file() or not specs:
+        return {}
+    skips = input_skips([path], specs, enabled=opts.memory_guard)
+    for key, reason in skips.items():
+        say(f"[Resource] {key}: skipped ({reason})")
+    return skips
 
 
 def _cross_validate(opts: DetectOptions, df: pl.DataFrame, specs: list[Any], truth: Any,

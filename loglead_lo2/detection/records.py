@@ -168,6 +168,11 @@ class ModelRecord:
     per_service: Mapping[str, ModelRecord] | None = _optional()
     skipped_services: Mapping[str, str] | None = _optional()
     len_sep: float | None = _optional()
+    bounded: str | None = _optional()
+    """How the fit stayed bounded at full size, one line (:meth:`~.budget.FitPlan.text`:
+    the sample, the vocabulary cap, the memory estimate), or ``skipped: <reason>`` when the
+    memory guard did not fit the model (``skipped`` is then the reason)."""
+    skipped: str | None = _optional()
 
     SEQUENCES: ClassVar[tuple[str, ...]] = ("guards", "notes", "services")
 
@@ -179,7 +184,8 @@ class ModelRecord:
                 psi: float | None = None, resource: Mapping[str, Any] | None = None,
                 guards: Sequence[str] = (), notes: Sequence[str] = (),
                 settings: Mapping[str, Any] | None = None, service: str = ALL_SERVICES,
-                training: Mapping[str, Any] | None = None) -> ModelRecord:
+                training: Mapping[str, Any] | None = None,
+                bounded: str | None = None) -> ModelRecord:
         """The record of one model part; ``metrics`` are hold-out figures (or ``None``).
 
         ``settings`` is :meth:`RunSettings.as_dict`; ``service`` the rows the model saw
@@ -192,7 +198,17 @@ class ModelRecord:
             alpha=alpha, psi_train_vs_holdout=psi, threshold=dict(threshold),
             timing=dict(timing), features=dict(features), resource=dict(resource or {}),
             guards=tuple(guards), notes=tuple(notes),
-            training=dict(training) if training is not None else None)
+            training=dict(training) if training is not None else None, bounded=bounded)
+
+    @classmethod
+    def skipped_by_guard(cls, key: str, *, kind: str, description: str, reason: str,
+                         split: Mapping[str, Any], settings: Mapping[str, Any] | None = None,
+                         service: str = ALL_SERVICES) -> ModelRecord:
+        """The record of a model the memory guard did not fit: no metrics, the reason."""
+        return cls(model=key, service=service, settings=dict(settings or {}), kind=kind,
+                   description=description, split={"name": HOLDOUT, **dict(split)},
+                   notes=(f"[Resource] {key}: skipped ({reason})",),
+                   bounded=f"skipped: {reason}", skipped=reason)
 
     @property
     def gt_overall(self) -> Mapping[str, Any]:
@@ -352,6 +368,7 @@ class LeaderboardRow:
     score_seconds: float | None = _column(TIMING)
     train_rows: int | None = _column(SPLIT)
     holdout_rows: int | None = _column(SPLIT)
+    bounded: str | None = _column(RECORD)
 
     @classmethod
     def columns(cls, source: str | None = None) -> tuple[str, ...]:

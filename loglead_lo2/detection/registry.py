@@ -153,6 +153,12 @@ class ModelSpec:
     adapt: Callable[[dict[str, Any], int], dict[str, Any]] | None = field(
         default=None, repr=False
     )
+    max_fit_rows: int | None = None
+    """Fit on a seeded, run-stratified sample of at most this many training rows (models
+    whose fit does not scale to full LO2; :mod:`~loglead_lo2.detection.budget`)."""
+    fit_bytes_per_entry: float = 48.0
+    """Estimated fit memory per non-zero token entry (feature matrix, its transient copies and
+    the estimator's own copy): the memory guard's estimate."""
 
     @property
     def supervised(self) -> bool:
@@ -217,6 +223,16 @@ _SURPRISAL_TEXT = (
     " a small continuous term that breaks ties; trained on normal rows."
 )
 
+# Sampling caps (rows a model is fitted on at most; see ModelSpec.max_fit_rows): kernel and
+# neighbour methods are quadratic in the rows (LOF also scores every row against its training
+# rows), the forest of 200 trees and liblinear's SVM take minutes beyond these, and the tree
+# over ~500 trigrams a row gigabytes; every other model fits all rows (measured in
+# docs/detection.md, "Full size").
+_NEIGHBOUR_ROWS = 10_000
+_FOREST_ROWS = 100_000
+_TRIGRAM_TREE_ROWS = 50_000
+_LSVM_ROWS = 100_000
+
 _SPECS: tuple[ModelSpec, ...] = (
     ModelSpec(
         key=IF_KEY,
@@ -231,6 +247,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         shap="none", score="neg_score_samples", threshold=_threshold_neg_offset,
         cutoff="contamination=auto (the forest's own cut-off on its training scores)",
         adapt=_adapt_forest,
+        fit_bytes_per_entry=72.0,
     ),
     ModelSpec(
         key="event_lr_words",
@@ -250,6 +267,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         params={"max_depth": 20, "min_samples_leaf": 1, "max_leaf_nodes": 512,
                 "class_weight": "balanced", "random_state": SEED},
         shap="tree",
+        max_fit_rows=_TRIGRAM_TREE_ROWS, fit_bytes_per_entry=72.0,
     ),
     ModelSpec(
         key="event_lsvm_words",
@@ -259,6 +277,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         factory=LinearSVC,
         params={"C": 1.0, "max_iter": 5000, "class_weight": "balanced", "random_state": SEED},
         shap="linear", score="decision", threshold=0.0,
+        max_fit_rows=_LSVM_ROWS, fit_bytes_per_entry=72.0,
     ),
     ModelSpec(
         key="event_rf_words",
@@ -270,6 +289,7 @@ _SPECS: tuple[ModelSpec, ...] = (
                 "max_leaf_nodes": 512, "class_weight": "balanced", "n_jobs": -1,
                 "random_state": SEED},
         shap="tree",
+        max_fit_rows=_FOREST_ROWS, fit_bytes_per_entry=72.0,
     ),
     ModelSpec(
         key="event_xgb_words",
@@ -281,6 +301,7 @@ _SPECS: tuple[ModelSpec, ...] = (
                 "tree_method": "hist", "eval_metric": "logloss", "n_jobs": 2,
                 "random_state": SEED},
         shap="tree",
+        fit_bytes_per_entry=80.0,
     ),
     ModelSpec(
         key="event_lof_words",
@@ -291,6 +312,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         factory=LocalOutlierFactor, params={"n_neighbors": 20, "novelty": True},
         shap="kernel", score="neg_score_samples", threshold=_threshold_neg_offset,
         adapt=_adapt_lof,
+        max_fit_rows=_NEIGHBOUR_ROWS, fit_bytes_per_entry=60.0,
     ),
     ModelSpec(
         key="event_kmeans_words",
@@ -300,6 +322,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         item="e_words", numeric=(), vectorizer=_UNSUP_WORDS, train_on="normal",
         factory=KMeans, params={"n_clusters": 8, "n_init": 10, "random_state": SEED},
         shap="kernel", score="min_distance", threshold=None, adapt=_adapt_kmeans,
+        fit_bytes_per_entry=60.0,
     ),
     ModelSpec(
         key="event_oneclass_svm_words",
@@ -309,6 +332,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         item="e_words", numeric=(), vectorizer=_UNSUP_WORDS, train_on="normal",
         factory=OneClassSVM, params={"kernel": "rbf", "gamma": "scale", "nu": 0.1},
         shap="kernel", score="neg_decision", threshold=0.0,
+        max_fit_rows=_NEIGHBOUR_ROWS, fit_bytes_per_entry=60.0,
     ),
     ModelSpec(
         key="event_rarity_words",
@@ -364,6 +388,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         params={"max_depth": 20, "min_samples_leaf": 5, "max_leaf_nodes": 512,
                 "class_weight": "balanced", "random_state": SEED},
         shap="tree",
+        fit_bytes_per_entry=72.0,
     ),
     ModelSpec(
         key="sequence_lr_numeric",

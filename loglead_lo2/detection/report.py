@@ -57,7 +57,7 @@ LEADERBOARD_COLUMNS: tuple[str, ...] = ("rank", *LeaderboardRow.columns())
 MD_COLUMNS: tuple[str, ...] = (
     "rank", "model", "service", "kind", "roc_auc", "pr_auc", "f1", "precision", "recall",
     "fp_rate_correct", "fp_rate_non_target", "gt_roc_auc", "gt_recall", "gt_recall_1pct_fp",
-    "len_sep", "threshold", "fit_seconds",
+    "len_sep", "threshold", "fit_seconds", "bounded",
 )
 
 

@@ -68,17 +68,20 @@ def split_column(rows: pl.DataFrame, test_runs: list[str],
 def run_model(spec: Any, rows: pl.DataFrame, train: pl.DataFrame, test_runs: list[str],
               settings: ThresholdSettings, *, guards: Mapping[str, Any] | None = None,
               seed: int = 42, batch_size: int = 50_000,
-              fitted: FittedModel | None = None) -> ModelRun:
+              fitted: FittedModel | None = None, memory_guard: bool = True) -> ModelRun:
     """Fit ``spec`` on ``train`` minus its calibration runs, threshold it, score ``rows``.
 
     ``rows`` are every row of the part (all runs); ``train`` its training-run rows.
     ``fitted``: an already fitted model (a loaded bundle): nothing is fitted, the threshold
-    rule still applies (``model`` keeps ``fitted.threshold``).
+    rule still applies (``model`` keeps ``fitted.threshold``). The fit is bounded
+    (:mod:`.budget`): a sample where the spec caps its rows, and
+    :class:`~loglead_lo2.detection.budget.ModelSkipped` (nothing fitted or scored) when
+    ``memory_guard`` finds its estimated memory over the budget.
     """
     cal = calibration_split(train, settings)
     if fitted is None:
-        fit_rows, _ = cal.frames(train)
-        fitted = fit_model(spec, fit_rows, guards=guards, seed=seed)
+        fitted = fit_model(spec, train, guards=guards, seed=seed, fit_runs=cal.fit_runs,
+                           memory_guard=memory_guard)
     started = time.perf_counter()
     scores = score_model(fitted, rows, batch_size=batch_size)
     seconds = time.perf_counter() - started
