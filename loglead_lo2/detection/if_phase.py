@@ -205,7 +205,8 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
                 f"{config.item}, numeric {','.join(config.numeric) or '(none)'}")
         mrun = run_model(forest_spec(config), part.rows, part.train, holdout_runs,
                          _settings(opts, prefitted is not None), guards=guards,
-                         seed=config.seed, batch_size=config.batch_size, fitted=prefitted)
+                         seed=config.seed, batch_size=config.batch_size, fitted=prefitted,
+                         memory_guard=opts.memory_guard)
         res = result_of(mrun, config)
         rule = mrun.threshold.rule
         if bundle_from is not None and config.threshold_percentile is None and \
@@ -258,6 +259,7 @@ def run_if_phase(opts: Any, parts: Sequence[Any], split: Any, limits: Any, say: 
             training={"rows": res.fit_rows, "runs": res.fit_runs,
                       "threshold_rows": res.threshold_rows, "threshold_runs": res.threshold_runs,
                       "loaded_from": str(bundle_from.path) if bundle_from else None},
+            bounded=mrun.fitted.bounded_text or None,
         )
         if metrics is not None:
             record = record.with_evaluation(evaluated(
