@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._child import measure_child  # noqa: E402
 
 
 def _worker(mode: str, tree: Path, out: Path, batch: int) -> None:
@@ -53,14 +54,7 @@ def _worker(mode: str, tree: Path, out: Path, batch: int) -> None:
 def _measure(mode: str, tree: Path, out: Path, batch: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", mode, "--tree", str(tree), "--out", str(out),
            "--batch", str(batch)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    stdout = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"{mode} worker failed (status {status})")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    result["peak_rss_gb"] = usage.ru_maxrss / 1024**2  # ru_maxrss is in KiB on Linux
-    return result
+    return measure_child(cmd, f"{mode} worker")
 
 
 def _id_like(word: str) -> bool:

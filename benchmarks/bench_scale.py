@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks._child import measure_child  # noqa: E402
+
 FULL_RUNS = 1740
 FULL_LINES = 2.0e9
 
@@ -63,14 +65,7 @@ def _measure(tree: Path, out: Path, runs: int, events: bool, window: float | Non
     cmd = [sys.executable, __file__, "--worker", "--tree", str(tree), "--out", str(out),
            "--runs", str(runs)] + (["--events"] if events else []) + (
         ["--window", str(window)] if window is not None else [])
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    stdout = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"loader worker for {runs} run(s) failed (status {status})")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    result["peak_rss_gb"] = usage.ru_maxrss / 1024**2  # KiB on Linux
-    return result
+    return measure_child(cmd, f"loader worker for {runs} run(s)")
 
 
 def _slope(values: list[float]) -> float:
@@ -96,6 +91,7 @@ def _report(n: int, r: dict) -> None:
         print(f"             s/run: first {sum(head) / len(head):.2f}, last "
               f"{sum(tail) / len(tail):.2f}, slope {_slope(per):+.4f} s per run per run; RSS "
               f"after run 1 {r['rss'][0]:.2f} GB, after run {len(per)} {r['rss'][-1]:.2f} GB")
+        print("             s per run: " + " ".join(f"{v:.1f}" for v in per))
 
 
 def _project(r: dict) -> None:
