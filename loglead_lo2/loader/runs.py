@@ -53,12 +53,19 @@ class RunResult:
 
 def key_options(opts: LoadOptions, drain_start: str | None) -> dict[str, Any]:
     """What changes a part's content besides its files (see :func:`parts.chain_key`)."""
+    from loglead_lo2.enhancers.drain import DrainConfig
+    from loglead_lo2.enhancers.drain_state import config_dict
     from loglead_lo2.enhancers.normalize import rules_fingerprint
+    from loglead_lo2.schema import SCHEMAS
 
+    # the column contract and Drain's settings too: a version that changes either cannot
+    # reuse an older version's parts, even under the same version number
+    contract = {kind: {c: str(t) for c, t in cols.items()} for kind, cols in SCHEMAS.items()}
     return {"head": opts.head, "init_lines_to_skip": opts.init_lines_to_skip,
             "window": opts.window, "save_events": opts.save_events,
             "save_parquet": opts.save_parquet, "save_base_sequences": opts.save_base_sequences,
-            "drain_start": drain_start, "rules": rules_fingerprint()}
+            "drain_start": drain_start, "rules": rules_fingerprint(),
+            "drain_config": config_dict(DrainConfig()), "schema": contract}
 
 
 @dataclass
