@@ -106,6 +106,8 @@ def test_memory_guard_skips_one_model_and_the_others_run(
         root: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     _cap(monkeypatch, "event_dt_words", fit_bytes_per_entry=1e12)
+    # the estimate before reading would skip it too; here the check before the fit does
+    monkeypatch.setattr(budget, "input_skips", lambda *_a, **_k: {})
     assert main(["--root", str(root), "--models", "event_dt_words,event_lr_words"]) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if "[Resource] event_dt_words: skipped" in line]
@@ -126,6 +128,22 @@ def test_memory_guard_skips_one_model_and_the_others_run(
     assert main(["--root", str(root), "--models", "event_dt_words",
                  "--disable-memory-guard"]) == 0
     assert _record(root, "event_dt_words")["metrics"] is not None
+
+
+def test_input_guard_counts_the_fit_of_the_capped_rows(table: pl.DataFrame,
+                                                       tmp_path: Path) -> None:
+    path = tmp_path / ENHANCED
+    write_parquet(table, path, "sequences_enhanced")
+    spec = REGISTRY["event_dt_trigrams"]
+    entries = budget.column_entries([path], "e_trigrams") or 0
+    read = int(entries * budget.INPUT_BYTES_PER_ENTRY)
+    assert budget.input_skips([path], [spec], budget=read * 3) == {}
+    skips = budget.input_skips([path], [dataclasses.replace(spec, fit_bytes_per_entry=1e9)],
+                               budget=read * 3)
+    assert "fitting 2,000 rows" in skips["event_dt_trigrams"]
+    capped = dataclasses.replace(spec, max_fit_rows=10, fit_bytes_per_entry=1e3)
+    assert budget.input_skips([path], [capped], budget=read * 3) == {}
+    assert budget.input_skips([path], [spec], enabled=False, budget=1) == {}
 
 
 def test_input_guard_skips_a_column_too_large_to_read(

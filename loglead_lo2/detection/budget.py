@@ -189,9 +189,12 @@ def plan_fit(spec: Any, rows: int, fit_frame: pl.DataFrame, *, seed: int, n_nume
     return plan
 
 
-INPUT_BYTES_PER_ENTRY = 32.0
-"""Estimated bytes per token-list entry of a column read into memory: polars' 16-byte string
-view plus the copy of the training runs' rows the run keeps beside the whole table."""
+INPUT_BYTES_PER_ENTRY = 40.0
+"""Estimated bytes per token-list entry of a column read into memory, the copy of the
+training runs' rows the run keeps beside the whole table and the transient memory of the read
+included. Measured with ``benchmarks/bench_detect.py`` on replicated rows of ~490
+``e_trigrams`` entries (with their counts): 300 k rows (147 M entries) and a 50,000-row tree
+fit peaked at 7.2 GiB; 600 k rows passed 9.4 GiB and were killed (``docs/detection.md``)."""
 
 
 def column_entries(paths: Sequence[str | Path], item: str) -> int | None:
@@ -213,14 +216,23 @@ def column_entries(paths: Sequence[str | Path], item: str) -> int | None:
     return total if found else None
 
 
+def column_rows(paths: Sequence[str | Path]) -> int:
+    """Rows of the Parquet file(s) ``paths`` (from their metadata)."""
+    import pyarrow.parquet as pq
+
+    return sum(int(pq.ParquetFile(p).metadata.num_rows) for p in paths)
+
+
 def input_skips(paths: Sequence[str | Path], specs: Iterable[Any], *, enabled: bool = True,
                 budget: int | None = None) -> dict[str, str]:
     """Models whose token column is too large to read: ``{key: one-line reason}``.
 
     A token column holding ``entries`` list entries takes about ``entries x``
-    :data:`INPUT_BYTES_PER_ENTRY` once read; over the memory guard's budget, every model on
-    that column is skipped before anything is read (for example Drain template ids, one entry
-    per event, on a full-size table). Nothing is skipped with the guard off."""
+    :data:`INPUT_BYTES_PER_ENTRY` once read, and the model's fit on its (capped) rows their
+    share of the entries times its ``fit_bytes_per_entry``; when the two exceed the memory
+    guard's budget, the model is skipped before anything is read (for example Drain template
+    ids, one entry per event, or the trigram tree on a full-size table). Nothing is skipped
+    with the guard off."""
     if not enabled:
         return {}
     limit = budget if budget is not None else fit_budget(True)
@@ -237,10 +249,15 @@ def input_skips(paths: Sequence[str | Path], specs: Iterable[Any], *, enabled: b
         entries = sizes[item]
         if entries is None:
             continue
-        need = int(entries * INPUT_BYTES_PER_ENTRY)
+        rows = max(column_rows(paths), 1)
+        cap = getattr(spec, "max_fit_rows", None)
+        fit_rows = min(cap, rows) if cap is not None else rows
+        per_entry = float(getattr(spec, "fit_bytes_per_entry", 48.0))
+        need = int(entries * INPUT_BYTES_PER_ENTRY + fit_rows * entries / rows * per_entry)
         if need > limit:
-            out[spec.key] = (f"reading {item} ({entries:,} token entries) needs "
-                             f"~{human_bytes(need)}, over the memory guard's budget of "
+            out[spec.key] = (f"reading {item} ({entries:,} token entries) and fitting "
+                             f"{fit_rows:,} rows need ~{human_bytes(need)}, over the memory "
+                             f"guard's budget of "
                              f"{human_bytes(limit)}; use fewer runs, or "
                              "--disable-memory-guard")
     return out

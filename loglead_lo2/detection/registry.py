@@ -478,6 +478,10 @@ def format_model_list() -> str:
         mark = "*" if d["key"] in DEFAULT_MODELS else " "
         lines.append(f"{mark} {d['key']:<26} {d['type']:<12} trains on {d['trains_on']}")
         lines.append(f"    features: {d['features']}")
+        cap = REGISTRY[d["key"]].max_fit_rows
+        if cap is not None:
+            lines.append(f"    fitted on a seeded, run-stratified sample of at most {cap:,} "
+                         "training rows")
         lines.append(f"    {d['description']}")
     lines.append("* = default --models. Scores: higher = more anomalous for every model.")
     return "\n".join(lines)
