@@ -108,6 +108,21 @@ def distinct_codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:
     return codes, distinct
 
 
+def first_seen_codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Like :func:`distinct_codes`, but ``distinct`` in order of first appearance, found by a
+    128-bit hash of each value (two seeded 64-bit hashes) instead of comparing the strings:
+    about twice as fast on long, mostly distinct strings. For intermediate steps whose
+    result does not depend on the order; two different values sharing both hashes is about
+    as likely as ``n**2 / 2**129`` (never, in practice)."""
+    values = values.fill_null("")
+    keys = pl.DataFrame({"__a": values.hash(seed=0), "__b": values.hash(seed=0x5851F42D)})
+    firsts = (keys.with_row_index("__i").group_by("__a", "__b").agg(pl.col("__i").min())
+              .sort("__i"))
+    codes = keys.join(firsts.with_row_index("__code").drop("__i"), on=["__a", "__b"],
+                      how="left", maintain_order="left").get_column("__code")
+    return codes, values.gather(firsts.get_column("__i"))
+
+
 def lists_from_lengths(flat: pl.Series | Any, lengths: np.ndarray, name: str) -> pl.Series:
     """Cut ``flat`` (a Series or Arrow array) into consecutive lists of ``lengths``.
 

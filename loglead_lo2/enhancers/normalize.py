@@ -49,7 +49,13 @@ import os
 
 import polars as pl
 
-from loglead_lo2.enhancers._common import add_columns, declares, distinct_codes, require
+from loglead_lo2.enhancers._common import (
+    add_columns,
+    declares,
+    distinct_codes,
+    first_seen_codes,
+    require,
+)
 from loglead_lo2.limits import MAX_MESSAGE_CHARS
 
 log = logging.getLogger(__name__)
@@ -175,13 +181,13 @@ def _apply(values: pl.Series, rules: tuple[tuple[str, str, str], ...]) -> pl.Ser
 
 def mask_bodies(bodies: pl.Series) -> pl.Series:
     """:data:`RULES` applied to message bodies, each distinct body once per stage."""
-    codes, distinct = distinct_codes(bodies)
+    codes, distinct = first_seen_codes(bodies)
     start = 0
     for end in (*STAGES, len(RULES)):
         distinct = _apply(distinct, RULES[start:end])
         start = end
         if end < len(RULES):
-            again, distinct = distinct_codes(distinct)
+            again, distinct = first_seen_codes(distinct)
             codes = again.gather(codes)
     return distinct.gather(codes)
 
@@ -205,7 +211,7 @@ def normalize_codes(df: pl.DataFrame, column: str = "m_message",
     messages and each row's position among them, found on the distinct raw messages (not
     the rows), for the steps that work per distinct message (Drain, token bags)."""
     require(df, [column], "normalize")
-    codes, distinct = distinct_codes(df.get_column(column))
+    codes, distinct = first_seen_codes(df.get_column(column))
     long = int((distinct.str.len_bytes() > MAX_MESSAGE_CHARS).sum())
     if long:
         log.warning("%d distinct message(s) longer than %d bytes: only their first %d "
