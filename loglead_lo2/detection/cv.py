@@ -80,6 +80,7 @@ def cross_validate(opts: Any, df: pl.DataFrame, specs: Sequence[Any], truth: Any
                    with_forest: bool) -> pl.DataFrame:
     """Per-fold metrics of every model (and the forest, configured by the ``--if-*`` flags)
     on every service part, each through :func:`~loglead_lo2.detection.runner.run_model`."""
+    from loglead_lo2.detection.budget import ModelSkipped
     from loglead_lo2.detection.iforest import forest_spec, forest_thresholds
     from loglead_lo2.detection.runner import holdout_metrics, run_model
 
@@ -103,8 +104,13 @@ def cross_validate(opts: Any, df: pl.DataFrame, specs: Sequence[Any], truth: Any
             for spec, settings, seed in jobs:
                 try:
                     mrun = run_model(spec, part.rows, part.train, list(fold.test_runs),
-                                     settings, seed=seed, batch_size=opts.batch_size)
+                                     settings, seed=seed, batch_size=opts.batch_size,
+                                     memory_guard=opts.memory_guard)
                 except UserError as exc:
+                    if isinstance(exc, ModelSkipped):
+                        say(f"[Resource] fold {fold.index}: {spec.key}@{part.service} "
+                            f"skipped ({exc})")
+                        continue
                     if part.service == ALL_SERVICES:
                         raise
                     say(f"[CV] fold {fold.index}: {spec.key}@{part.service} skipped ({exc})")
