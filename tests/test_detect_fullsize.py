@@ -190,3 +190,25 @@ def test_sampled_model_round_trips(root: Path, monkeypatch: pytest.MonkeyPatch) 
     assert joined.height == preds.height
     assert np.allclose(joined["score"].to_numpy(), joined["again"].to_numpy(), rtol=0,
                        atol=1e-12)
+
+
+def test_benchmark_writes_copies_and_prints_the_target(tmp_path: Path) -> None:
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_detect.py"
+    spec = importlib.util.spec_from_file_location("bench_detect_under_test", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    base = make_enhanced_sequences(8, seed=3)
+    glob = bench._write_copies(base, tmp_path, 3, 150)
+    table = pl.read_parquet(glob)
+    assert table.height == 150 and table["seq_id"].n_unique() == 150
+    assert "e_words" in bench._columns(str(glob), "event_lr_words")
+    assert "e_trigrams" not in bench._columns(str(glob), "event_lr_words")
+    rows = [{"model": k, "wall_seconds": 1.0, "peak_rss_mib": 100.0, "rows": 150}
+            for k in ("isolation_forest", *bench.DEFAULT_MODELS)]
+    assert bench._target_line(rows).endswith("met on 150 rows")
+    assert "not measured" in bench._target_line(rows[:2])
