@@ -104,9 +104,12 @@ def _project(r: dict) -> None:
     n = len(per)
     total = FULL_RUNS * mean + slope * sum(k - n for k in range(1, FULL_RUNS + 1) if k > n)
     rate = r["lines"] / r["seconds"]
-    print(f"projection for the full release ({FULL_RUNS:,} runs): {total / 3600:.2f} h from "
-          f"the last runs' {mean:.2f} s/run and slope {slope:+.4f}; "
-          f"{FULL_LINES / rate / 3600:.2f} h at {rate:,.0f} lines/s for ~2 G lines")
+    flat = FULL_RUNS * sum(per) / len(per)
+    print(f"projection for the full release ({FULL_RUNS:,} runs, ~2 G lines): "
+          f"{flat / 3600:.2f} h if time per run stays at this load's mean "
+          f"({sum(per) / len(per):.2f} s); {FULL_LINES / rate / 3600:.2f} h at {rate:,.0f} "
+          f"lines/s; {total / 3600:.2f} h if it kept growing at the measured slope "
+          f"({slope:+.4f} s per run per run, from the last runs' {mean:.2f} s/run)")
 
 
 def main(argv: list[str] | None = None) -> int:
