@@ -1,9 +1,11 @@
 """The loader phase as a library function: select, parse, window, enhance, write.
 
-Runs are processed ``run_batch`` at a time: each batch is parsed, cut into windows, enhanced
-(one Drain parser is shared by all batches so template ids agree) and appended to the
-Parquet outputs, so memory is bounded by the batch, not by the data set. Outputs are written
-to temporary files and moved into place only when complete. With the enhanced outputs the
+Runs are processed one at a time (:mod:`loglead_lo2.loader.runs`): each is parsed, cut into
+windows, enhanced (one Drain parser follows the runs in order, so template ids agree) and
+kept as a part folder under ``lo2_parts/`` (:mod:`loglead_lo2.loader.parts`); the final
+Parquet outputs are streamed from the parts, so memory is bounded by one run, not by the
+data set, and an interrupted load resumes where it stopped. Outputs are written to a stage
+and moved into place only when complete. With the enhanced outputs the
 loader also saves the parser as ``lo2_drain_state.parquet`` (named by its sha256 in the
 ``"drain"`` block of the info file); ``drain_state`` / ``--drain-state`` starts a later load
 from it, so template ids keep their meaning across loads
@@ -16,9 +18,9 @@ trimmed_lines``), the leading lines trimmed from each file, which the ground-tru
 needs to tell trimmed injected events from loaded ones, and ``window_dropped_lines`` (0
 without ``--window``): the lines of the file's events dropped as a partial-window tail.
 
-With ``--window`` the events of each batch are cut on one grid per (run, test case) and only
-full windows are kept (:mod:`loglead_lo2.loader.window`); batches hold whole runs, so every
-case is cut with all its services. The counts go to the ``"window"`` block of the info file
+With ``--window`` the events of each run are cut on one grid per (run, test case) and only
+full windows are kept (:mod:`loglead_lo2.loader.window`); every case is cut with all its
+services. The counts go to the ``"window"`` block of the info file
 (written only with ``--window``, so a load without it writes what it always wrote).
 """
 
