@@ -74,7 +74,8 @@ log = logging.getLogger(__name__)
 
 INFO_FILE = LOAD_INFO_FILE
 DEFAULT_RUN_BATCH = 2
-"""Runs per batch by default: ~2 GB peak at full scale, whatever the size of the data set."""
+"""The default of ``--enhancer-run-batch``, kept for old command lines and recorded in the
+load info; the loader works one run at a time whatever its value."""
 
 
 @dataclass(frozen=True)
