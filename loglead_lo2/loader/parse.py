@@ -462,7 +462,13 @@ def _build_events(starts: pl.DataFrame, conts: pl.DataFrame, meta: pl.DataFrame)
                 ignore_nulls=True,
             ),
         )
-        .join(meta.lazy(), on="file_idx", how="left", maintain_order="left")
+        .join(meta.lazy().with_columns(  # per file, not per event: one value per file
+            pl.concat_str(["run", "test_case", "service"], separator="__").alias("seq_id"),
+            (pl.col("test_case") == NORMAL_CASE).alias("normal"),
+            (pl.col("test_case") != NORMAL_CASE).alias("anomaly"),
+            pl.col("test_case").replace_strict(targets, default=None, return_dtype=pl.String)
+            .alias("target_service"),
+        ), on="file_idx", how="left", maintain_order="left")
         .with_columns(
             day_ms=(pl.col("anchor").dt.truncate("1d").cast(pl.Int64)),
             anchor_ms=pl.col("anchor").cast(pl.Int64),
@@ -491,13 +497,11 @@ def _build_events(starts: pl.DataFrame, conts: pl.DataFrame, meta: pl.DataFrame)
             "run",
             "test_case",
             "service",
-            pl.concat_str(["run", "test_case", "service"], separator="__").alias("seq_id"),
+            "seq_id",
             "line_no",
-            (pl.col("test_case") == NORMAL_CASE).alias("normal"),
-            (pl.col("test_case") != NORMAL_CASE).alias("anomaly"),
-            pl.col("test_case")
-            .replace_strict(targets, default=None, return_dtype=pl.String)
-            .alias("target_service"),
+            "normal",
+            "anomaly",
+            "target_service",
         )
     )
     return parsed.collect()
