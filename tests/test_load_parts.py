@@ -152,3 +152,28 @@ def test_unfinished_part_folders_are_cleaned(whole: Path, lo2_sample: Path,
     (junk / "events.parquet").write_bytes(b"half")
     assert _load(lo2_sample, out, "--append") == 0
     assert not junk.exists() and _info(out)["parts"]["reused"] == 3
+
+
+def test_the_scan_checks_the_parts(whole: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from loglead_lo2.tools import scan
+
+    out = tmp_path / "out"
+    shutil.copytree(whole, out)
+
+    def parts_finding(*flags: str) -> dict:  # type: ignore[type-arg]
+        scan.main(["--root", str(out), "--models-dir", str(tmp_path / "models"), "--json",
+                   *flags])
+        found = json.loads(capsys.readouterr().out)["findings"]
+        return next(f for f in found if f["name"] == "lo2_parts")
+
+    assert parts_finding()["status"] == "ok" and "3 run part(s)" in parts_finding()["detail"]
+    victim = list(_parts(out).values())[0] / "sequences.parquet"
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only the sha256 (--deep) sees it
+    victim.write_bytes(bytes(data))
+    assert parts_finding()["status"] == "ok"
+    deep = parts_finding("--deep")
+    assert deep["status"] == "inconsistent" and str(victim) in deep["detail"]
+    (out / "lo2_parts" / ".tmp-part-x-1").mkdir()
+    assert "unfinished part folder" in parts_finding()["detail"]

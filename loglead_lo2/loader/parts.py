@@ -115,40 +115,75 @@ class Part:
         return out
 
 
-def read_part(parts: Path, run: str, key: str) -> Part | None:
-    """The run's part if it exists, has ``key`` and its files match; else ``None``."""
-    folder = part_dir(parts, run)
+def _record(folder: Path, run: str) -> tuple[dict[str, Any] | None, str]:
+    """A part folder's record, or ``None`` and why not."""
     path = folder / RECORD
     if not path.is_file():
-        return None
+        return None, f"no {RECORD}"
     try:
         record = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError, RecursionError) as exc:
-        log.warning("%s: unreadable (%s); the run is loaded again", path, type(exc).__name__)
-        return None
+        return None, f"{RECORD} unreadable ({type(exc).__name__})"
     if not isinstance(record, dict) or record.get("format") != FORMAT \
-            or record.get("version") != VERSION or record.get("run") != run:
-        log.warning("%s: not a part record of this version; the run is loaded again", path)
-        return None
-    if record.get("key") != key:
-        log.info("%s: made with other options, files or earlier runs; loaded again", folder)
-        return None
-    files = record.get("files")
-    if not isinstance(files, dict):
-        return None
-    for name, meta in files.items():
+            or record.get("version") != VERSION or record.get("run") != run \
+            or not isinstance(record.get("files"), dict):
+        return None, f"{RECORD} is not a part record of this version"
+    return record, ""
+
+
+def part_problem(folder: Path, record: Mapping[str, Any], deep: bool = True) -> str | None:
+    """Why a part's files do not match its record (``None``: they do). Sizes always, sha256
+    with ``deep``."""
+    for name, meta in record["files"].items():
         target = folder / str(name)
         try:
             ok = (Path(str(name)).name == name and target.is_file() and not target.is_symlink()
                   and target.stat().st_size == meta["bytes"]
-                  and sha256_of(target) == meta["sha256"])
+                  and (not deep or sha256_of(target) == meta["sha256"]))
         except (OSError, KeyError, TypeError):
             ok = False
         if not ok:
-            log.warning("%s: does not match %s (changed or damaged); the run is loaded again",
-                        target, RECORD)
-            return None
+            return f"{target} does not match {RECORD} (changed or damaged)"
+    return None
+
+
+def read_part(parts: Path, run: str, key: str) -> Part | None:
+    """The run's part if it exists, has ``key`` and its files match; else ``None``."""
+    folder = part_dir(parts, run)
+    if not (folder / RECORD).is_file():
+        return None
+    record, why = _record(folder, run)
+    if record is None:
+        log.warning("%s: %s; the run is loaded again", folder, why)
+        return None
+    if record.get("key") != key:
+        log.info("%s: made with other options, files or earlier runs; loaded again", folder)
+        return None
+    problem = part_problem(folder, record)
+    if problem is not None:
+        log.warning("%s; the run is loaded again", problem)
+        return None
     return Part(run, folder, record)
+
+
+def check_parts(parts: Path, deep: bool) -> tuple[int, list[str]]:
+    """For the artifact scan: how many part folders there are, and what is wrong with them
+    (unreadable records, files that do not match, unfinished temporary folders)."""
+    problems: list[str] = []
+    count = 0
+    for entry in sorted(parts.iterdir()):
+        if entry.name.startswith((_TMP_PREFIX, _OLD_PREFIX)):
+            problems.append(f"{entry}: an unfinished part folder (the next load removes it)")
+            continue
+        if not entry.name.startswith(PART_PREFIX) or not entry.is_dir() or entry.is_symlink():
+            problems.append(f"{entry}: not a part folder")
+            continue
+        count += 1
+        record, why = _record(entry, entry.name[len(PART_PREFIX):])
+        problem = f"{entry}: {why}" if record is None else part_problem(entry, record, deep)
+        if problem is not None:
+            problems.append(problem)
+    return count, problems
 
 
 def write_part(parts: Path, run: str, key: str, tables: Mapping[str, pl.DataFrame | None],
@@ -225,5 +260,5 @@ def prune(parts: Path, keep: set[str]) -> int:
     return removed
 
 
-__all__ = ["PARTS_DIR", "Part", "chain_key", "clean_leftovers", "join_stats", "prune",
-           "read_part", "split_stats", "write_part"]
+__all__ = ["PARTS_DIR", "Part", "chain_key", "check_parts", "clean_leftovers", "join_stats",
+           "part_problem", "prune", "read_part", "split_stats", "write_part"]

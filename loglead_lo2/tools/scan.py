@@ -55,7 +55,7 @@ from loglead_lo2.tools.findings import (
     Finding,
     not_regular,
 )
-from loglead_lo2.tools.scan_sets import check_set, scan_sets
+from loglead_lo2.tools.scan_sets import check_load_parts, check_set, scan_sets
 
 RESULT_PARQUET: dict[str, tuple[str | None, tuple[str, ...]]] = {
     A.EVENTS_FILE: ("events", ()),
@@ -256,6 +256,9 @@ def scan_result(root: Path, deep: bool) -> list[Finding]:
     out.append(check_file(info, "result") if info.exists() or info.is_symlink()
                else _missing("result", root, LOAD_INFO))
     out.append(check_set(root, A.LOAD_MANIFEST_FILE, A.LOADER_FILES, "result", deep))
+    parts = check_load_parts(root, deep)
+    if parts is not None:
+        out.append(parts)
     return out
 
 

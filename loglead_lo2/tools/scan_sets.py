@@ -31,6 +31,25 @@ def check_set(folder: Path, manifest: str, names: tuple[str, ...], group: str,
                    detail=f"{len(data['files'])} file(s) of one set ({how} checked)")
 
 
+def check_load_parts(root: Path, deep: bool) -> Finding | None:
+    """The loader's per-run part folders (``lo2_parts/``), when there are any: every part's
+    files match its ``part.json`` (sizes; sha256 with ``--deep``)."""
+    from loglead_lo2.loader.parts import PARTS_DIR, check_parts
+
+    folder = root / PARTS_DIR
+    if not folder.is_dir() or folder.is_symlink():
+        return None
+    count, problems = check_parts(folder, deep)
+    how = "sha256" if deep else "size"
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return Finding("result", PARTS_DIR, str(folder), INCONSISTENT,
+                       detail=f"{problems[0]}{more}; the next load with the same options "
+                              "loads those runs again")
+    return Finding("result", PARTS_DIR, str(folder), OK,
+                   detail=f"{count} run part(s), files match part.json ({how} checked)")
+
+
 def scan_sets(root: Path, metrics: Path, explain: Path, deep: bool,
               files: Callable[[Path], list[Path]]) -> list[Finding]:
     """The manifests of the detection and explainability folders (every file there belongs
@@ -60,4 +79,4 @@ def scan_sets(root: Path, metrics: Path, explain: Path, deep: bool,
     return out
 
 
-__all__ = ["check_set", "scan_sets"]
+__all__ = ["check_load_parts", "check_set", "scan_sets"]
