@@ -69,7 +69,7 @@ def _concat(parts: list[pl.DataFrame], schema: dict[str, pl.DataType]) -> pl.Dat
 
 @dataclass
 class WindowStats:
-    """What :func:`cut_windows` kept and dropped, added up over the loader's batches.
+    """What :func:`cut_windows` kept and dropped, added up over the loader's runs.
 
     ``case_parts``: one row per (run, test case) with ``length_s`` (case end - anchor, whole
     seconds), ``full_windows``, timed ``events``, ``dropped_events`` (in the partial tail)
