@@ -215,11 +215,14 @@ def aggregate(events: pl.DataFrame) -> pl.DataFrame:
         )
     )
     seq = _to_bags(_to_bags(seq, "e_words"), "e_trigrams")
+    seq = _to_bags(seq.with_columns(e_event_templates=pl.col("e_event_drain_id")),
+                   "e_event_templates")
     order = keys[:4] + ["normal", "anomaly", "target_service", "window", "seq_len",
                         "start_time", "end_time", "duration", "duration_sec", "e_words",
                         "e_words_counts", "e_words_len", "e_trigrams", "e_trigrams_counts",
                         "e_trigrams_len", "e_event_drain_id",
-                        "e_event_drain_id_len", "e_chars_len", "e_error_count"]
+                        "e_event_drain_id_len", "e_event_templates", "e_event_templates_counts",
+                        "e_chars_len", "e_error_count"]
     return seq.select(order).sort("run", "test_case", "service")
 
 

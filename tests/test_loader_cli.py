@@ -36,6 +36,11 @@ def test_full_load_outputs_follow_contract(lo2_result: Path) -> None:
     assert seqs["run"].n_unique() == SAMPLE_RUNS
     assert (enh["e_words_len"] == enh["e_words_counts"].list.sum()).all()
     assert (enh["e_trigrams_len"] == enh["e_trigrams_counts"].list.sum()).all()
+    from collections import Counter
+
+    for ids, bag, counts in enh.select("e_event_drain_id", "e_event_templates",
+                                       "e_event_templates_counts").head(50).iter_rows():
+        assert sorted(Counter(ids).items()) == list(zip(bag, counts, strict=True))
     assert (seqs["normal"] == (seqs["test_case"] == "correct")).all()
     assert (seqs["anomaly"] != seqs["normal"]).all()
     assert metrics.height > 0

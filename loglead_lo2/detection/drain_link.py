@@ -24,6 +24,8 @@ from loglead_lo2.errors import UserError
 log = logging.getLogger(__name__)
 
 DRAIN_ITEM = "e_event_drain_id"
+DRAIN_ITEMS = (DRAIN_ITEM, "e_event_templates")
+"""Feature columns of Drain template ids: the ordered list and the per-sequence bag."""
 NOT_USED = "not used"
 
 
@@ -37,7 +39,7 @@ def load_drain_block(root: str | Path) -> dict[str, Any] | None:
 
 
 def uses_drain(vectorizer: Any) -> bool:
-    return getattr(vectorizer, "item", None) == DRAIN_ITEM
+    return getattr(vectorizer, "item", None) in DRAIN_ITEMS
 
 
 def drain_part(vectorizer: Any, block: Mapping[str, Any] | None) -> dict[str, Any] | str:
@@ -126,5 +128,6 @@ def state_problem(models_dir: Path, meta: Mapping[str, Any]) -> str | None:
     return None
 
 
-__all__ = ["DRAIN_ITEM", "check_lineage", "drain_part", "load_drain_block", "place_drain_state",
+__all__ = ["DRAIN_ITEM", "DRAIN_ITEMS", "check_lineage", "drain_part", "load_drain_block",
+           "place_drain_state",
            "state_problem", "uses_drain"]

@@ -212,7 +212,8 @@ _UNSUP_WORDS = {
 }
 _EVENT_NOTE = " Event-level as in LogLead's LO2 demo: trained on sequence rows' e_words tokens."
 _DRAIN_NOTE = (
-    " Uses Drain template ids (e_event_drain_id): its bundle scores other logs only when they"
+    " Uses the bag of Drain template ids (e_event_templates, from e_event_drain_id): its bundle"
+    " scores other logs only when they"
     " are loaded with the training load's Drain state (lo2-load --drain-state, saved beside the"
     " bundle); the words model is preferred where figures are close."
 )
@@ -365,7 +366,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         key="event_surprisal_templates",
         kind="unsupervised",
         description=_SURPRISAL_TEXT.format(what="Drain templates") + _DRAIN_NOTE,
-        item="e_event_drain_id", numeric=(), vectorizer={"min_df": 1, "oov_feature": True},
+        item="e_event_templates", numeric=(), vectorizer={"min_df": 1, "oov_feature": True},
         train_on="normal", factory=RarityDetector, params=_SURPRISAL,
         shap="none", score="decision", threshold=_threshold_attr,
     ),
@@ -374,7 +375,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         kind="supervised",
         description="Logistic regression on the binary bag of Drain templates (which templates"
         " a row holds)." + _DRAIN_NOTE,
-        item="e_event_drain_id", numeric=(), vectorizer={"min_df": 1, "binary": True},
+        item="e_event_templates", numeric=(), vectorizer={"min_df": 1, "binary": True},
         train_on="all", factory=LogisticRegression, params=_LR, shap="linear",
     ),
     ModelSpec(
