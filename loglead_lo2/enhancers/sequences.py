@@ -146,8 +146,8 @@ def _sequence_table(base: pl.DataFrame, present: list[str]) -> pl.DataFrame:
     lengths = np.diff(np.append(starts, base.height)).astype(np.int64)
     index = pl.Series(starts, dtype=pl.UInt32)
     keys = [base.get_column(k).gather(index) for k in KEYS if k in base.columns]
-    numeric = {"__seq": np.repeat(np.arange(len(starts), dtype=np.uint32), lengths),
-               "m_timestamp": base.get_column("m_timestamp")}
+    block = np.repeat(np.arange(len(starts), dtype=np.uint32), lengths)
+    numeric = {"__seq": block, "m_timestamp": base.get_column("m_timestamp")}
     aggs = [pl.len().cast(pl.Int64).alias("seq_len"),
             pl.col("m_timestamp").min().alias("start_time"),
             pl.col("m_timestamp").max().alias("end_time")]
@@ -166,7 +166,7 @@ def _sequence_table(base: pl.DataFrame, present: list[str]) -> pl.DataFrame:
         columns.append(lists_from_lengths(base.get_column("e_event_drain_id"), lengths,
                                           "e_event_drain_id"))
         columns.append(pl.Series("e_event_drain_id_len", lengths, dtype=pl.Int64))
-        columns.extend(_template_bag(numeric["__seq"], base.get_column("e_event_drain_id")))
+        columns.extend(_template_bag(block, base.get_column("e_event_drain_id")))
     return pl.DataFrame(columns)
 
 
