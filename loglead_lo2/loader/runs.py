@@ -56,16 +56,19 @@ def key_options(opts: LoadOptions, drain_start: str | None) -> dict[str, Any]:
     from loglead_lo2.enhancers.drain import DrainConfig
     from loglead_lo2.enhancers.drain_state import config_dict
     from loglead_lo2.enhancers.normalize import rules_fingerprint
+    from loglead_lo2.enhancers.sequences import ADDS
     from loglead_lo2.schema import SCHEMAS
 
-    # the column contract and Drain's settings too: a version that changes either cannot
-    # reuse an older version's parts, even under the same version number
+    # the column contract, the columns the aggregation adds and Drain's settings too: a
+    # version that changes any of them cannot reuse an older version's parts, even under the
+    # same version number
     contract = {kind: {c: str(t) for c, t in cols.items()} for kind, cols in SCHEMAS.items()}
     return {"head": opts.head, "init_lines_to_skip": opts.init_lines_to_skip,
             "window": opts.window, "save_events": opts.save_events,
             "save_parquet": opts.save_parquet, "save_base_sequences": opts.save_base_sequences,
             "drain_start": drain_start, "rules": rules_fingerprint(),
-            "drain_config": config_dict(DrainConfig()), "schema": contract}
+            "drain_config": config_dict(DrainConfig()), "schema": contract,
+            "sequence_columns": list(ADDS)}
 
 
 @dataclass
