@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,8 +174,9 @@ class DrainParser:
         """Events given each cluster id by every :meth:`parse` call (a copy)."""
         return dict(self._counts)
 
-    def set_counts(self, counts: dict[int, int]) -> None:
-        """Carry on counting from ``counts`` (a resumed load's counts so far)."""
+    def set_counts(self, counts: Mapping[Any, Any]) -> None:
+        """Carry on counting from ``counts`` (a resumed load's counts so far; keys and values
+        as JSON gives them back are converted)."""
         self._counts = {int(k): int(v) for k, v in counts.items()}
 
     def snapshot(self) -> DrainSnapshot:

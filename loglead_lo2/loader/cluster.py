@@ -34,6 +34,7 @@ from loglead_lo2.loader.runs import Prepared, finish_run, prepare_run, write_run
 if TYPE_CHECKING:
     import polars as pl
 
+    from loglead_lo2.enhancers.drain import DrainSnapshot
     from loglead_lo2.loader.pipeline import LoadOptions
     from loglead_lo2.loader.runs import DrainChain, Finished, Step
 
@@ -50,14 +51,8 @@ def _messages(prep: Prepared) -> tuple[pl.Series | None, pl.Series | None]:
 
 def _finish(prep: Prepared, cids: pl.Series | None, wanted: set[str],
             counts: dict[int, int] | None, parts_dir: Path, run: str, key: str,
-            snapshot: Any) -> P.Part:
-    import time
-
-    result = finish_run(prep, cids, wanted, counts)
-    t = time.perf_counter()
-    part = write_run(parts_dir, run, key, result, snapshot)
-    part.record["seconds"]["write"] = time.perf_counter() - t
-    return part
+            snapshot: DrainSnapshot | None) -> P.Part:
+    return write_run(parts_dir, run, key, finish_run(prep, cids, wanted, counts), snapshot)
 
 
 def client_for(opts: LoadOptions) -> tuple[Any, Any]:

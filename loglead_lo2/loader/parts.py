@@ -192,8 +192,8 @@ def write_part(parts: Path, run: str, key: str, tables: Mapping[str, pl.DataFram
     """Write a run's part folder atomically (temporary folder, then one rename).
 
     ``tables``: file name -> frame (``None``: not written); ``kinds``: the schema kind each is
-    checked against; ``drain_state``: a parser (or its snapshot) saved as
-    ``drain_state.parquet``.
+    checked against; ``drain_state``: a
+    :class:`~loglead_lo2.enhancers.drain.DrainSnapshot` saved as ``drain_state.parquet``.
     """
     parts.mkdir(parents=True, exist_ok=True)
     final = part_dir(parts, run)
@@ -209,8 +209,7 @@ def write_part(parts: Path, run: str, key: str, tables: Mapping[str, pl.DataFram
             rows = write_parquet(frame, tmp / name, kinds.get(name))
             files[name] = {"rows": rows}
         if drain_state is not None:
-            saver = getattr(drain_state, "save_state", None) or drain_state.save
-            info = saver(tmp / DRAIN)
+            info = drain_state.save(tmp / DRAIN)
             files[DRAIN] = {"rows": info.messages}
         for name, meta in files.items():
             meta["bytes"] = (tmp / name).stat().st_size

@@ -28,6 +28,7 @@ from loglead_lo2.schema import ParquetStreamWriter
 
 if TYPE_CHECKING:
     from loglead_lo2.enhancers import DrainParser
+    from loglead_lo2.enhancers.drain import DrainSnapshot
     from loglead_lo2.loader.pipeline import LoadOptions, LoadReport
 
 log = logging.getLogger(__name__)
@@ -184,8 +185,10 @@ def _from_part(part: P.Part) -> tuple[ParseStats, WindowStats]:
 
 
 def write_run(parts_dir: Path, run: str, key: str, result: RunResult,
-              drain: Any = None) -> P.Part:
-    """Write a run's part (``drain``: a parser or :class:`DrainSnapshot` to save)."""
+              drain: DrainSnapshot | None = None) -> P.Part:
+    """Write a run's part (``drain``: the Drain state after the run, to save with it); the
+    write's own seconds are added to the returned record (not to ``part.json``)."""
+    t = time.perf_counter()
     parse_scalars, parse_frames = P.split_stats(result.stats)
     window_scalars, window_frames = P.split_stats(result.window)
     tables: dict[str, pl.DataFrame | None] = dict(result.tables)
@@ -195,7 +198,9 @@ def write_run(parts_dir: Path, run: str, key: str, result: RunResult,
             tables[f"{prefix}.{name}.parquet"] = frame
     record = {**result.record, "parse": parse_scalars, "window": window_scalars,
               "seconds": {k: round(v, 4) for k, v in sorted(result.timings.items())}}
-    return P.write_part(parts_dir, run, key, tables, kinds, record, drain_state=drain)
+    part = P.write_part(parts_dir, run, key, tables, kinds, record, drain_state=drain)
+    part.record["seconds"]["write"] = time.perf_counter() - t
+    return part
 
 
 @dataclass
@@ -260,14 +265,21 @@ def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
     with counter(total=len(plan), desc="load + enhance", unit="run") as bar:
 
         def finished(step: Step, part: P.Part | None, result: RunResult | None) -> None:
-            if result is not None:  # loaded here without a part folder (nothing written)
+            """``result``: the run loaded in this process (its counts are at hand); else the
+            counts are read back from ``part`` (reused, or written by a cluster worker)."""
+            if result is not None:
                 _account(report, result.stats, result.window, result.record, services, cases)
-                timings = result.timings
             else:
                 assert part is not None
                 stats, window = _from_part(part)
                 _account(report, stats, window, part.record, services, cases)
-                timings = {} if step.part is not None else part.record.get("seconds") or {}
+            if step.part is not None:
+                timings: dict[str, Any] = {}
+            elif part is not None:
+                timings = part.record.get("seconds") or {}
+            else:
+                timings = result.timings if result is not None else {}
+            if part is not None:
                 done.append(part)
             for name, seconds in timings.items():
                 report.tick(name, float(seconds))
@@ -301,15 +313,14 @@ def _run_here(opts: LoadOptions, plan: list[Step], chain: DrainChain, wanted: se
             chain.skip(step.part)
             finished(step, step.part, None)
             continue
-        result = compute_run(opts, step.files, chain.parser(), wanted)
-        if parts_dir is None:
-            finished(step, None, result)
-            continue
-        t = time.perf_counter()
-        part = write_run(parts_dir, step.run, step.key, result, chain.parser())
-        part.record["seconds"]["write"] = time.perf_counter() - t  # in memory only
-        del result
-        finished(step, part, None)
+        parser = chain.parser()
+        result = compute_run(opts, step.files, parser, wanted)
+        part = None
+        if parts_dir is not None:
+            part = write_run(parts_dir, step.run, step.key, result,
+                             parser.snapshot() if parser is not None else None)
+            result.tables = {}  # written: the run's tables need not stay in memory
+        finished(step, part, result)
 
 
 def _restored(part: P.Part, current: DrainParser) -> DrainParser:
@@ -318,13 +329,15 @@ def _restored(part: P.Part, current: DrainParser) -> DrainParser:
 
     parser = DrainParser.from_state(part.path / P.DRAIN, checkpoint=True)
     parser.start_state = current.start_state
-    parser.set_counts({int(k): int(v) for k, v in (part.record.get("drain_counts") or {}
-                                                   ).items()})
+    parser.set_counts(part.record.get("drain_counts") or {})
     return parser
 
 
 def _compact(done: list[P.Part], staged: dict[str, Path], report: LoadReport) -> None:
     """Stream the parts' tables, in run order, into the final files."""
+    finals = [final for final, _ in TABLES.values() if final in staged]
+    if finals and not done:
+        raise UserError(f"{finals[0]}: no run was loaded; check --root and the run selection.")
     for name, (final, kind) in TABLES.items():
         if final not in staged:
             continue
@@ -334,9 +347,6 @@ def _compact(done: list[P.Part], staged: dict[str, Path], report: LoadReport) ->
             for part in done:
                 if part.has(name):
                     writer.write(part.table(name))
-            if not done:
-                raise UserError(f"{final}: no run was loaded; check --root and the run "
-                                "selection.")
             report.written[final] = writer.close()
         except BaseException:
             writer.abort()
