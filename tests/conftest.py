@@ -8,6 +8,19 @@ from pathlib import Path
 
 import pytest
 
+LOAD_TABLES = ("lo2_events.parquet", "lo2_sequences.parquet", "lo2_sequences_enhanced.parquet",
+               "lo2_drain_templates.parquet", "lo2_drain_state.parquet", "lo2_files.parquet")
+"""The loader's tables that must be byte-identical however a load was run (resumed,
+appended, on a cluster)."""
+
+
+def load_digests(out: Path) -> dict[str, str]:
+    """sha256 of each of :data:`LOAD_TABLES` in a loader output folder."""
+    import hashlib
+
+    return {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in LOAD_TABLES}
+
+
 SAMPLE_RUNS = 3
 SAMPLE_SCALE = 0.05
 SAMPLE_SEED = 42

@@ -3,7 +3,6 @@ and a worker killed mid-load is survived."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import threading
@@ -13,16 +12,11 @@ from pathlib import Path
 import pytest
 
 from loglead_lo2.loader.cli import main
+from tests.conftest import load_digests
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
 
-TABLES = ("lo2_events.parquet", "lo2_sequences.parquet", "lo2_sequences_enhanced.parquet",
-          "lo2_drain_templates.parquet", "lo2_drain_state.parquet", "lo2_files.parquet")
 FLAGS = ("--save-parquet", "--save-events", "--save-base-sequences", "--quiet")
-
-
-def _digests(out: Path) -> dict[str, str]:
-    return {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in TABLES}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +39,7 @@ def test_local_workers_give_the_same_bytes(single: Path, lo2_sample: Path,
     out = tmp_path / "out"
     assert main(["--root", str(lo2_sample), "--output-dir", str(out), "--workers", "2",
                  *FLAGS]) == 0
-    assert _digests(out) == _digests(single)
+    assert load_digests(out) == load_digests(single)
 
 
 def test_scheduler_address_and_a_killed_worker(single: Path, lo2_sample: Path, tmp_path: Path,
@@ -75,7 +69,7 @@ def test_scheduler_address_and_a_killed_worker(single: Path, lo2_sample: Path, t
         client.close()
     assert killed, "no worker was busy: nothing was killed"
     assert code == 0
-    assert _digests(out) == _digests(single)
+    assert load_digests(out) == load_digests(single)
 
 
 def test_cluster_flag_errors(lo2_sample: Path, tmp_path: Path,

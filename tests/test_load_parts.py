@@ -3,7 +3,6 @@ reloading old ones, ``--overwrite`` starts over, damaged parts are loaded again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -13,18 +12,13 @@ import pytest
 
 from loglead_lo2.loader import runs as R
 from loglead_lo2.loader.cli import main
+from tests.conftest import load_digests
 
-TABLES = ("lo2_events.parquet", "lo2_sequences.parquet", "lo2_sequences_enhanced.parquet",
-          "lo2_drain_templates.parquet", "lo2_drain_state.parquet", "lo2_files.parquet")
 FLAGS = ("--save-parquet", "--save-events", "--save-base-sequences")
 
 
 def _load(tree: Path, out: Path, *flags: str) -> int:
     return main(["--root", str(tree), "--output-dir", str(out), "--quiet", *FLAGS, *flags])
-
-
-def _digests(out: Path) -> dict[str, str]:
-    return {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in TABLES}
 
 
 def _parts(out: Path) -> dict[str, Path]:
@@ -75,7 +69,7 @@ def test_interrupted_load_resumes_to_the_same_bytes(whole: Path, lo2_sample: Pat
     monkeypatch.setattr(R, "compute_run", real)
     assert _load(lo2_sample, out) == 0  # the same command finishes the job
     assert _info(out)["parts"]["reused"] == 2 and _info(out)["parts"]["loaded"] == 1
-    assert _digests(out) == _digests(whole)
+    assert load_digests(out) == load_digests(whole)
 
 
 def test_new_runs_are_appended_without_reloading_old_ones(whole: Path, lo2_sample: Path,
@@ -104,9 +98,9 @@ def test_new_runs_are_appended_without_reloading_old_ones(whole: Path, lo2_sampl
     # old runs keep their template ids; here the new run sorts last, so the appended load
     # is byte for byte a load from scratch (see docs/loader.md for the other case)
     assert after.filter(pl.col("seq_id").is_in(first["seq_id"].to_list())).equals(first)
-    digests = _digests(out)
+    digests = load_digests(out)
     assert {k: v for k, v in digests.items() if k != "lo2_files.parquet"} == {
-        k: v for k, v in _digests(whole).items() if k != "lo2_files.parquet"}
+        k: v for k, v in load_digests(whole).items() if k != "lo2_files.parquet"}
 
 
 def test_overwrite_starts_over_and_drops_parts_of_runs_left_out(whole: Path, lo2_sample: Path,
@@ -114,7 +108,7 @@ def test_overwrite_starts_over_and_drops_parts_of_runs_left_out(whole: Path, lo2
     out = tmp_path / "out"
     shutil.copytree(whole, out)
     assert _load(lo2_sample, out, "--overwrite") == 0
-    assert _info(out)["parts"]["reused"] == 0 and _digests(out) == _digests(whole)
+    assert _info(out)["parts"]["reused"] == 0 and load_digests(out) == load_digests(whole)
     assert _load(lo2_sample, out, "--overwrite", "--runs", "1") == 0
     assert len(_parts(out)) == 1  # the parts are the load's runs
 
@@ -130,7 +124,7 @@ def test_a_damaged_part_is_loaded_again(whole: Path, lo2_sample: Path, tmp_path:
     assert _load(lo2_sample, out, "--append") == 0
     assert _info(out)["parts"] == {"folder": "lo2_parts", "runs": 3, "reused": 2, "loaded": 1}
     assert "does not match part.json" in caplog.text
-    assert _digests(out) == _digests(whole)
+    assert load_digests(out) == load_digests(whole)
 
 
 def test_other_options_do_not_reuse_parts(whole: Path, lo2_sample: Path,
