@@ -232,7 +232,7 @@ def format_summary(opts: LoadOptions, report: LoadReport, seconds: float) -> str
             "or --load-metrics)"
         )
     timing = ", ".join(f"{k} {v:.2f}s" for k, v in report.timings.items())
-    lines.append(f"time: {seconds:.2f}s total ({timing}); runs: {report.runs_done} "
+    lines.append(f"time: {seconds:.2f}s total ({timing}); runs: {len(report.selection.runs)} "
                  f"({report.parts_reused} part(s) reused, {report.parts_written} loaded)")
     return "\n".join(lines)
 

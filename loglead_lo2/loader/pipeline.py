@@ -125,8 +125,6 @@ class LoadReport:
     templates: int = 0
     written: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-    runs_done: int = 0
-    """Runs loaded or taken from their part."""
     window: WindowStats = field(default_factory=WindowStats)
     drain: DrainStateInfo | None = None
     """The Drain state this load saved (``lo2_drain_state.parquet``)."""
@@ -294,7 +292,7 @@ def info(opts: LoadOptions, report: LoadReport) -> dict[str, object]:
     }
     if opts.window is not None:
         record["window"] = report.window.info(FILES_FILE)
-    record["parts"] = {"folder": "lo2_parts", "runs": report.runs_done,
+    record["parts"] = {"folder": "lo2_parts", "runs": len(report.selection.runs),
                        "reused": report.parts_reused, "loaded": report.parts_written}
     if report.drain is not None:
         record["drain"] = {"state_file": DRAIN_STATE_FILE, **report.drain.as_dict(),

@@ -296,7 +296,6 @@ def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
             execute(opts, plan, chain, wanted, parts_dir, finished)
         else:
             _run_here(opts, plan, chain, wanted, parts_dir, finished)
-    report.runs_done = len(plan)
     report.services = sorted(services)
     report.test_cases = sorted(cases)
     _compact(done, staged, report)
