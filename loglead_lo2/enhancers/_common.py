@@ -108,6 +108,11 @@ def distinct_codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:
     return codes, distinct
 
 
+HASH_SEEDS = (0, 0x5851F42D)
+"""The two seeds of the 128-bit string keys (two 64-bit polars hashes) used where strings
+are matched by hash: :func:`first_seen_codes` and the Drain message cache."""
+
+
 def first_seen_codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:
     """Like :func:`distinct_codes`, but ``distinct`` in order of first appearance, found by a
     128-bit hash of each value (two seeded 64-bit hashes) instead of comparing the strings:
@@ -115,7 +120,8 @@ def first_seen_codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:
     result does not depend on the order; two different values sharing both hashes is about
     as likely as ``n**2 / 2**129`` (never, in practice)."""
     values = values.fill_null("")
-    keys = pl.DataFrame({"__a": values.hash(seed=0), "__b": values.hash(seed=0x5851F42D)})
+    keys = pl.DataFrame({"__a": values.hash(seed=HASH_SEEDS[0]),
+                         "__b": values.hash(seed=HASH_SEEDS[1])})
     firsts = (keys.with_row_index("__i").group_by("__a", "__b").agg(pl.col("__i").min())
               .sort("__i"))
     codes = keys.join(firsts.with_row_index("__code").drop("__i"), on=["__a", "__b"],

@@ -56,7 +56,7 @@ import polars as pl
 from drain3 import TemplateMiner
 from drain3.template_miner_config import TemplateMinerConfig
 
-from loglead_lo2.enhancers._common import add_columns, distinct_codes, require
+from loglead_lo2.enhancers._common import HASH_SEEDS, add_columns, distinct_codes, require
 from loglead_lo2.enhancers.drain_state import DrainStateInfo
 from loglead_lo2.errors import UserError
 from loglead_lo2.schema import write_parquet
@@ -79,8 +79,8 @@ def _key_exprs(column: str) -> list[pl.Expr]:
     and most messages are distinct; two different messages sharing both hashes is about as
     likely as ``n**2 / 2**129`` (never, in practice).
     """
-    return [pl.col(column).hash(seed=0).alias(_KEYS[0]),
-            pl.col(column).hash(seed=0x5851F42D).alias(_KEYS[1])]
+    return [pl.col(column).hash(seed=seed).alias(name)
+            for seed, name in zip(HASH_SEEDS, _KEYS, strict=True)]
 
 
 def id_names(cids: pl.Series) -> pl.Series:

@@ -143,10 +143,15 @@ def normalize_expr(column: str = "m_message") -> pl.Expr:
     :data:`~loglead_lo2.limits.MAX_MESSAGE_CHARS` characters)."""
     text = pl.col(column).fill_null("").str.slice(0, MAX_MESSAGE_CHARS)
     header = text.str.extract(_HEADER, 1).fill_null("")
-    body = text.str.slice(header.str.len_chars())
-    for _name, pattern, replacement in RULES:
-        body = body.str.replace_all(pattern, replacement)
+    body = _masked(text.str.slice(header.str.len_chars()), RULES)
     return pl.concat_str([header.str.replace_all(" {2,}", " "), body])
+
+
+def _masked(body: pl.Expr, rules: tuple[tuple[str, str, str], ...]) -> pl.Expr:
+    """``rules`` applied in order to ``body``."""
+    for _name, pattern, replacement in rules:
+        body = body.str.replace_all(pattern, replacement)
+    return body
 
 
 STAGES: tuple[int, ...] = (6, 19)
@@ -166,10 +171,7 @@ def _apply(values: pl.Series, rules: tuple[tuple[str, str, str], ...]) -> pl.Ser
         return values
 
     def query(start: int) -> pl.LazyFrame:
-        body = pl.col("b")
-        for _name, pattern, replacement in rules:
-            body = body.str.replace_all(pattern, replacement)
-        return values.slice(start, CHUNK).to_frame("b").lazy().select(body)
+        return values.slice(start, CHUNK).to_frame("b").lazy().select(_masked(pl.col("b"), rules))
 
     queries = [query(start) for start in range(0, len(values), CHUNK)]
     group = max(2, min(os.cpu_count() or 1, 8))
