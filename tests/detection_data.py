@@ -241,9 +241,36 @@ def _to_bags(seq: pl.DataFrame, col: str) -> pl.DataFrame:
     )
 
 
-def make_enhanced_sequences(n_runs: int = 8, **kwargs: object) -> pl.DataFrame:
-    """Synthetic ``lo2_sequences_enhanced`` table; keyword arguments as :func:`make_events`."""
-    return aggregate(make_events(n_runs, **kwargs))  # type: ignore[arg-type]
+def make_enhanced_sequences(n_runs: int = 8, metrics: bool = False,
+                            **kwargs: object) -> pl.DataFrame:
+    """Synthetic ``lo2_sequences_enhanced`` table; keyword arguments as :func:`make_events`.
+    ``metrics``: also the loader's metric feature columns (:func:`add_metric_columns`)."""
+    seq = aggregate(make_events(n_runs, **kwargs))  # type: ignore[arg-type]
+    return add_metric_columns(seq) if metrics else seq
+
+
+def add_metric_columns(seq: pl.DataFrame, seed: int = 3) -> pl.DataFrame:
+    """The ``mx_*`` columns of ``lo2-load --load-metrics`` for the CPU counter and the host
+    load gauge: the CPU rate is higher in sequences with error events (a signal for the
+    metrics-only models to find), the load is noise, and one row in 20 has no sample (null
+    statistics, ``_n`` = 0)."""
+    rng = np.random.default_rng(seed)
+    n = seq.height
+    errors = (seq.get_column("e_error_count") > 0).to_numpy()
+    empty = rng.random(n) < 0.05
+    rate = rng.normal(0.4, 0.08, n) + 0.5 * errors
+    load = rng.normal(10.0, 0.5, n)
+    samples = np.where(empty, 0, 5)
+
+    def stat(values: np.ndarray) -> pl.Series:
+        return pl.Series(np.where(empty, np.nan, values)).fill_nan(None)
+
+    return seq.with_columns(
+        mx_cpu_n=pl.Series(samples, dtype=pl.Int64),
+        mx_cpu_increase=stat(rate * 5), mx_cpu_rate=stat(rate),
+        mx_host_load1_n=pl.Series(samples, dtype=pl.Int64),
+        mx_host_load1_mean=stat(load), mx_host_load1_max=stat(load + rng.random(n)),
+    )
 
 
 def epoch_of(run: str) -> int:

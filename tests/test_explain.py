@@ -41,7 +41,7 @@ SHAP_KEYS = [k for k, s in REGISTRY.items() if s.shap != "none" and k != "isolat
 
 
 def _data() -> pl.DataFrame:
-    return make_enhanced_sequences(6, seed=7)
+    return make_enhanced_sequences(6, seed=7, metrics=True)
 
 
 @pytest.fixture(scope="module")

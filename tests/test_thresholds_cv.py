@@ -29,7 +29,7 @@ MODELS = ("event_lr_words", "event_oov_words", "event_rarity_words", "sequence_l
 
 @pytest.fixture(scope="module")
 def sequences() -> pl.DataFrame:
-    return make_enhanced_sequences(6, non_target=True, seed=5)
+    return make_enhanced_sequences(6, non_target=True, seed=5, metrics=True)
 
 
 @pytest.fixture()

@@ -148,6 +148,9 @@ class ModelSpec:
     """What the spec's own ``threshold`` means, for reports (empty: "model default (<score>
     scale)")."""
     numeric_len_columns: bool = False  # also use every ``*_len`` column present in the data
+    metric_columns: bool = False
+    """Also use the metric features present in the data (``mx_*`` rate/mean/max columns of
+    ``lo2-load --load-metrics --save-parquet``; :mod:`loglead_lo2.enhancers.metric_features`)."""
     shap_in_detection: bool = False
     """Also write SHAP top features (``<metrics>/shap_<key>_*``) in the detection phase."""
     adapt: Callable[[dict[str, Any], int], dict[str, Any]] | None = field(
@@ -171,7 +174,8 @@ class ModelSpec:
         if self.item:
             opts = ", ".join(f"{k}={v}" for k, v in sorted(self.vectorizer.items()))
             parts.append(f"{self.item} bag" + (f" ({opts})" if opts else ""))
-        nums = list(self.numeric) + (["*_len"] if self.numeric_len_columns else [])
+        nums = (list(self.numeric) + (["*_len"] if self.numeric_len_columns else [])
+                + (["mx_* metric features"] if self.metric_columns else []))
         if nums:
             parts.append("numeric " + ",".join(nums))
         return " + ".join(parts)
@@ -217,6 +221,14 @@ _DRAIN_NOTE = (
     " are loaded with the training load's Drain state (lo2-load --drain-state, saved beside the"
     " bundle); the words model is preferred where figures are close."
 )
+_METRIC_NOTE = (
+    " Needs lo2-load --load-metrics --save-parquet (the mx_* columns); a row without a sample"
+    " gets the training mean (docs/metrics.md)."
+)
+_FOREST = {"n_estimators": 100, "max_samples": "auto", "contamination": "auto",
+           "random_state": SEED}
+_DT_WORDS = {"max_depth": 20, "min_samples_leaf": 5, "max_leaf_nodes": 512,
+             "class_weight": "balanced", "random_state": SEED}
 _SURPRISAL = {"top_k": 1, "contamination": 0.01, "tie_weight": 0.01}
 _SURPRISAL_TEXT = (
     "Surprisal: the highest -log((df + 1) / (n + 2)) among a row's {what} (df = normal"
@@ -243,8 +255,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         " forest step of every run (configured by the --if-* flags) runs this entry.",
         item="e_words", numeric=(), vectorizer=IF_VECTORIZER, train_on="normal",
         factory=make_isolation_forest,
-        params={"n_estimators": 100, "max_samples": "auto", "contamination": "auto",
-                "random_state": SEED},
+        params=_FOREST,
         shap="none", score="neg_score_samples", threshold=_threshold_neg_offset,
         cutoff="contamination=auto (the forest's own cut-off on its training scores)",
         adapt=_adapt_forest,
@@ -386,10 +397,66 @@ _SPECS: tuple[ModelSpec, ...] = (
         + _EVENT_NOTE,
         item="e_words", numeric=(), vectorizer={"min_df": 2, "binary": True}, train_on="all",
         factory=DecisionTreeClassifier,
-        params={"max_depth": 20, "min_samples_leaf": 5, "max_leaf_nodes": 512,
-                "class_weight": "balanced", "random_state": SEED},
+        params=_DT_WORDS,
         shap="tree",
         fit_bytes_per_entry=72.0,
+    ),
+    ModelSpec(
+        key="metrics_lr",
+        kind="supervised",
+        description="Logistic regression on the metric features alone (standardised rates,"
+        " means and maxima of the service container's and the host's metrics over the"
+        " sequence's span): the metrics-only baseline of the logs/metrics ablation." + _METRIC_NOTE,
+        item=None, numeric=(), vectorizer={}, train_on="all",
+        factory=LogisticRegression, params=_LR, shap="linear", metric_columns=True,
+    ),
+    ModelSpec(
+        key="metrics_dt",
+        kind="supervised",
+        description="Decision tree on the metric features alone (leaves of >= 5 rows)."
+        + _METRIC_NOTE,
+        item=None, numeric=(), vectorizer={}, train_on="all",
+        factory=DecisionTreeClassifier, params=_DT_WORDS, shap="tree", metric_columns=True,
+        fit_bytes_per_entry=72.0,
+    ),
+    ModelSpec(
+        key="metrics_iforest",
+        kind="unsupervised",
+        description="Isolation Forest on the metric features alone, trained on normal rows;"
+        " score = -score_samples." + _METRIC_NOTE,
+        item=None, numeric=(), vectorizer={}, train_on="normal",
+        factory=make_isolation_forest, params=_FOREST, shap="tree",
+        score="neg_score_samples", threshold=_threshold_neg_offset,
+        cutoff="contamination=auto (the forest's own cut-off on its training scores)",
+        adapt=_adapt_forest, metric_columns=True, fit_bytes_per_entry=72.0,
+    ),
+    ModelSpec(
+        key="event_lr_words_metrics",
+        kind="supervised",
+        description="event_lr_words plus the standardised metric features (logs + metrics)."
+        + _METRIC_NOTE,
+        item="e_words", numeric=(), vectorizer=_WORDS, train_on="all",
+        factory=LogisticRegression, params=_LR, shap="linear", metric_columns=True,
+    ),
+    ModelSpec(
+        key="event_dt_words_metrics",
+        kind="supervised",
+        description="event_dt_words plus the metric features (logs + metrics)." + _METRIC_NOTE,
+        item="e_words", numeric=(), vectorizer={"min_df": 2, "binary": True}, train_on="all",
+        factory=DecisionTreeClassifier, params=_DT_WORDS, shap="tree", metric_columns=True,
+        fit_bytes_per_entry=72.0,
+    ),
+    ModelSpec(
+        key="isolation_forest_metrics",
+        kind="unsupervised",
+        description="The Isolation Forest's idf-weighted word bag plus the standardised metric"
+        " features (logs + metrics), trained on normal rows; score = -score_samples."
+        + _METRIC_NOTE,
+        item="e_words", numeric=(), vectorizer=IF_VECTORIZER, train_on="normal",
+        factory=make_isolation_forest, params=_FOREST, shap="tree",
+        score="neg_score_samples", threshold=_threshold_neg_offset,
+        cutoff="contamination=auto (the forest's own cut-off on its training scores)",
+        adapt=_adapt_forest, metric_columns=True, fit_bytes_per_entry=72.0,
     ),
     ModelSpec(
         key="sequence_lr_numeric",
@@ -454,6 +521,17 @@ def available_numeric(spec: ModelSpec, columns: Iterable[str]) -> tuple[str, ...
     out = list(spec.numeric)
     if spec.numeric_len_columns:
         out += sorted(c for c in cols if _LEN.match(c) and c not in out)
+    if spec.metric_columns:
+        from loglead_lo2.enhancers.metric_features import model_columns
+
+        found = [c for c in model_columns(cols) if c not in out]
+        if not found:
+            raise UserError(
+                f"{spec.key} reads the metric features (mx_* columns), and the enhanced "
+                "sequences have none: re-run the loader with --load-metrics --save-parquet "
+                "on a tree with metrics/ folders (lo2-sample --with-metrics), or pick "
+                "another model.")
+        out += found
     return tuple(out)
 
 

@@ -80,7 +80,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "cases and 60 s 'correct')")
     p.add_argument("--load-metrics", action="store_true",
                    help="parse metrics/metric_*.json of the selected cases into "
-                        "lo2_metrics.parquet")
+                        "lo2_metrics.parquet; with --save-parquet the enhanced sequences "
+                        "also get per-sequence metric features (mx_* columns: the service "
+                        "container's and the host's metrics over the sequence's time span)")
+    p.add_argument("--metric-features", type=Path, default=None, metavar="FILE",
+                   help="JSON or YAML list of the metric features to compute (name, "
+                        "metric, kind counter|gauge, scope container|host, optional labels, "
+                        "unit, text; see docs/metrics.md). Default: the built-in list "
+                        "(CPU, memory, network, file-system I/O; host load, memory, CPU, "
+                        "disk). Needs --load-metrics")
     p.add_argument("--save-parquet", action="store_true",
                    help="write enhanced sequences (tokens, trigrams, Drain ids) to "
                         "lo2_sequences_enhanced.parquet")
@@ -149,6 +157,7 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
         init_lines_to_skip=args.init_lines_to_skip,
         window=args.window,
         load_metrics=args.load_metrics,
+        metric_features=args.metric_features,
         save_parquet=args.save_parquet,
         save_events=args.save_events,
         save_base_sequences=args.save_base_sequences,
@@ -209,6 +218,8 @@ def format_summary(opts: LoadOptions, report: LoadReport, seconds: float) -> str
     lines.extend(problem_lines(sel, st))
     if report.metrics_rows or opts.load_metrics:
         lines.append(f"metrics: {report.metrics_rows:,} samples")
+    if report.metric_features is not None:
+        lines.append(report.metric_features.line())
     if sel.skipped:
         lines.append(f"skipped: {len(sel.skipped)}")
         lines.extend(f"  - {printable(path)}: {printable(why)}"

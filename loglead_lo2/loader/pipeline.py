@@ -68,6 +68,7 @@ from loglead_lo2.schema import (
 
 if TYPE_CHECKING:
     from loglead_lo2.enhancers.drain_state import DrainStateInfo
+    from loglead_lo2.loader.metric_join import MetricJoin
     from loglead_lo2.outputs import OutputSet
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class LoadOptions:
     """``None``: trim each file's start-up block (by content); ``N``: its first N lines."""
     window: float | None = None
     load_metrics: bool = False
+    metric_features: Path | None = None
+    """JSON/YAML list of metric features (``--metric-features``; ``None``: the built-in list)."""
     save_parquet: bool = False
     save_events: bool = False
     save_base_sequences: bool = False
@@ -122,6 +125,9 @@ class LoadReport:
     services: list[str] = field(default_factory=list)
     test_cases: list[str] = field(default_factory=list)
     metrics_rows: int = 0
+    metric_features: MetricJoin | None = None
+    """The metric features added to the enhanced sequences (``--load-metrics`` with
+    ``--save-parquet``)."""
     templates: int = 0
     written: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -171,6 +177,13 @@ def run_loader(
         raise UserError("--init-lines-to-skip must be >= 0 (0 disables trimming; leave it out "
                         "to trim the start-up block).")
     outputs = _outputs(opts)
+    if opts.metric_features is not None:
+        if not opts.load_metrics:
+            raise UserError("--metric-features lists the metric features of --load-metrics; "
+                            "add --load-metrics (and --save-parquet for the features).")
+        from loglead_lo2.enhancers.metric_features import read_features
+
+        read_features(opts.metric_features)  # a bad list fails before the load starts
     if opts.drain_state is not None and DRAIN_STATE_FILE not in outputs:
         raise UserError("--drain-state starts the Drain step, which runs only with "
                         "--save-parquet or --save-events; add one of them.")
@@ -218,6 +231,8 @@ def _load(opts: LoadOptions, out: OutputSet | None,
         drain = (DrainParser() if opts.drain_state is None
                  else DrainParser.from_state(opts.drain_state))
         report.drain_start = drain.start_state
+    if opts.load_metrics:  # first: the enhanced sequences get their metric features
+        _metrics(opts, sel, report, staged)
     from loglead_lo2.loader import parts as P
     from loglead_lo2.loader.runs import load_runs
 
@@ -240,15 +255,6 @@ def _load(opts: LoadOptions, out: OutputSet | None,
         report.written[TEMPLATES_FILE] = write_parquet(table, staged[TEMPLATES_FILE])
         report.drain = drain.save_state(staged[DRAIN_STATE_FILE])
         report.written[DRAIN_STATE_FILE] = report.drain.messages
-    if opts.load_metrics:
-        t = time.perf_counter()
-        metrics, skipped = load_metrics(sel.metrics_dirs)
-        sel.skipped.extend(skipped)
-        report.metrics_rows = metrics.height
-        if not sel.metrics_dirs:
-            sel.skipped.append((str(opts.root), "--load-metrics: no metrics/ folders found"))
-        report.written[METRICS_FILE] = write_parquet(metrics, staged[METRICS_FILE], "metrics")
-        report.tick("metrics", time.perf_counter() - t)
     st = report.stats
     if st.startup_lines_kept and opts.init_lines_to_skip != 0:
         log.warning("%d start-up line(s) (main thread, JVM) in %d file(s) come after the "
@@ -264,6 +270,24 @@ def _load(opts: LoadOptions, out: OutputSet | None,
         report.written[FILES_FILE] = write_parquet(files, out.path(FILES_FILE))
         write_text_atomic(out.path(INFO_FILE), json.dumps(info(opts, report), indent=2))
     return report
+
+
+def _metrics(opts: LoadOptions, sel: Selection, report: LoadReport,
+             staged: dict[str, Path]) -> None:
+    """Load the metrics (``lo2_metrics.parquet``) and prepare their features."""
+    t = time.perf_counter()
+    metrics, skipped = load_metrics(sel.metrics_dirs)
+    sel.skipped.extend(skipped)
+    report.metrics_rows = metrics.height
+    if not sel.metrics_dirs:
+        sel.skipped.append((str(opts.root), "--load-metrics: no metrics/ folders found"))
+    if METRICS_FILE in staged:
+        report.written[METRICS_FILE] = write_parquet(metrics, staged[METRICS_FILE], "metrics")
+    if ENHANCED_FILE in staged:
+        from loglead_lo2.loader.metric_join import MetricJoin
+
+        report.metric_features = MetricJoin.build(metrics, opts.metric_features)
+    report.tick("metrics", time.perf_counter() - t)
 
 
 def info(opts: LoadOptions, report: LoadReport) -> dict[str, object]:
@@ -294,6 +318,8 @@ def info(opts: LoadOptions, report: LoadReport) -> dict[str, object]:
         record["window"] = report.window.info(FILES_FILE)
     record["parts"] = {"folder": "lo2_parts", "runs": len(report.selection.runs),
                        "reused": report.parts_reused, "loaded": report.parts_written}
+    if report.metric_features is not None:
+        record["metric_features"] = report.metric_features.info()
     if report.drain is not None:
         record["drain"] = {"state_file": DRAIN_STATE_FILE, **report.drain.as_dict(),
                            "started_from": None if report.drain_start is None else {

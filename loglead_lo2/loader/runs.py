@@ -333,7 +333,8 @@ def _restored(part: P.Part, current: DrainParser) -> DrainParser:
 
 
 def _compact(done: list[P.Part], staged: dict[str, Path], report: LoadReport) -> None:
-    """Stream the parts' tables, in run order, into the final files."""
+    """Stream the parts' tables, in run order, into the final files (the enhanced sequences
+    with their metric features, when the load has them)."""
     finals = [final for final, _ in TABLES.values() if final in staged]
     if finals and not done:
         raise UserError(f"{finals[0]}: no run was loaded; check --root and the run selection.")
@@ -342,10 +343,12 @@ def _compact(done: list[P.Part], staged: dict[str, Path], report: LoadReport) ->
             continue
         t = time.perf_counter()
         writer = ParquetStreamWriter(staged[final], kind=kind)
+        join = report.metric_features if final == ENHANCED_FILE else None
         try:
             for part in done:
                 if part.has(name):
-                    writer.write(part.table(name))
+                    table = part.table(name)
+                    writer.write(table if join is None else join.add(part.run, table))
             report.written[final] = writer.close()
         except BaseException:
             writer.abort()
