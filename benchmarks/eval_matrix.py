@@ -9,6 +9,8 @@ length with the loader, then runs the detection phase in-process
     x window    (none | 5 s | 10 s, --windows)
     x services  (one model on all services | one model per service)
 
+on a sample with metrics, loaded with ``--load-metrics`` (the metric features and the
+fused models: the logs / metrics / both ablation)
 and reads what each run writes: ``leaderboard.csv``, ``leakage.json`` and every model's
 ``<key>_predictions.parquet`` (hold-out rows, with ``true_label`` from the generator's
 manifest). It prints the figures and writes ``docs/evaluation.md``: the targets of the
@@ -76,7 +78,8 @@ def make_sample(tree: Path, runs: int, scale: float, seed: int) -> dict[str, Any
     from loglead_lo2.generator import generate
 
     t = time.perf_counter()
-    summary = generate(tree, runs=runs, scale=scale, seed=seed, overwrite=True)
+    summary = generate(tree, runs=runs, scale=scale, seed=seed, overwrite=True,
+                       with_metrics=True)
     return {"runs": runs, "scale": scale, "seed": seed, "lines": summary.lines,
             "injected": summary.injected, "seconds": round(time.perf_counter() - t, 1)}
 
@@ -86,7 +89,7 @@ def load(tree: Path, out: Path, window: float | None, seed: int) -> dict[str, An
 
     t = time.perf_counter()
     report = run_loader(LoadOptions(root=tree, output_dir=out, window=window, seed=seed,
-                                    save_parquet=True, overwrite=True))
+                                    save_parquet=True, load_metrics=True, overwrite=True))
     info = json.loads((out / "lo2_load_info.json").read_text("utf-8"))
     return {"sequences": report.sequences, "events": report.events,
             "window_info": info.get("window"), "seconds": round(time.perf_counter() - t, 1)}

@@ -186,7 +186,8 @@ def test_shap_tables_are_sorted_and_guarded(root: Path, second: Path) -> None:
     s = _summary(second)
     for key in SUP.split(","):
         table = pl.read_csv(second / f"shap_{key}_top_features.csv")
-        assert table.columns == ["rank", "feature", "mean_abs_shap", "mean_shap", "direction"]
+        assert table.columns == ["rank", "feature", "mean_abs_shap", "mean_shap", "direction",
+                                 "meaning"]
         assert table.height > 0
         assert table["mean_abs_shap"].is_sorted(descending=True)
         assert (table["mean_abs_shap"] >= 0).all()
@@ -511,6 +512,30 @@ def test_every_shap_kind_of_the_registry_is_explained(
     assert outcome.table.height == outcome.features_explained
     assert outcome.table["mean_abs_shap"].is_sorted(descending=True)
     assert set(outcome.table["feature"]) <= set(fitted.vectorizer.feature_names_)
+
+
+def test_shap_names_metric_features_readably(
+        frames: tuple[pl.DataFrame, pl.DataFrame], tmp_path: Path) -> None:
+    """The fused model's SHAP table says what each metric feature measures; the CPU rate,
+    which carries the synthetic signal, ranks first and raises the score."""
+    from loglead_lo2.detection.shap import write_shap
+
+    train, hold = frames
+    fitted = fit_model(REGISTRY["event_lr_words_metrics"], train)
+    outcome = explain_model(fitted, hold, train, ShapSettings(sample=40, background=30))
+    table = outcome.table
+    metric = table.filter(pl.col("feature").str.starts_with("mx_"))
+    assert set(metric["feature"]) == {"mx_cpu_rate", "mx_host_load1_mean", "mx_host_load1_max"}
+    cpu = metric.filter(pl.col("feature") == "mx_cpu_rate").row(0, named=True)
+    assert cpu["meaning"] == "metric: CPU use of the service's container (cores), rate over " \
+        "the span"
+    assert cpu["direction"] == "raises score"
+    assert (table.filter(~pl.col("feature").str.starts_with("mx_"))["meaning"] == "").all()
+    metrics_only = explain_model(fit_model(REGISTRY["metrics_lr"], train), hold, train,
+                                 ShapSettings(sample=40, background=30))
+    assert metrics_only.table["feature"][0] == "mx_cpu_rate"
+    written = write_shap(outcome, tmp_path, held_out_runs=2)
+    assert "rate over the span" in written[0].read_text()
 
 
 def test_linear_shap_is_weight_times_deviation(frames: tuple[pl.DataFrame, pl.DataFrame]) -> None:

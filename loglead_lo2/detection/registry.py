@@ -425,7 +425,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         description="Isolation Forest on the metric features alone, trained on normal rows;"
         " score = -score_samples." + _METRIC_NOTE,
         item=None, numeric=(), vectorizer={}, train_on="normal",
-        factory=make_isolation_forest, params=_FOREST, shap="tree",
+        factory=make_isolation_forest, params=_FOREST, shap="kernel",
         score="neg_score_samples", threshold=_threshold_neg_offset,
         cutoff="contamination=auto (the forest's own cut-off on its training scores)",
         adapt=_adapt_forest, metric_columns=True, fit_bytes_per_entry=72.0,
@@ -453,7 +453,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         " features (logs + metrics), trained on normal rows; score = -score_samples."
         + _METRIC_NOTE,
         item="e_words", numeric=(), vectorizer=IF_VECTORIZER, train_on="normal",
-        factory=make_isolation_forest, params=_FOREST, shap="tree",
+        factory=make_isolation_forest, params=_FOREST, shap="kernel",
         score="neg_score_samples", threshold=_threshold_neg_offset,
         cutoff="contamination=auto (the forest's own cut-off on its training scores)",
         adapt=_adapt_forest, metric_columns=True, fit_bytes_per_entry=72.0,

@@ -43,7 +43,9 @@ KERNEL_MAX_ROWS = 20
 KERNEL_MAX_BACKGROUND = 20
 KERNEL_MAX_FEATURES = 20
 PLOT_TOP_N = 20
-SHAP_COLUMNS: tuple[str, ...] = ("rank", "feature", "mean_abs_shap", "mean_shap", "direction")
+SHAP_COLUMNS: tuple[str, ...] = ("rank", "feature", "mean_abs_shap", "mean_shap", "direction",
+                                 "meaning")
+"""``meaning``: what a metric feature measures (``mx_*`` columns; empty for a token)."""
 VALUES_COLUMNS: tuple[str, ...] = ("seq_id", "feature", "shap", "value")
 VALUES_TOP_N = 20
 
@@ -256,17 +258,21 @@ def _directions(data: np.ndarray, values: np.ndarray) -> list[str]:
 
 
 def _table(names: list[str], vals: _Values) -> pl.DataFrame:
+    from loglead_lo2.enhancers.metric_features import describe
+
     v = vals.values
     if v.size == 0:
         return pl.DataFrame(schema={"rank": pl.Int64, "feature": pl.String,
                                     "mean_abs_shap": pl.Float64, "mean_shap": pl.Float64,
-                                    "direction": pl.String})
+                                    "direction": pl.String, "meaning": pl.String})
+    features = [names[i] for i in vals.features]
     return (
         pl.DataFrame({
-            "feature": [names[i] for i in vals.features],
+            "feature": features,
             "mean_abs_shap": np.abs(v).mean(axis=0),
             "mean_shap": v.mean(axis=0),
             "direction": _directions(vals.data, v),
+            "meaning": [describe(f) or "" for f in features],
         })
         .sort(["mean_abs_shap", "feature"], descending=[True, False])
         .with_row_index("rank", offset=1)
@@ -347,7 +353,10 @@ def plot_summary(outcome: ShapOutcome, path: Path, held_out_runs: int) -> None:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     if top.height:
-        names = [n if len(n) <= 45 else n[:42] + "..." for n in top["feature"].to_list()]
+        from loglead_lo2.enhancers.metric_features import label
+
+        names = [n if len(n) <= 45 else n[:42] + "..."
+                 for n in map(label, top["feature"].to_list())]
         colors = ["#c0392b" if d == "raises score" else "#2e86c1" if d == "lowers score"
                   else "#7f8c8d" for d in top["direction"].to_list()]
         ypos = np.arange(top.height)[::-1]

@@ -326,6 +326,17 @@ def describe(column: str, features: Sequence[MetricFeature] = DEFAULT_FEATURES) 
     return f"metric: {what}, {_STAT_TEXT[stat]}"
 
 
-__all__ = ["DEFAULT_FEATURES", "MODEL_STATS", "PREFIX", "MetricFeature", "describe",
+def label(column: str, features: Sequence[MetricFeature] = DEFAULT_FEATURES) -> str:
+    """Short plot label of a feature: ``mx_cpu_rate`` -> ``cpu rate (metric, cores)``; any
+    other name (a token) is returned as it is."""
+    if describe(column, features) is None:
+        return column
+    stem, _, stat = column[len(PREFIX):].rpartition("_")
+    unit = next((f.unit for f in features if f.name == stem), "")
+    shown = unit if unit and stat in MODEL_STATS else ""
+    return f"{stem} {stat} (metric{', ' + shown if shown else ''})"
+
+
+__all__ = ["DEFAULT_FEATURES", "MODEL_STATS", "PREFIX", "MetricFeature", "describe", "label",
            "metric_features", "model_columns", "present", "read_features", "sampling_steps",
            "spans"]

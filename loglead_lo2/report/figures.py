@@ -159,6 +159,10 @@ def beeswarm(key: str, values: pl.DataFrame, order: Sequence[str], top: int = 15
 
 
 def _short(name: str, limit: int = 40) -> str:
+    """A feature's plot label (metric features readable), cut to ``limit`` characters."""
+    from loglead_lo2.enhancers.metric_features import label
+
+    name = label(name)
     return name if len(name) <= limit else name[: limit - 3] + "..."
 
 
