@@ -11,6 +11,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from loglead_lo2 import SERVICES
@@ -221,29 +222,198 @@ def test_background_rate_per_second_is_the_same_in_every_case(tmp_path: Path) ->
     assert 0.03 < in_correct < 0.3 and 0.05 < in_errors < 0.15  # NPE_RATE = 0.1 / s
 
 
+def _metrics(case_dir: Path) -> dict[str, list[dict]]:
+    return {name: json.loads((case_dir / "metrics" / f"metric_{name}.json").read_text())
+            for name in METRIC_NAMES}
+
+
+def _floats(series: dict) -> list[float]:
+    return [float(v) for _, v in series["values"]]
+
+
+def _by_name(data: list[dict]) -> dict[str, dict]:
+    """Series of the named (cadvisor ``name`` label) containers."""
+    return {s["metric"]["name"]: s for s in data if "name" in s["metric"]}
+
+
+def _log_span(run: Path, case: str) -> tuple[float, float]:
+    """Epoch seconds of the first and last log line of a case (all services)."""
+    epoch = int(run.name.rsplit("-", 1)[1])
+    day = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    stamps = []
+    for service in SERVICES:
+        for line in _lines(run / case / log_name(service)):
+            m = PATTERN.match(line)
+            if m:
+                h, mi, sec, ms = (int(g) for g in m.groups()[:4])
+                stamp = day.replace(hour=h, minute=mi, second=sec).timestamp() + ms / 1000
+                stamps.append(stamp - 86400 if stamp > epoch + 43200 else stamp)
+    return min(stamps), max(stamps)
+
+
 def test_metrics_have_prometheus_shape(sample: Path) -> None:
     folder = _runs(sample)[0] / "correct" / "metrics"
     names = sorted(p.name for p in folder.iterdir())
     assert names == sorted([f"metric_{n}.json" for n in METRIC_NAMES] + ["last_fetch_time.txt"])
-    last = None
+    grid = None
     for name in METRIC_NAMES:
-        data = json.loads((folder / f"metric_{name}.json").read_text())
+        text = (folder / f"metric_{name}.json").read_text()
+        data = json.loads(text)
+        assert text == json.dumps(data, indent=4)  # the real exports' layout
         assert isinstance(data, list) and data
+        keys = [list(s["metric"].items()) for s in data]
+        assert keys == sorted(keys)  # Prometheus order: sorted label sets
         for series in data:
-            assert series["metric"]["__name__"] == name
-            assert series["metric"]["job"] in ("node", "cadvisor")
+            labels = series["metric"]
+            assert list(labels) == sorted(labels) and labels["__name__"] == name
+            assert labels["job"] in ("node", "cadvisor")
             times = [t for t, _ in series["values"]]
             assert all(isinstance(t, int) for t in times)
-            assert all(b - a == 1 for a, b in zip(times, times[1:], strict=False))
-            assert 55 <= len(times) <= 63
-            float(series["values"][0][1])
-            assert all(isinstance(v, str) for _, v in series["values"])
-            last = times[-1]
-        if name.startswith("container_"):
-            assert len(data) == 7
+            assert grid is None or times == grid  # one grid for every file of a case
+            grid = times
+            assert all(isinstance(v, str) and float(v) >= 0 for _, v in series["values"])
+        assert grid is not None and all(b - a == 1 for a, b in zip(grid, grid[1:], strict=False))
+        assert 64 <= len(grid) <= 72  # 60 s case + lead and tail (real: 63 samples)
     text = (folder / "last_fetch_time.txt").read_text()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", text)
-    assert datetime.fromisoformat(text).timestamp() == last
+    assert grid is not None and datetime.fromisoformat(text).timestamp() == grid[-1]
+
+
+def test_metrics_label_sets_like_the_real_exports(sample: Path) -> None:
+    data = _metrics(_runs(sample)[0] / "access_token_auth_header_error_401")
+    services = {f"light-oauth2-oauth2-{s}-1": s for s in SERVICES}
+    others = {"jaeger-container", "light-oauth2-mysqldb-1"}
+    for name, group in data.items():
+        named = _by_name(group)
+        if name.startswith("node_"):
+            assert not named and all(s["metric"]["instance"] == "node_exporter:9100"
+                                     and s["metric"]["group"] == "production" for s in group)
+            continue
+        assert all(s["metric"]["instance"] == "cadvisor:8080" for s in group)
+        if name in ("container_cpu_usage_seconds_total", "container_memory_usage_bytes",
+                    "container_memory_working_set_bytes"):
+            assert set(named) == set(services) | others
+            cgroups = [s["metric"]["id"] for s in group if "name" not in s["metric"]]
+            assert "/" in cgroups and len(cgroups) == len(group) - 9 >= 2
+        else:
+            assert set(named) == set(services) and len(group) == 7
+            extra = "interface" if "network" in name else "device"
+            assert {s["metric"][extra] for s in group} == ({"eth0"} if extra == "interface"
+                                                           else {"/dev/sda"})
+        for container, series in named.items():
+            labels = series["metric"]
+            assert labels["container_label_com_docker_compose_project"] == "light-oauth2"
+            assert re.fullmatch(r"/system\.slice/docker-[0-9a-f]{64}\.scope", labels["id"])
+            if container in services:
+                service = services[container]
+                assert labels["container_label_com_docker_compose_service"] == f"oauth2-{service}"
+                assert labels["image"] == f"networknt/oauth2-{service}:2.0.28"
+        if name == "container_cpu_usage_seconds_total":
+            assert {s["metric"]["cpu"] for s in group} == {"total"}
+    cpu = {(s["metric"]["cpu"], s["metric"]["mode"]) for s in data["node_cpu_seconds_total"]}
+    assert cpu == {(c, m) for c in "0123" for m in ("idle", "iowait", "system", "user")}
+    for name in ("node_disk_read_bytes_total", "node_disk_written_bytes_total"):
+        assert len({s["metric"]["device"] for s in data[name]}) == 2
+
+
+def _runs_of_equal(values: list[float]) -> list[int]:
+    runs, n = [], 1
+    for a, b in zip(values, values[1:], strict=False):
+        if a == b:
+            n += 1
+        else:
+            runs.append(n)
+            n = 1
+    return runs  # the last (cut) run left out
+
+
+def test_metrics_counters_grow_and_values_are_held_like_scrapes(sample: Path) -> None:
+    for case_dir in sorted(p for p in _runs(sample)[1].iterdir() if p.is_dir())[:12]:
+        data = _metrics(case_dir)
+        for name, group in data.items():
+            for series in group:
+                values = _floats(series)
+                if name.endswith("_total"):
+                    assert all(b >= a for a, b in zip(values, values[1:], strict=False))
+                if name.startswith("node_") and name.endswith("_total"):
+                    assert set(_runs_of_equal(values)[1:]) <= {5}  # 5 s scrapes
+        for series in _by_name(data["container_cpu_usage_seconds_total"]).values():
+            values = _floats(series)
+            assert values[0] > 40  # cumulative since the container started
+            assert set(_runs_of_equal(values)) <= {1, 2}  # cadvisor: a new value every 1-2 s
+
+
+def test_metrics_range_extends_beyond_the_case_logs(sample: Path) -> None:
+    run = _runs(sample)[0]
+    for case in list(test_cases())[:8]:
+        grid = [t for t, _ in _metrics(run / case)["node_load1"][0]["values"]]
+        first, last = _log_span(run, case)
+        if case == "correct":
+            assert len(grid) >= 64  # start-up lines lie before the case's range
+        else:
+            assert grid[0] <= first - 1 and 10 <= grid[-1] - grid[0] <= 30
+        assert grid[-1] >= last + 1
+
+
+def test_metrics_follow_each_services_traffic(sample: Path) -> None:
+    run = _runs(sample)[0]
+    rates, traffic = [], []
+    for case in list(test_cases())[:12]:
+        lines = {s: len(_lines(run / case / log_name(s))) for s in SERVICES}
+        data = _metrics(run / case)
+        cpu, net = (
+            {name[len("light-oauth2-oauth2-"):-2]: _floats(series)
+             for name, series in _by_name(data[metric]).items() if "oauth2-oauth2" in name}
+            for metric in ("container_cpu_usage_seconds_total",
+                           "container_network_transmit_bytes_total"))
+        grown = {s: v[-1] - v[0] for s, v in cpu.items()}
+        sent = {s: v[-1] - v[0] for s, v in net.items()}
+        # token: the most requests per second and the dearest ones; key: no traffic at all
+        assert max(grown, key=lambda s: grown[s]) == "token", (case, grown)
+        assert min(grown, key=lambda s: grown[s]) == "key" == min(sent, key=lambda s: sent[s])
+        if case == "correct":  # long enough for the busiest service to be clear
+            assert max(lines, key=lambda s: lines[s]) == "token" == max(sent, key=lambda s: sent[s])
+        seconds = len(net["token"]) - 1
+        for s in SERVICES:
+            if s != "key":
+                rates.append(sent[s] / seconds)
+                traffic.append(lines[s] / seconds)
+    assert np.corrcoef(rates, traffic)[0, 1] > 0.5  # bytes sent per second follow lines
+
+
+def test_metrics_are_deterministic_and_only_follow_traffic() -> None:
+    from loglead_lo2.generator.metrics import case_metrics, dumps, planned_activity
+    from loglead_lo2.generator.schedule import CaseSlot
+
+    slot = CaseSlot(3, "correct", 1_721_246_000_500, 1_721_246_010_500)
+    again = CaseSlot(3, "correct", 1_721_246_000_500, 1_721_246_010_500)
+    a, b = case_metrics(5, 1, slot), case_metrics(5, 1, again)
+    assert a == b and a != case_metrics(6, 1, slot)
+    for group in a.values():
+        assert dumps(group) == json.dumps(group, indent=4)
+    # the activity is the plan's traffic of the slot: the case's name plays no part
+    other = CaseSlot(4, "token_revoked_401", slot.start_ms, slot.end_ms)
+    seconds = np.arange(slot.start_ms // 1000 - 3, slot.end_ms // 1000 + 3)
+    for service in SERVICES:
+        act = planned_activity(service, slot, seconds)
+        assert np.array_equal(act, planned_activity(service, other, seconds))
+        assert act[0] == act[-1] == 0.0
+    token = planned_activity("token", slot, seconds)
+    assert token[4] < token[8] and abs(token[8:12].mean() - 380.0) < 1.0  # users ramp up
+
+
+def test_loader_parses_the_generated_metrics(sample: Path) -> None:
+    from loglead_lo2.loader.metrics import load_metrics
+
+    run = _runs(sample)[0]
+    case = run / "correct"
+    table, skipped = load_metrics([(run.name, "correct", case / "metrics")])
+    assert not skipped
+    data = _metrics(case)
+    assert table.height == sum(len(s["values"]) for g in data.values() for s in g)
+    containers = set(table["container"].drop_nulls())
+    assert {f"light-oauth2-oauth2-{s}-1" for s in SERVICES} <= containers
+    assert set(table["metric"]) == set(METRIC_NAMES)
 
 
 def test_same_arguments_same_bytes_other_seed_differs(tmp_path: Path) -> None:
@@ -253,7 +423,7 @@ def test_same_arguments_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     generate(tmp_path / "c", seed=12, **kwargs)
     a, b, c = (_digests(tmp_path / x) for x in "abc")
     assert a == b
-    assert len(a) == 2 * 54 * (7 + 7) + 2
+    assert len(a) == 2 * 54 * (7 + len(METRIC_NAMES) + 1) + 2
     assert set(a) != set(c) or a != c
 
 
