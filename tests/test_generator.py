@@ -563,3 +563,24 @@ def test_value_encoders_match_the_standard_library() -> None:
     assert users["user_id"].str.len_chars().unique().to_list() == [8]
     assert users["first_name"].str.len_chars().unique().to_list() == [32]
     assert all(uuid.UUID(e).version == 4 for e in users["email"])
+
+
+def test_host_memory_falls_through_the_run_as_in_the_real_exports(sample: Path) -> None:
+    """The host's free memory falls from case to case (``correct`` is recorded first), as in
+    tests/data/real_metrics: a host metric carries the recording order."""
+    import polars as pl
+
+    from loglead_lo2.loader.metrics import load_metrics
+
+    run = _runs(sample)[0]
+    dirs = [(run.name, p.name, p / "metrics") for p in sorted(run.iterdir()) if p.is_dir()]
+    table, _ = load_metrics(dirs)
+    mem = (table.filter(pl.col("metric") == "node_memory_MemAvailable_bytes")
+           .group_by("test_case").agg(pl.col("value").mean(), pl.col("timestamp").min())
+           .sort("timestamp"))
+    assert mem["test_case"][0] == "correct"
+    assert mem["value"][0] == mem["value"].max()
+    assert mem["value"][0] - mem["value"][-1] > 1e9  # ~4 MB/s over the run's ~10 minutes
+    corr = pl.DataFrame({"t": mem["timestamp"].dt.epoch("s"), "v": mem["value"]}).select(
+        pl.corr("t", "v")).item()
+    assert corr < -0.95

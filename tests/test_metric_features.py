@@ -237,3 +237,78 @@ def test_loader_metric_features_flag(lo2_sample: Path, tmp_path: Path,
     assert main([*base, "--overwrite"]) == 0
     assert not [c for c in pl.read_parquet_schema(out / "lo2_sequences_enhanced.parquet")
                 if c.startswith("mx_")]
+
+
+# -- shortcuts and the model path ---------------------------------------------------------
+def test_recording_order_flags_host_metrics_only() -> None:
+    from loglead_lo2.detection.leakage import host_columns, leakage_lines, leakage_report
+
+    rows = []
+    for run in ("r1", "r2"):
+        for i, case in enumerate(("correct", "e1", "e2", "e3")):
+            for service in ("code", "token", "user"):
+                rows.append({"seq_id": f"{run}{case}{service}", "run": run, "test_case": case,
+                             "service": service, "window": 0, "anomaly": case != "correct",
+                             "seq_len": 10, "duration_sec": 5.0,
+                             # free memory falls case by case; the CPU differs by service
+                             "mx_host_mem_available_mean": 3e10 - 1e9 * i + 0.1 * (
+                                 service == "user"),
+                             "mx_cpu_rate": {"code": 0.2, "token": 0.5, "user": 0.3}[service]})
+    hold = pl.DataFrame(rows)
+    assert host_columns(hold) == ["mx_host_mem_available_mean"]  # rounding tolerated
+    report = leakage_report(hold, windowed=True)
+    order = report["recording_order"]
+    assert order["separability"] == {"mx_host_mem_available_mean": 1.0}
+    assert "recording order" in order["warning"]
+    assert any("host metrics alone" in line for line in leakage_lines(report))
+    assert leakage_report(hold.drop("mx_host_mem_available_mean"))["recording_order"][
+        "warning"] is None
+
+
+@pytest.fixture(scope="module")
+def fused(lo2_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared sample in 5 s windows with metric features, evaluated with fused models."""
+    from loglead_lo2.detection.cli import main as detect_main
+    from loglead_lo2.loader import LoadOptions, run_loader
+
+    out = tmp_path_factory.mktemp("fused") / "result"
+    run_loader(LoadOptions(root=lo2_sample, output_dir=out, window=5.0, save_parquet=True,
+                           load_metrics=True))
+    assert detect_main(["--root", str(out), "--skip-if", "--label-mode", "test-case",
+                        "--models", "event_lr_words_metrics,metrics_iforest"]) == 0
+    return out
+
+
+def test_fused_bundles_score_a_fresh_load_and_name_what_is_missing(
+        fused: Path, lo2_sample: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from loglead_lo2.detection.scoring import score_folder
+    from loglead_lo2.loader import LoadOptions, run_loader
+
+    run = json.loads((fused / "metrics/detect_run.json").read_text())["split"][
+        "holdout_runs"][-1]
+    shutil.copytree(lo2_sample / run, tmp_path / "tree" / run)
+    fresh = tmp_path / "fresh"
+    run_loader(LoadOptions(root=tmp_path / "tree", output_dir=fresh, window=5.0,
+                           save_parquet=True, load_metrics=True))
+    for key in ("event_lr_words_metrics", "metrics_iforest"):
+        preds = score_folder(fresh, fused / f"metrics/models/{key}.joblib").sort("seq_id")
+        seen = pl.read_parquet(fused / f"metrics/{key}_predictions.parquet").filter(
+            pl.col("run") == run).sort("seq_id")
+        assert preds["seq_id"].to_list() == seen["seq_id"].to_list()
+        assert preds["score"].to_list() == pytest.approx(seen["score"].to_list(), rel=1e-9)
+    bare = tmp_path / "bare"
+    run_loader(LoadOptions(root=tmp_path / "tree", output_dir=bare, window=5.0,
+                           save_parquet=True))
+    with pytest.raises(UserError, match="--load-metrics --save-parquet"):
+        score_folder(bare, fused / "metrics/models/metrics_iforest.joblib")
+
+
+def test_leaderboard_warns_of_recording_order_under_test_case_labels(fused: Path) -> None:
+    """Test-case labels make every row of an error case anomalous: the host's falling free
+    memory then tells correct (recorded first) from the error cases."""
+    board = (fused / "metrics/leaderboard.md").read_text()
+    assert "**Recording order.**" in board and "mx_host_mem_available" in board
+    leak = json.loads((fused / "metrics/leakage.json").read_text())["recording_order"]
+    assert leak["separability"]["mx_host_mem_available_mean"] > 0.9

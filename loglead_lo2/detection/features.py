@@ -155,9 +155,12 @@ class ListVectorizer(TransformerMixin, BaseEstimator,  # type: ignore[call-arg]
             needed.append(f"{self.item}{COUNTS_SUFFIX}")
         missing = [c for c in needed if c not in df.columns]
         if missing:
+            from loglead_lo2.enhancers.metric_features import missing_hint
+
+            hint = missing_hint(missing)
             raise UserError(
                 f"feature column(s) {', '.join(missing)} not in the data "
-                f"(available: {', '.join(df.columns)})."
+                f"(available: {', '.join(df.columns)}).{hint}"
             )
         if self.item and not isinstance(df.schema[self.item], pl.List):
             raise UserError(

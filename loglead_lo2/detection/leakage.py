@@ -8,6 +8,10 @@ pooled figure hides services where length separates perfectly) and of the pooled
 separability of a feature is ``max(AUC, 1 - AUC)`` (length separates in either direction).
 Any separability above :data:`LEAKAGE_LIMIT` gives a warning with advice that fits the run's
 settings (windowing and label mode).
+
+With metric features in the data, :func:`recording_order` does the same for the host-scope
+ones (the same for every service of a case): above the limit they tell cases apart by when
+they were recorded, a shortcut like length.
 """
 
 from __future__ import annotations
@@ -49,6 +53,51 @@ def _block(df: pl.DataFrame) -> dict[str, Any]:
     seps = [out[f]["separability"] for f in FEATURES if out[f]["separability"] is not None]
     out["max_separability"] = max(seps) if seps else None
     return out
+
+
+def host_columns(hold: pl.DataFrame) -> list[str]:
+    """The metric feature columns (``mx_*`` rate/mean/max) that are the same for every
+    service of a case's window: host-scope metrics, found from the data (a custom feature
+    list may name them anything)."""
+    from loglead_lo2.enhancers.metric_features import model_columns
+
+    cols = list(model_columns(hold.columns))
+    keys = [c for c in ("run", "test_case", "window") if c in hold.columns]
+    if not cols or "service" not in hold.columns or hold["service"].n_unique() < 2 \
+            or len(keys) < 2:
+        return []
+    # the same up to rounding: a mean summed in another order differs in the last bits
+    spread = (hold.group_by(keys).agg((pl.col(cols).max() - pl.col(cols).min()).abs())
+              .select(pl.col(cols).max()))
+    scale = hold.select(pl.col(cols).abs().max())
+    return [c for c in cols
+            if (spread[c][0] or 0.0) <= 1e-9 * max(float(scale[c][0] or 0.0), 1.0)]
+
+
+def recording_order(hold: pl.DataFrame) -> dict[str, Any]:
+    """How far each host-scope metric feature alone separates the hold-out classes: a host
+    metric is the same for the target service and the others of a case, so what it can tell
+    is which case (and when in the run) a row comes from, e.g. ``correct``, recorded first,
+    by the host's free memory that falls through a run."""
+    cols = host_columns(hold) if "anomaly" in hold.columns else []
+    y = hold["anomaly"].cast(pl.Boolean).to_numpy() if cols else np.zeros(0, bool)
+    seps: dict[str, float] = {}
+    for c in cols:
+        v = hold[c].cast(pl.Float64)
+        auc = ranking_aucs(y, v.fill_null(v.mean() or 0.0).to_numpy())[0]
+        if auc is not None:
+            seps[c] = max(auc, 1 - auc)
+    leaky = {c: v for c, v in sorted(seps.items()) if v > LEAKAGE_LIMIT}
+    warning = None
+    if leaky:
+        where = ", ".join(f"{c} {v:.2f}" for c, v in leaky.items())
+        warning = (f"host metrics alone separate normal from anomalous hold-out rows ({where}"
+                   "): a host metric is the same for every service of a case, so it says "
+                   "which case a row comes from and when in the run it was recorded (correct "
+                   "first; the host's free memory falls through a run), not which service "
+                   "failed. A model reading the mx_* columns may score recording order: "
+                   "compare it with its logs-only variant and read fp_rate_non_target.")
+    return {"columns": cols, "separability": seps, "warning": warning}
 
 
 def advice(windowed: bool, label_mode: str) -> str:
@@ -103,6 +152,7 @@ def leakage_report(hold: pl.DataFrame, *, windowed: bool | None = None,
                    f"> {LEAKAGE_LIMIT} in {where}): a high score may measure length, not "
                    f"errors. Advice: {advice(windowed, label_mode)}.")
     return {
+        "recording_order": recording_order(hold),
         "limit": LEAKAGE_LIMIT, "features": list(FEATURES), "windowed": windowed,
         "label_mode": label_mode, "pooled": pooled, "per_service": per_service,
         "worst": worst, "leaky_services": leaky, "warning": warning, "rows": hold.height,
@@ -138,8 +188,11 @@ def leakage_lines(report: dict[str, Any]) -> list[str]:
             else f"{s} n/a" for s, b in report["per_service"].items()))
     if report.get("warning"):
         lines.append(f"[Leakage] WARNING: {report['warning']}")
+    order = report.get("recording_order") or {}
+    if order.get("warning"):
+        lines.append(f"[Leakage] WARNING: {order['warning']}")
     return lines
 
 
-__all__ = ["FEATURES", "LEAKAGE_LIMIT", "advice", "leakage_lines", "leakage_report",
-           "service_separability"]
+__all__ = ["FEATURES", "LEAKAGE_LIMIT", "advice", "host_columns", "leakage_lines",
+           "leakage_report", "recording_order", "service_separability"]

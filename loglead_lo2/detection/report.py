@@ -146,6 +146,9 @@ def _leakage_banner(leakage: Mapping[str, Any] | None) -> str:
     worst = leakage.get("worst") or {}
     sep = worst.get("separability")
     lines = []
+    order = leakage.get("recording_order") or {}
+    if order.get("warning"):
+        lines.append(f"> **Recording order.** {order['warning']}")
     if leakage.get("warning"):
         lines.append(f"> **Length leakage.** {leakage['warning']}")
     elif sep is not None:
@@ -153,7 +156,7 @@ def _leakage_banner(leakage: Mapping[str, Any] | None) -> str:
                      f"duration_sec, event rate) separates the hold-out classes above "
                      f"{leakage.get('limit')} in any service (worst: {worst.get('feature')} "
                      f"in {worst.get('service')}, {sep:.2f}).")
-    return ("\n".join(lines) + "\n\n") if lines else ""
+    return ("\n\n".join(lines) + "\n\n") if lines else ""
 
 
 def write_leaderboard(metrics_dir: str | os.PathLike[str],

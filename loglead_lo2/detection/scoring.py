@@ -110,7 +110,10 @@ def score_bundle(sequences: pl.DataFrame, bundle: str | os.PathLike[str], *,
     needed = [c for c in (vec.item, *vec.numeric) if c]
     missing = [c for c in needed if c not in sequences.columns]
     if missing:
-        raise UserError(f"sequences lack column(s) {', '.join(missing)} used by {bundle}.")
+        from loglead_lo2.enhancers.metric_features import missing_hint
+
+        raise UserError(f"sequences lack column(s) {', '.join(missing)} used by {bundle}."
+                        + missing_hint(missing))
     scores = score_rows(spec, loaded.model, vec, sequences, batch_size)
     out = sequences.select([c for c in KEY_COLUMNS if c in sequences.columns]).with_columns(
         score=pl.Series(scores, dtype=pl.Float64), model=pl.lit(key))

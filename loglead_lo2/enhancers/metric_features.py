@@ -326,6 +326,14 @@ def describe(column: str, features: Sequence[MetricFeature] = DEFAULT_FEATURES) 
     return f"metric: {what}, {_STAT_TEXT[stat]}"
 
 
+def missing_hint(columns: Sequence[str]) -> str:
+    """The fix to append to a "missing column(s)" error when metric features are missing."""
+    if any(c.startswith(PREFIX) for c in columns):
+        return (" The mx_* metric features come from lo2-load --load-metrics --save-parquet "
+                "on a tree with metrics/ folders.")
+    return ""
+
+
 def label(column: str, features: Sequence[MetricFeature] = DEFAULT_FEATURES) -> str:
     """Short plot label of a feature: ``mx_cpu_rate`` -> ``cpu rate (metric, cores)``; any
     other name (a token) is returned as it is."""
@@ -338,5 +346,5 @@ def label(column: str, features: Sequence[MetricFeature] = DEFAULT_FEATURES) -> 
 
 
 __all__ = ["DEFAULT_FEATURES", "MODEL_STATS", "PREFIX", "MetricFeature", "describe", "label",
-           "metric_features", "model_columns", "present", "read_features", "sampling_steps",
-           "spans"]
+           "metric_features", "missing_hint", "model_columns", "present", "read_features",
+           "sampling_steps", "spans"]

@@ -392,6 +392,8 @@ def _explain(opts: ExplainOptions, path: Path, out: Path, say: Say) -> ExplainRe
     leak = leakage_report(hold, windowed=prep.windowed, label_mode=prep.label_mode)
     if leak.get("warning"):
         warnings.append(f"[Leakage] {leak['warning']}")
+    if (leak.get("recording_order") or {}).get("warning"):
+        warnings.append(f"[Leakage] {leak['recording_order']['warning']}")
     out.mkdir(parents=True, exist_ok=True)
     train_normal = train.filter(pl.col("normal"))
     nn_info = steps.nn_step(views[opts.source], hold, train_normal, df.columns, holdout,

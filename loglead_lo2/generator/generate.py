@@ -167,7 +167,8 @@ def _write_run(out: Path, plan: RunPlan, seed: int, scale: float, with_metrics: 
         if with_metrics:
             from loglead_lo2.generator.metrics import write_case_metrics
 
-            write_case_metrics(run_dir / slot.name / "metrics", seed, plan.index, slot)
+            write_case_metrics(run_dir / slot.name / "metrics", seed, plan.index, slot,
+                               plan.startup_ms)
     if pending:
         flush()
     rows = pl.concat(manifests) if manifests else _empty_manifest()

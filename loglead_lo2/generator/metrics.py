@@ -38,7 +38,9 @@ case's slot). It is the plan's expected traffic, not the drawn lines (``write_ca
 does not see the file plans), so the per-file +-8 % and Poisson variation of the logs is not
 in the metrics. MySQL, Jaeger, the cgroups and the host CPU and disks follow the total
 activity. Nothing depends on whether the case is an error case. Memory gauges drift slowly
-with noise; load and MemAvailable are random walks.
+with noise; load is a random walk; the host's MemAvailable falls through the whole run
+(:data:`MEM_DRIFT`, from the case's time since the run's start) as in the real exports, so a
+host metric carries the run's recording order (``correct`` first) as the real ones do.
 """
 
 from __future__ import annotations
@@ -67,6 +69,10 @@ TAIL_S = (2, 6)
 
 NODE = {"group": "production", "instance": "node_exporter:9100", "job": "node"}
 CADVISOR = {"instance": "cadvisor:8080", "job": "cadvisor"}
+MEM_DRIFT = 4e6
+"""Bytes per second the host's free memory falls through a run: the real exports of
+``LO2_run_1739743201`` fall from 35.8 GB (``correct``, recorded first) to 28.4 GB 30 minutes
+later. A host metric thus tells when in the run a case was recorded (a shortcut)."""
 NODE_GAUGES = ("node_load1", "node_load5", "node_load15", "node_memory_MemAvailable_bytes")
 NODE_COUNTERS = ("node_cpu_seconds_total", "node_disk_read_bytes_total",
                  "node_disk_written_bytes_total")
@@ -259,12 +265,15 @@ def _label_sets(name: str, seed: int, run: int) -> tuple[tuple[Labels, ...], tup
     return tuple(sets[i] for i in order), tuple(order)
 
 
-def _node_blocks(rng: np.random.Generator, n: int, total: np.ndarray) -> dict[str, Block]:
+def _node_blocks(rng: np.random.Generator, n: int, total: np.ndarray,
+                 elapsed: np.ndarray) -> dict[str, Block]:
+    """``elapsed``: seconds since the run's start of each sample (the host's free memory
+    falls through a run, as in the real exports)."""
     phase = int(rng.integers(0, SCRAPE_SECONDS))
     load1 = np.clip(10 + np.cumsum(rng.normal(0, 0.4, n)), 0.5, None)
     load5 = np.clip(load1.mean() * 0.85 + np.cumsum(rng.normal(0, 0.08, n)), 0.5, None)
     load15 = np.clip(load5.mean() * 0.8 + np.cumsum(rng.normal(0, 0.02, n)), 0.5, None)
-    mem = 3.4e10 - np.cumsum(np.abs(rng.normal(4e6, 2e6, n)))
+    mem = 3.6e10 - MEM_DRIFT * elapsed + np.cumsum(rng.normal(0, 2e6, n))
     out: dict[str, Block] = {}
     for name, vals, dec in (("node_load1", load1, 2), ("node_load5", load5, 2),
                             ("node_load15", load15, 2),
@@ -348,13 +357,15 @@ def _container_blocks(rng: np.random.Generator, n: int, act: dict[str, np.ndarra
     return out
 
 
-def _case_series(seed: int, run: int, slot: CaseSlot
+def _case_series(seed: int, run: int, slot: CaseSlot, run_start_ms: int | None = None
                  ) -> tuple[list[int], dict[str, list[Series]]]:
     times = case_times(seed, run, slot)
     n = len(times)
     act = {s: planned_activity(s, slot, times - 1) for s in SERVICES}  # second before t
     total = np.sum(list(act.values()), axis=0)
-    blocks = _node_blocks(rng_for(seed, NS_METRICS, run, slot.index, 1), n, total)
+    start = times[0] if run_start_ms is None else run_start_ms / 1000.0
+    blocks = _node_blocks(rng_for(seed, NS_METRICS, run, slot.index, 1), n, total,
+                          np.maximum(times - start, 0.0))
     blocks.update(_container_blocks(rng_for(seed, NS_METRICS, run, slot.index, 2), n, act,
                                     total))
     out: dict[str, list[Series]] = {}
@@ -365,10 +376,12 @@ def _case_series(seed: int, run: int, slot: CaseSlot
     return times.tolist(), out
 
 
-def case_metrics(seed: int, run: int, slot: CaseSlot) -> dict[str, list[dict[str, Any]]]:
+def case_metrics(seed: int, run: int, slot: CaseSlot, run_start_ms: int | None = None
+                 ) -> dict[str, list[dict[str, Any]]]:
     """Series of every metric for one test case (deterministic per seed, run, case), as the
-    JSON lists written to ``metric_<name>.json``."""
-    times, series = _case_series(seed, run, slot)
+    JSON lists written to ``metric_<name>.json``; ``run_start_ms``: when the run began (the
+    host's memory drift; ``None``: at the case's first sample)."""
+    times, series = _case_series(seed, run, slot, run_start_ms)
     return {name: [{"metric": dict(labels), "values": [[t, v] for t, v in zip(times, vs,
                                                                          strict=True)]}
                    for labels, vs in group] for name, group in series.items()}
@@ -409,14 +422,15 @@ def dumps(data: list[dict[str, Any]]) -> str:
     return _render(rows)
 
 
-def write_case_metrics(folder: Path, seed: int, run: int, slot: CaseSlot) -> None:
+def write_case_metrics(folder: Path, seed: int, run: int, slot: CaseSlot,
+                       run_start_ms: int | None = None) -> None:
     """Write ``metric_<name>.json`` files and ``last_fetch_time.txt`` into ``folder``.
 
     Plain writes, like the case's log files: ``generate`` writes into run folders it has just
     emptied, and a temp file and rename per file would double the cost of the 15 files.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    times, series = _case_series(seed, run, slot)
+    times, series = _case_series(seed, run, slot, run_start_ms)
     for name, group in series.items():
         text = _render([(labels, times, vs) for labels, vs in group])
         (folder / f"metric_{name}.json").write_text(text, encoding="utf-8")

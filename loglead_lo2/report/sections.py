@@ -132,6 +132,10 @@ def leaderboard_section(inp: ReportInputs) -> dict[str, Any]:
             f"{worst.get('feature')} in {worst.get('service')}, {fmt(sep, 2)}).")}
     else:
         banner = {"level": "warn", "text": "No leakage check found (metrics/leakage.json)."}
+    order = leak.get("recording_order") or {}
+    if order.get("warning"):
+        banner = {"level": "warn",
+                  "text": f"Recording order: {order['warning']} {banner['text']}"}
     cols: list[str] = []
     rows: list[list[str]] = []
     if board is not None:
