@@ -194,15 +194,9 @@ def test_sampled_model_round_trips(root: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_benchmark_writes_copies_and_prints_the_target(tmp_path: Path) -> None:
-    import importlib.util
-    import sys
+    from tests.benchmarks_import import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_detect.py"
-    spec = importlib.util.spec_from_file_location("bench_detect_under_test", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_detect")
     base = make_enhanced_sequences(8, seed=3)
     glob = bench._write_copies(base, tmp_path, 3, 150)
     table = pl.read_parquet(glob)

@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
-
 import polars as pl
 
+from tests.benchmarks_import import load_benchmark
 
-def _tables() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_tables.py"
-    spec = importlib.util.spec_from_file_location("eval_tables_under_test", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@dataclass(frozen=True)
-class Cfg:
-    label_mode: str
-    window: float | None
-    per_service: bool
-
-    @property
-    def window_label(self) -> str:
-        return "none" if self.window is None else f"{self.window:g} s"
+Cfg = load_benchmark("eval_matrix").Config
 
 
 def _board(figures: dict[str, tuple[float, float, float]]) -> pl.DataFrame:
@@ -39,7 +16,7 @@ def _board(figures: dict[str, tuple[float, float, float]]) -> pl.DataFrame:
 
 
 def test_ablation_rows_and_verdicts_come_from_the_figures() -> None:
-    t = _tables()
+    t = load_benchmark("eval_tables")
     five = _board({"event_lr_words": (0.80, 1.00, 0.98), "metrics_lr": (0.61, 0.60, 0.0),
                    "event_lr_words_metrics": (0.83, 1.00, 1.0),
                    "event_dt_words": (0.70, 0.90, 0.5), "metrics_dt": (0.52, 0.55, 0.0),
