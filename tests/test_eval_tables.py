@@ -42,3 +42,10 @@ def test_ablation_rows_and_verdicts_come_from_the_figures() -> None:
     assert "**decision tree**: the metrics add up to +0.050 true ROC-AUC (5 s windows)" in text
     assert "isolation forest" not in text.split("| window |")[0]  # no figures, no verdict
     assert t.ablation_section([]) == []
+    whole = _board({"metrics_lr": (1.0, 0.48, 0.0)}).with_columns(
+        fp_rate_non_target=pl.lit(0.99))
+    line = t.metric_shortcut_line(
+        [{"config": Cfg("test-case", None, False), "board": whole, "error": None}])
+    assert "`metrics_lr` 1.000 against the labels, 0.480 against true labels, flagging " \
+        "0.990" in line
+    assert t.metric_shortcut_line(outcomes) is None  # no test-case run on whole sequences
