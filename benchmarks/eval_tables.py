@@ -258,15 +258,16 @@ def _verdict(rows: list[list[Any]]) -> list[str]:
         if not gains:
             continue
         best_window, best = max(gains, key=lambda g: g[1])
+        where = "whole sequences" if best_window == "none" else f"{best_window} windows"
         logs = [r[2] for r in mine if isinstance(r[2], float)]
         if best < ADDS_NOTHING and logs and min(logs) >= 0.99:
             what = ("the logs alone are at the ceiling (true ROC-AUC >= 0.99 in every window), "
                     "so the metrics have nothing to add here")
         elif best < ADDS_NOTHING:
             what = (f"the metrics add nothing (largest gain in true ROC-AUC {best:+.3f}, "
-                    f"{best_window} windows)")
+                    f"{where})")
         else:
-            what = f"the metrics add up to {best:+.3f} true ROC-AUC ({best_window} windows)"
+            what = f"the metrics add up to {best:+.3f} true ROC-AUC ({where})"
         if alone:
             span = (f"{min(alone):.3f}" if min(alone) == max(alone)
                     else f"{min(alone):.3f}-{max(alone):.3f}")
