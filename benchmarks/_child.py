@@ -7,10 +7,12 @@ import os
 import subprocess
 
 
-def measure_child(cmd: list[str], what: str) -> dict:
-    """Run ``cmd`` (a Python child that prints one JSON line last); the parsed line plus
-    ``peak_rss_gb``, the child's ``ru_maxrss`` (so the figure is that step's alone)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+def measure_child(cmd: list[str], what: str, env: dict[str, str] | None = None) -> dict:
+    """Run ``cmd`` (a Python child that prints one JSON line last; ``env``: variables set for
+    it); the parsed line plus ``peak_rss_gb``, the child's ``ru_maxrss`` (so the figure is
+    that step's alone)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
+                            env=None if env is None else {**os.environ, **env})
     stdout = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:

@@ -15,6 +15,12 @@ lines) from the largest N. Then, unless ``--detect-rows 0``, a simulated full-si
 ``benchmarks/bench_detect.py --parquet <largest load> --rows <detect-rows>`` (the enhanced
 table replicated to that many sequences, one model per child process).
 
+``--dask-workers 1 2`` measures the Dask path's scaling in workers: ``--dask-runs`` runs
+loaded with ``--workers N`` for each N, every process (client and workers) held to one
+polars thread (``POLARS_MAX_THREADS=1``), so N workers use N cores; printed: wall, lines/s
+and the speed-up over the first N. (Without the thread cap one process already uses every
+core and workers only compete for them.)
+
 Figures are printed, never asserted: they depend on the machine (cores, disk, other load).
 """
 
@@ -38,7 +44,8 @@ FULL_RUNS = 1740
 FULL_LINES = 2.0e9
 
 
-def _worker(tree: Path, out: Path, runs: int, events: bool, window: float | None) -> None:
+def _worker(tree: Path, out: Path, runs: int, events: bool, window: float | None,
+            workers: int | None = None) -> None:
     import psutil
 
     from loglead_lo2.loader import LoadOptions, run_loader
@@ -52,7 +59,8 @@ def _worker(tree: Path, out: Path, runs: int, events: bool, window: float | None
             marks.append((time.perf_counter() - start, proc.memory_info().rss / 1024**3))
 
     report = run_loader(LoadOptions(root=tree, output_dir=out, runs=runs, save_parquet=True,
-                                    save_events=events, window=window, overwrite=True), say)
+                                    save_events=events, window=window, overwrite=True,
+                                    workers=workers), say)
     seconds = time.perf_counter() - start
     steps = [b[0] - a[0] for a, b in zip([(0.0, 0.0), *marks[:-1]], marks, strict=True)]
     print(json.dumps({"lines": report.stats.lines, "events": report.events,
@@ -61,11 +69,28 @@ def _worker(tree: Path, out: Path, runs: int, events: bool, window: float | None
                       "timings": report.timings}))
 
 
-def _measure(tree: Path, out: Path, runs: int, events: bool, window: float | None) -> dict:
+def _measure(tree: Path, out: Path, runs: int, events: bool, window: float | None,
+             workers: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--tree", str(tree), "--out", str(out),
            "--runs", str(runs)] + (["--events"] if events else []) + (
-        ["--window", str(window)] if window is not None else [])
-    return measure_child(cmd, f"loader worker for {runs} run(s)")
+        ["--window", str(window)] if window is not None else []) + (
+        ["--workers", str(workers)] if workers else [])
+    env = {"POLARS_MAX_THREADS": "1"} if workers else None
+    return measure_child(cmd, f"loader worker for {runs} run(s)", env)
+
+
+def _dask_scaling(tree: Path, out: Path, runs: int, counts: list[int], events: bool,
+                  window: float | None) -> None:
+    """Wall time of the Dask path for each worker count, one polars thread per process."""
+    first: float | None = None
+    for n in counts:
+        # the parts of an earlier count would be reused: start each load over
+        r = _measure(tree, out / f"dask{n}", runs, events, window, workers=n)
+        first = first or r["seconds"]
+        print(f"[dask {n} worker(s), 1 thread each] {runs} run(s), {r['lines']:,} lines in "
+              f"{r['seconds']:.1f} s = {r['lines'] / r['seconds']:,.0f} lines/s, speed-up "
+              f"{first / r['seconds']:.2f}x over {counts[0]} worker(s); peak RSS of the largest "
+              f"process {r['peak_rss_gb']:.2f} GB", flush=True)
 
 
 def _slope(values: list[float]) -> float:
@@ -122,16 +147,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=float, default=None, help="--window seconds of the load")
     p.add_argument("--detect-rows", type=int, default=600_000,
                    help="sequences of the simulated full-size detection (0: skip it)")
+    p.add_argument("--dask-workers", type=int, nargs="*", default=[],
+                   help="also load --dask-runs runs with --workers N for each N, one polars "
+                        "thread per process (scaling in workers)")
+    p.add_argument("--dask-runs", type=int, default=6)
+    p.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        _worker(args.tree, args.out, args.runs[0], args.events, args.window)
+        _worker(args.tree, args.out, args.runs[0], args.events, args.window, args.workers)
         return 0
     from loglead_lo2.generator import generate
 
-    most = max(args.runs)
+    most = max([*args.runs, args.dask_runs if args.dask_workers else 0])
     tree = args.work / f"runs{most}_scale{args.scale:g}_seed{args.seed}"
     print(f"cores: {os.cpu_count()}, scale {args.scale}, seed {args.seed}, tree {tree}")
     if not (tree / "lo2_sample.json").exists():
@@ -146,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         _report(n, last)
     if last is not None:
         _project(last)
+    if args.dask_workers:
+        _dask_scaling(tree, out, args.dask_runs, args.dask_workers, args.events, args.window)
     if args.detect_rows > 0:
         cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_detect.py"), "--parquet",
                str(out / "lo2_sequences_enhanced.parquet"), "--rows", str(args.detect_rows)]
