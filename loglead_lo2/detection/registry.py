@@ -227,6 +227,12 @@ _METRIC_NOTE = (
 )
 _FOREST = {"n_estimators": 100, "max_samples": "auto", "contamination": "auto",
            "random_state": SEED}
+_FOREST_SPEC: dict[str, Any] = {
+    "factory": make_isolation_forest, "params": _FOREST, "score": "neg_score_samples",
+    "threshold": _threshold_neg_offset, "adapt": _adapt_forest, "fit_bytes_per_entry": 72.0,
+    "cutoff": "contamination=auto (the forest's own cut-off on its training scores)",
+}
+"""What every Isolation Forest spec shares: estimator, score, own cut-off, row adaptation."""
 _DT_WORDS = {"max_depth": 20, "min_samples_leaf": 5, "max_leaf_nodes": 512,
              "class_weight": "balanced", "random_state": SEED}
 _SURPRISAL = {"top_k": 1, "contamination": 0.01, "tie_weight": 0.01}
@@ -254,12 +260,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         " out-of-vocabulary column, trained on normal rows; score = -score_samples. The"
         " forest step of every run (configured by the --if-* flags) runs this entry.",
         item="e_words", numeric=(), vectorizer=IF_VECTORIZER, train_on="normal",
-        factory=make_isolation_forest,
-        params=_FOREST,
-        shap="none", score="neg_score_samples", threshold=_threshold_neg_offset,
-        cutoff="contamination=auto (the forest's own cut-off on its training scores)",
-        adapt=_adapt_forest,
-        fit_bytes_per_entry=72.0,
+        shap="none", **_FOREST_SPEC,
     ),
     ModelSpec(
         key="event_lr_words",
@@ -425,10 +426,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         description="Isolation Forest on the metric features alone, trained on normal rows;"
         " score = -score_samples." + _METRIC_NOTE,
         item=None, numeric=(), vectorizer={}, train_on="normal",
-        factory=make_isolation_forest, params=_FOREST, shap="kernel",
-        score="neg_score_samples", threshold=_threshold_neg_offset,
-        cutoff="contamination=auto (the forest's own cut-off on its training scores)",
-        adapt=_adapt_forest, metric_columns=True, fit_bytes_per_entry=72.0,
+        shap="kernel", metric_columns=True, **_FOREST_SPEC,
     ),
     ModelSpec(
         key="event_lr_words_metrics",
@@ -453,10 +451,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         " features (logs + metrics), trained on normal rows; score = -score_samples."
         + _METRIC_NOTE,
         item="e_words", numeric=(), vectorizer=IF_VECTORIZER, train_on="normal",
-        factory=make_isolation_forest, params=_FOREST, shap="kernel",
-        score="neg_score_samples", threshold=_threshold_neg_offset,
-        cutoff="contamination=auto (the forest's own cut-off on its training scores)",
-        adapt=_adapt_forest, metric_columns=True, fit_bytes_per_entry=72.0,
+        shap="kernel", metric_columns=True, **_FOREST_SPEC,
     ),
     ModelSpec(
         key="sequence_lr_numeric",
