@@ -312,3 +312,40 @@ def test_leaderboard_warns_of_recording_order_under_test_case_labels(fused: Path
     assert "**Recording order.**" in board and "mx_host_mem_available" in board
     leak = json.loads((fused / "metrics/leakage.json").read_text())["recording_order"]
     assert leak["separability"]["mx_host_mem_available_mean"] > 0.9
+
+
+def test_feature_metrics_only_reads_just_the_listed_files(lo2_sample: Path, lo2_result: Path,
+                                                          tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    from loglead_lo2.loader.cli import main
+
+    out = tmp_path / "only"
+    assert main(["--root", str(lo2_sample), "--output-dir", str(out), "--save-parquet",
+                 "--load-metrics", "--feature-metrics-only", "--quiet"]) == 0
+    read = set(pl.read_parquet(out / "lo2_metrics.parquet")["metric"].unique().to_list())
+    assert read == {f.metric for f in DEFAULT_FEATURES}  # the generator makes them all
+    every = set(pl.read_parquet(lo2_result / "lo2_metrics.parquet")["metric"].unique())
+    assert read < every  # e.g. node_load5 and container_memory_usage_bytes are not read
+    # the same features as a load that read every file
+    cols = [c for c in pl.read_parquet_schema(out / "lo2_sequences_enhanced.parquet")
+            if c.startswith("mx_")]
+    a = pl.read_parquet(out / "lo2_sequences_enhanced.parquet", columns=["seq_id", *cols])
+    b = pl.read_parquet(lo2_result / "lo2_sequences_enhanced.parquet",
+                        columns=["seq_id", *cols])
+    assert a.sort("seq_id").equals(b.sort("seq_id"))
+    capsys.readouterr()
+    assert main(["--root", str(lo2_sample), "--output-dir", str(tmp_path / "x"),
+                 "--save-parquet", "--feature-metrics-only", "--quiet"]) == 2
+    assert "add --load-metrics" in capsys.readouterr().err
+
+
+def test_same_inputs_give_the_same_features(lo2_result: Path) -> None:
+    """Float sums and means add their values in one fixed order: repeated runs (parallel
+    joins and group-bys) give identical columns, to the last bit."""
+    seqs = pl.read_parquet(lo2_result / "lo2_sequences_enhanced.parquet").select(
+        pl.exclude("^mx_.*$"))
+    metrics = pl.read_parquet(lo2_result / "lo2_metrics.parquet")
+    first = metric_features(seqs, metrics)
+    for _ in range(5):
+        assert metric_features(seqs, metrics).equals(first)

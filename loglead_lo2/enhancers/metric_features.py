@@ -60,6 +60,9 @@ KINDS: dict[str, tuple[str, ...]] = {
 """Statistics written per feature kind."""
 MODEL_STATS: tuple[str, ...] = ("rate", "mean", "max")
 """Statistics the fused models read: none of them grows with the span's length."""
+# Float sums and means are taken over rows in a fixed order (a group's rows follow the input
+# order, and a parallel join's output order varies): addition in another order changes the
+# last bits, and the same inputs must give the same bytes.
 SCOPES = ("container", "host")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -213,19 +216,21 @@ def _samples(metrics: pl.LazyFrame, f: MetricFeature) -> pl.LazyFrame:
         value = pl.col("labels").str.json_path_match(f"$.{label}")
         lf = lf.filter(value != want[1:] if want.startswith("!") else value == want)
     series = ["run", "test_case", "labels"]
-    lf = (lf.select(*_KEYS, "labels", t=pl.col("timestamp").dt.epoch("ms"), value="value")
-          .sort(*series, "t"))
+    # eager and sorted by series and time: the per-timestamp sums add the series in one
+    # fixed order (see the note at MODEL_STATS)
+    df = (lf.select(*_KEYS, "labels", t=pl.col("timestamp").dt.epoch("ms"), value="value")
+          .collect().sort(*series, "t"))
     if f.kind == "gauge":
-        return lf.group_by(*_KEYS, "t").agg(pl.col("value").sum())
+        return df.group_by(*_KEYS, "t").agg(pl.col("value").sum()).lazy()
     prev = pl.col("value").shift(1).over(series)
     # a value below the previous one is a reset: the counter began again at 0
-    return (lf.with_columns(
+    return (df.with_columns(
                 delta=pl.when(prev.is_null()).then(None)
                 .when(pl.col("value") >= prev).then(pl.col("value") - prev)
                 .otherwise(pl.col("value")),
                 dt=pl.col("t") - pl.col("t").shift(1).over(series))
             .filter(pl.col("delta").is_not_null())
-            .group_by(*_KEYS, "t").agg(pl.col("delta").sum(), pl.col("dt").max()))
+            .group_by(*_KEYS, "t").agg(pl.col("delta").sum(), pl.col("dt").max()).lazy())
 
 
 def spans(sequences: pl.DataFrame) -> pl.DataFrame:
@@ -278,7 +283,8 @@ def metric_features(sequences: pl.DataFrame, metrics: pl.DataFrame,
                     pl.col("delta").sum().cast(pl.Float64).alias(cols["increase"]),
                     (pl.col("delta").sum() / (pl.col("dt").sum() / 1000))
                     .cast(pl.Float64).alias(cols["rate"])]
-        table = hits.group_by("seq_id").agg(aggs).collect()
+        # eager: a lazy plan may drop a sort that a group-by follows
+        table = hits.collect().sort("seq_id", "t").group_by("seq_id").agg(aggs)
         out = (out.drop([c for c in f.columns if c in out.columns])
                .join(table, on="seq_id", how="left", maintain_order="left")
                .with_columns(pl.col(cols["n"]).fill_null(0)))

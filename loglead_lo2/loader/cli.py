@@ -83,6 +83,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "lo2_metrics.parquet; with --save-parquet the enhanced sequences "
                         "also get per-sequence metric features (mx_* columns: the service "
                         "container's and the host's metrics over the sequence's time span)")
+    p.add_argument("--feature-metrics-only", action="store_true",
+                   help="with --load-metrics: read only the metrics files the metric feature "
+                        "list names (a real LO2 case exports ~360; the features need about a "
+                        "dozen), so lo2_metrics.parquet holds only those metrics")
     p.add_argument("--metric-features", type=Path, default=None, metavar="FILE",
                    help="JSON or YAML list of the metric features to compute (name, "
                         "metric, kind counter|gauge, scope container|host, optional labels, "
@@ -158,6 +162,7 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
         window=args.window,
         load_metrics=args.load_metrics,
         metric_features=args.metric_features,
+        feature_metrics_only=args.feature_metrics_only,
         save_parquet=args.save_parquet,
         save_events=args.save_events,
         save_base_sequences=args.save_base_sequences,

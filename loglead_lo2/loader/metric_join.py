@@ -38,10 +38,14 @@ class MetricJoin:
     empty: dict[str, int] = field(default_factory=dict)
     """Per feature: sequences without a sample in their span."""
 
+    @staticmethod
+    def wanted(path: Path | None) -> tuple[MetricFeature, ...]:
+        """The feature list: the built-in one, or ``--metric-features`` ``path``'s."""
+        return DEFAULT_FEATURES if path is None else read_features(path)
+
     @classmethod
     def build(cls, metrics: pl.DataFrame, path: Path | None) -> MetricJoin:
-        wanted = DEFAULT_FEATURES if path is None else read_features(path)
-        features, missing = present(wanted, metrics)
+        features, missing = present(cls.wanted(path), metrics)
         if missing:
             log.warning("metric features without their metric in the metrics: %s (no "
                         "columns written)", ", ".join(missing))

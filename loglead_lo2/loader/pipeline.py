@@ -97,6 +97,8 @@ class LoadOptions:
     load_metrics: bool = False
     metric_features: Path | None = None
     """JSON/YAML list of metric features (``--metric-features``; ``None``: the built-in list)."""
+    feature_metrics_only: bool = False
+    """Read only the metrics files the feature list names (``--feature-metrics-only``)."""
     save_parquet: bool = False
     save_events: bool = False
     save_base_sequences: bool = False
@@ -177,6 +179,8 @@ def run_loader(
         raise UserError("--init-lines-to-skip must be >= 0 (0 disables trimming; leave it out "
                         "to trim the start-up block).")
     outputs = _outputs(opts)
+    if opts.feature_metrics_only and not opts.load_metrics:
+        raise UserError("--feature-metrics-only narrows --load-metrics; add --load-metrics.")
     if opts.metric_features is not None:
         if not opts.load_metrics:
             raise UserError("--metric-features lists the metric features of --load-metrics; "
@@ -275,8 +279,12 @@ def _load(opts: LoadOptions, out: OutputSet | None,
 def _metrics(opts: LoadOptions, sel: Selection, report: LoadReport,
              staged: dict[str, Path]) -> None:
     """Load the metrics (``lo2_metrics.parquet``) and prepare their features."""
+    from loglead_lo2.loader.metric_join import MetricJoin
+
     t = time.perf_counter()
-    metrics, skipped = load_metrics(sel.metrics_dirs)
+    names = ({f.metric for f in MetricJoin.wanted(opts.metric_features)}
+             if opts.feature_metrics_only else None)
+    metrics, skipped = load_metrics(sel.metrics_dirs, names=names)
     sel.skipped.extend(skipped)
     report.metrics_rows = metrics.height
     if not sel.metrics_dirs:
@@ -284,8 +292,6 @@ def _metrics(opts: LoadOptions, sel: Selection, report: LoadReport,
     if METRICS_FILE in staged:
         report.written[METRICS_FILE] = write_parquet(metrics, staged[METRICS_FILE], "metrics")
     if ENHANCED_FILE in staged:
-        from loglead_lo2.loader.metric_join import MetricJoin
-
         report.metric_features = MetricJoin.build(metrics, opts.metric_features)
     report.tick("metrics", time.perf_counter() - t)
 
