@@ -106,13 +106,17 @@ class MetricFeature:
                 for k, v in self.labels.items()):
             raise UserError(f"{where}: labels must map label names to strings.")
 
+    def column(self, stat: str) -> str:
+        """The column of one statistic: ``mx_<name>_<stat>``."""
+        return f"{PREFIX}{self.name}_{stat}"
+
     @property
     def columns(self) -> tuple[str, ...]:
-        return tuple(f"{PREFIX}{self.name}_{s}" for s in KINDS[self.kind])
+        return tuple(self.column(s) for s in KINDS[self.kind])
 
     @property
     def model_columns(self) -> tuple[str, ...]:
-        return tuple(f"{PREFIX}{self.name}_{s}" for s in KINDS[self.kind] if s in MODEL_STATS)
+        return tuple(self.column(s) for s in KINDS[self.kind] if s in MODEL_STATS)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -273,21 +277,21 @@ def metric_features(sequences: pl.DataFrame, metrics: pl.DataFrame,
     out = sequences
     for f in features:
         hits = _in_spans(_samples(lazy, f), win, f.scope == "host")
-        cols = dict(zip(KINDS[f.kind], f.columns, strict=True))
+        col = f.column
         if f.kind == "gauge":
-            aggs = [pl.len().cast(pl.Int64).alias(cols["n"]),
-                    pl.col("value").mean().alias(cols["mean"]),
-                    pl.col("value").max().cast(pl.Float64).alias(cols["max"])]
+            aggs = [pl.len().cast(pl.Int64).alias(col("n")),
+                    pl.col("value").mean().alias(col("mean")),
+                    pl.col("value").max().cast(pl.Float64).alias(col("max"))]
         else:
-            aggs = [pl.len().cast(pl.Int64).alias(cols["n"]),
-                    pl.col("delta").sum().cast(pl.Float64).alias(cols["increase"]),
+            aggs = [pl.len().cast(pl.Int64).alias(col("n")),
+                    pl.col("delta").sum().cast(pl.Float64).alias(col("increase")),
                     (pl.col("delta").sum() / (pl.col("dt").sum() / 1000))
-                    .cast(pl.Float64).alias(cols["rate"])]
+                    .cast(pl.Float64).alias(col("rate"))]
         # eager: a lazy plan may drop a sort that a group-by follows
         table = hits.collect().sort("seq_id", "t").group_by("seq_id").agg(aggs)
         out = (out.drop([c for c in f.columns if c in out.columns])
                .join(table, on="seq_id", how="left", maintain_order="left")
-               .with_columns(pl.col(cols["n"]).fill_null(0)))
+               .with_columns(pl.col(col("n")).fill_null(0)))
     return out
 
 

@@ -19,6 +19,7 @@ from loglead_lo2.enhancers.metric_features import (
     read_features,
     sampling_steps,
 )
+from loglead_lo2.loader.metrics import SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,11 @@ class MetricJoin:
         return DEFAULT_FEATURES if path is None else read_features(path)
 
     @classmethod
-    def build(cls, metrics: pl.DataFrame, path: Path | None) -> MetricJoin:
-        features, missing = present(cls.wanted(path), metrics)
+    def build(cls, metrics: pl.DataFrame, wanted: tuple[MetricFeature, ...],
+              path: Path | None) -> MetricJoin:
+        """The join of ``wanted`` (the list :meth:`wanted` read from ``path``) over
+        ``metrics``."""
+        features, missing = present(wanted, metrics)
         if missing:
             log.warning("metric features without their metric in the metrics: %s (no "
                         "columns written)", ", ".join(missing))
@@ -62,15 +66,11 @@ class MetricJoin:
         """One run's enhanced sequences with the feature columns (null where no sample)."""
         metrics = self.by_run.get(run)
         if metrics is None:
-            metrics = pl.DataFrame(schema={"run": pl.String, "test_case": pl.String,
-                                           "metric": pl.String, "job": pl.String,
-                                           "container": pl.String, "labels": pl.String,
-                                           "timestamp": pl.Datetime("ms"),
-                                           "value": pl.Float64})
+            metrics = pl.DataFrame(schema=SCHEMA)
         out = metric_features(sequences, metrics, self.features)
         self.sequences += out.height
         for f in self.features:
-            n = int((out.get_column(f"mx_{f.name}_n") == 0).sum())
+            n = int((out.get_column(f.column("n")) == 0).sum())
             self.empty[f.name] = self.empty.get(f.name, 0) + n
         return out
 

@@ -282,8 +282,8 @@ def _metrics(opts: LoadOptions, sel: Selection, report: LoadReport,
     from loglead_lo2.loader.metric_join import MetricJoin
 
     t = time.perf_counter()
-    names = ({f.metric for f in MetricJoin.wanted(opts.metric_features)}
-             if opts.feature_metrics_only else None)
+    wanted = MetricJoin.wanted(opts.metric_features)
+    names = {f.metric for f in wanted} if opts.feature_metrics_only else None
     metrics, skipped = load_metrics(sel.metrics_dirs, names=names)
     sel.skipped.extend(skipped)
     report.metrics_rows = metrics.height
@@ -292,7 +292,7 @@ def _metrics(opts: LoadOptions, sel: Selection, report: LoadReport,
     if METRICS_FILE in staged:
         report.written[METRICS_FILE] = write_parquet(metrics, staged[METRICS_FILE], "metrics")
     if ENHANCED_FILE in staged:
-        report.metric_features = MetricJoin.build(metrics, opts.metric_features)
+        report.metric_features = MetricJoin.build(metrics, wanted, opts.metric_features)
     report.tick("metrics", time.perf_counter() - t)
 
 
