@@ -16,6 +16,7 @@ they were recorded, a shortcut like length.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -173,6 +174,15 @@ def service_separability(report: dict[str, Any], service: str) -> float | None:
     return None if block is None else block.get("max_separability")
 
 
+def leakage_warnings(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(title, text)`` of every shortcut warning of a :func:`leakage_report` (or its
+    ``leakage.json``), in one order for every reader: length, then recording order."""
+    order = report.get("recording_order") or {}
+    found = [("Length leakage", report.get("warning")),
+             ("Recording order", order.get("warning"))]
+    return [(title, str(text)) for title, text in found if text]
+
+
 def leakage_lines(report: dict[str, Any]) -> list[str]:
     """Printable ``[Leakage]`` lines: pooled and per-service maxima, then the warning."""
     def fmt(block: dict[str, Any]) -> str:
@@ -186,13 +196,9 @@ def leakage_lines(report: dict[str, Any]) -> list[str]:
         lines.append("[Leakage] per service: " + "; ".join(
             f"{s} {b['max_separability']:.2f}" if b.get("max_separability") is not None
             else f"{s} n/a" for s, b in report["per_service"].items()))
-    if report.get("warning"):
-        lines.append(f"[Leakage] WARNING: {report['warning']}")
-    order = report.get("recording_order") or {}
-    if order.get("warning"):
-        lines.append(f"[Leakage] WARNING: {order['warning']}")
+    lines += [f"[Leakage] WARNING: {text}" for _, text in leakage_warnings(report)]
     return lines
 
 
 __all__ = ["FEATURES", "LEAKAGE_LIMIT", "advice", "host_columns", "leakage_lines",
-           "leakage_report", "recording_order", "service_separability"]
+           "leakage_report", "leakage_warnings", "recording_order", "service_separability"]

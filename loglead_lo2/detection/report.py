@@ -145,13 +145,10 @@ def _leakage_banner(leakage: Mapping[str, Any] | None) -> str:
         return ""
     worst = leakage.get("worst") or {}
     sep = worst.get("separability")
-    lines = []
-    order = leakage.get("recording_order") or {}
-    if order.get("warning"):
-        lines.append(f"> **Recording order.** {order['warning']}")
-    if leakage.get("warning"):
-        lines.append(f"> **Length leakage.** {leakage['warning']}")
-    elif sep is not None:
+    from loglead_lo2.detection.leakage import leakage_warnings
+
+    lines = [f"> **{title}.** {text}" for title, text in leakage_warnings(leakage)]
+    if not leakage.get("warning") and sep is not None:
         lines.append(f"> Length check passed: no single length feature (seq_len, "
                      f"duration_sec, event rate) separates the hold-out classes above "
                      f"{leakage.get('limit')} in any service (worst: {worst.get('feature')} "

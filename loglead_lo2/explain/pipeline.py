@@ -379,7 +379,7 @@ def _current_detection(opts: ExplainOptions) -> dict[str, Any] | None:
 
 def _explain(opts: ExplainOptions, path: Path, out: Path, say: Say) -> ExplainResult:
     """The phase proper, writing into ``out`` (the stage folder)."""
-    from loglead_lo2.detection.leakage import leakage_report
+    from loglead_lo2.detection.leakage import leakage_report, leakage_warnings
     from loglead_lo2.explain import report, steps
 
     started = time.perf_counter()
@@ -390,10 +390,7 @@ def _explain(opts: ExplainOptions, path: Path, out: Path, say: Say) -> ExplainRe
     in_hold = pl.col("run").is_in(holdout)
     train, hold = df.filter(~in_hold), df.filter(in_hold)
     leak = leakage_report(hold, windowed=prep.windowed, label_mode=prep.label_mode)
-    if leak.get("warning"):
-        warnings.append(f"[Leakage] {leak['warning']}")
-    if (leak.get("recording_order") or {}).get("warning"):
-        warnings.append(f"[Leakage] {leak['recording_order']['warning']}")
+    warnings += [f"[Leakage] {text}" for _, text in leakage_warnings(leak)]
     out.mkdir(parents=True, exist_ok=True)
     train_normal = train.filter(pl.col("normal"))
     nn_info = steps.nn_step(views[opts.source], hold, train_normal, df.columns, holdout,

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from loglead_lo2.detection.leakage import leakage_warnings
 from loglead_lo2.report import figures
 from loglead_lo2.report.inputs import ReportInputs, model_keys
 
@@ -121,21 +122,18 @@ def leaderboard_section(inp: ReportInputs) -> dict[str, Any]:
     board = inp.leaderboard
     leak = inp.leakage or {}
     worst = leak.get("worst") or {}
-    if leak.get("warning"):
-        banner = {"level": "warn", "text": f"Length leakage: {leak['warning']}"}
-    elif leak:
+    warnings = leakage_warnings(leak)
+    texts = [f"{title}: {text}" for title, text in warnings]
+    if not leak:
+        texts.append("No leakage check found (metrics/leakage.json).")
+    elif not leak.get("warning"):
         sep = worst.get("separability")
         feats = ", ".join(leak.get("features") or [])
-        banner = {"level": "ok", "text": (
+        texts.append(
             f"Length check passed: no single length feature ({feats}) "
             f"separates the hold-out classes above {leak.get('limit')} in any service (worst: "
-            f"{worst.get('feature')} in {worst.get('service')}, {fmt(sep, 2)}).")}
-    else:
-        banner = {"level": "warn", "text": "No leakage check found (metrics/leakage.json)."}
-    order = leak.get("recording_order") or {}
-    if order.get("warning"):
-        banner = {"level": "warn",
-                  "text": f"Recording order: {order['warning']} {banner['text']}"}
+            f"{worst.get('feature')} in {worst.get('service')}, {fmt(sep, 2)}).")
+    banner = {"level": "ok" if leak and not warnings else "warn", "text": " ".join(texts)}
     cols: list[str] = []
     rows: list[list[str]] = []
     if board is not None:
