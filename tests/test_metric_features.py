@@ -14,6 +14,7 @@ from loglead_lo2.enhancers.metric_features import (
     DEFAULT_FEATURES,
     MetricFeature,
     describe,
+    label,
     metric_features,
     model_columns,
     read_features,
@@ -155,6 +156,10 @@ def test_model_columns_and_readable_names() -> None:
     assert describe("mx_host_load1_mean") == "metric: host load average (1 min), mean over the span"
     assert describe("mx_custom_thing_max") == "metric: custom thing, maximum over the span"
     assert describe("ERR12014") is None
+    assert label("mx_cpu_rate") == "cpu rate (metric, cores)"
+    assert label("mx_host_load1_mean") == "host_load1 mean (metric)"
+    assert label("ERR12014") == "ERR12014"
+    assert label("w" * 50, 40) == "w" * 37 + "..." and label("w" * 40, 40) == "w" * 40
 
 
 # -- real LO2 metrics -----------------------------------------------------------------------

@@ -355,8 +355,7 @@ def plot_summary(outcome: ShapOutcome, path: Path, held_out_runs: int) -> None:
     if top.height:
         from loglead_lo2.enhancers.metric_features import label
 
-        names = [n if len(n) <= 45 else n[:42] + "..."
-                 for n in map(label, top["feature"].to_list())]
+        names = [label(n, 45) for n in top["feature"].to_list()]
         colors = ["#c0392b" if d == "raises score" else "#2e86c1" if d == "lowers score"
                   else "#7f8c8d" for d in top["direction"].to_list()]
         ypos = np.arange(top.height)[::-1]

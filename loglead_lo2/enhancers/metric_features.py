@@ -344,15 +344,17 @@ def missing_hint(columns: Sequence[str]) -> str:
     return ""
 
 
-def label(column: str, features: Sequence[MetricFeature] = DEFAULT_FEATURES) -> str:
+def label(column: str, limit: int | None = None,
+          features: Sequence[MetricFeature] = DEFAULT_FEATURES) -> str:
     """Short plot label of a feature: ``mx_cpu_rate`` -> ``cpu rate (metric, cores)``; any
-    other name (a token) is returned as it is."""
-    if describe(column, features) is None:
-        return column
-    stem, _, stat = column[len(PREFIX):].rpartition("_")
-    unit = next((f.unit for f in features if f.name == stem), "")
-    shown = unit if unit and stat in MODEL_STATS else ""
-    return f"{stem} {stat} (metric{', ' + shown if shown else ''})"
+    other name (a token) as it is; cut to ``limit`` characters (ending in ``...``)."""
+    text = column
+    if describe(column, features) is not None:
+        stem, _, stat = column[len(PREFIX):].rpartition("_")
+        unit = next((f.unit for f in features if f.name == stem), "")
+        shown = unit if unit and stat in MODEL_STATS else ""
+        text = f"{stem} {stat} (metric{', ' + shown if shown else ''})"
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 __all__ = ["DEFAULT_FEATURES", "MODEL_STATS", "PREFIX", "MetricFeature", "describe", "label",

@@ -162,8 +162,7 @@ def _short(name: str, limit: int = 40) -> str:
     """A feature's plot label (metric features readable), cut to ``limit`` characters."""
     from loglead_lo2.enhancers.metric_features import label
 
-    name = label(name)
-    return name if len(name) <= limit else name[: limit - 3] + "..."
+    return label(name, limit)
 
 
 __all__ = ["beeswarm", "curves", "heatmap", "histogram", "shap_bars"]
