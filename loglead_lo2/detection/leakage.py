@@ -67,7 +67,8 @@ def host_columns(hold: pl.DataFrame) -> list[str]:
     if not cols or "service" not in hold.columns or hold["service"].n_unique() < 2 \
             or len(keys) < 2:
         return []
-    # the same up to rounding: a mean summed in another order differs in the last bits
+    # the same up to rounding: the loader's features are exact, but a table made by other
+    # code (or an older load) may have summed the samples in another order
     spread = (hold.group_by(keys).agg((pl.col(cols).max() - pl.col(cols).min()).abs())
               .select(pl.col(cols).max()))
     scale = hold.select(pl.col(cols).abs().max())
