@@ -72,6 +72,19 @@ def test_scheduler_address_and_a_killed_worker(single: Path, lo2_sample: Path, t
     assert load_digests(out) == load_digests(single)
 
 
+def test_metrics_on_the_cluster_give_the_same_bytes(lo2_sample: Path, tmp_path: Path,
+                                                    cluster) -> None:  # type: ignore[no-untyped-def]
+    """The workers parse each run's metrics too; the metrics table and the mx_* columns are
+    those of a load in one process."""
+    flags = ("--load-metrics", "--window", "5", *FLAGS)
+    here, there = tmp_path / "here", tmp_path / "there"
+    assert main(["--root", str(lo2_sample), "--output-dir", str(here), *flags]) == 0
+    assert main(["--root", str(lo2_sample), "--output-dir", str(there), "--scheduler",
+                 cluster.scheduler_address, *flags]) == 0
+    for name in ("lo2_metrics.parquet", "lo2_sequences_enhanced.parquet"):
+        assert (here / name).read_bytes() == (there / name).read_bytes(), name
+
+
 def test_cluster_flag_errors(lo2_sample: Path, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     out = str(tmp_path / "x")

@@ -89,8 +89,8 @@ def test_new_runs_are_appended_without_reloading_old_ones(whole: Path, lo2_sampl
     assert _load(tree, out) == 2  # an existing load is never replaced without a flag
     loaded: list[str] = []
     real = R.compute_run
-    monkeypatch.setattr(R, "compute_run", lambda opts, files, *a, **k: (
-        loaded.append(files[0].run), real(opts, files, *a, **k))[1])
+    monkeypatch.setattr(R, "compute_run", lambda opts, step, *a, **k: (
+        loaded.append(step.run), real(opts, step, *a, **k))[1])
     assert _load(tree, out, "--append") == 0
     assert loaded == [newest]
     after = pl.read_parquet(out / "lo2_sequences_enhanced.parquet",

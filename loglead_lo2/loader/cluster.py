@@ -1,8 +1,9 @@
 """Load the runs on a Dask cluster (``lo2-load --workers N`` / ``--scheduler ADDRESS``).
 
 The per-run work that needs no shared state runs on the workers: parsing, windowing and
-normalising a run (:func:`~loglead_lo2.loader.runs.prepare_run`), then, once its template ids
-are known, aggregating it and writing its part folder
+normalising a run and parsing its metrics files
+(:func:`~loglead_lo2.loader.runs.prepare_run`), then, once its template ids are known,
+aggregating it and writing its part folder
 (:func:`~loglead_lo2.loader.runs.finish_run`, :func:`~loglead_lo2.loader.runs.write_run`).
 The Drain step runs here, on the client, over each run's distinct normalised messages in run
 order, exactly as in a single-process load, and each finishing task gets the run's ids and
@@ -101,7 +102,8 @@ def _pipeline(client: Any, opts: LoadOptions, plan: list[Step], chain: DrainChai
         while todo and len(prepared) + len(finishing) < 2 * ahead and len(prepared) < ahead:
             step = todo.popleft()
             tag = f"{step.run}-{token}"
-            prep = client.submit(prepare_run, opts, step.files, chain.on, pure=False,
+            prep = client.submit(prepare_run, opts, step.files, chain.on, step.metrics,
+                                 step.features, pure=False,
                                  retries=RETRIES, key=f"lo2-prepare-{tag}")
             msgs = client.submit(_messages, prep, pure=False, retries=RETRIES,
                                  key=f"lo2-messages-{tag}")

@@ -1,10 +1,17 @@
-"""The loader's metric features: the ``mx_*`` columns of the enhanced sequences, computed run
-by run from ``lo2_metrics.parquet`` while the parts are streamed into the final table
-(:func:`loglead_lo2.enhancers.metric_features.metric_features` does the work)."""
+"""The loader's metrics, run by run: each run's metrics files are parsed with its logs (on a
+Dask worker too) and kept in its part folder as ``metrics.parquet``, with the metric names and
+sampling steps it found in ``part.json``; ``lo2_metrics.parquet`` is the union of the parts,
+and the ``mx_*`` columns of the enhanced sequences are computed run by run from each part's
+metrics while the parts are streamed into the final table
+(:func:`loglead_lo2.enhancers.metric_features.metric_features` does the work). So memory holds
+one run's metrics, never the data set's."""
 
 from __future__ import annotations
 
 import logging
+import statistics
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,11 +22,10 @@ from loglead_lo2.enhancers.metric_features import (
     DEFAULT_FEATURES,
     MetricFeature,
     metric_features,
-    present,
     read_features,
     sampling_steps,
 )
-from loglead_lo2.loader.metrics import SCHEMA
+from loglead_lo2.loader.metrics import SCHEMA, load_metrics
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +40,6 @@ class MetricJoin:
     missing: list[str]
     """Features whose metric is not in the metrics table (no columns written)."""
     steps: dict[str, float | None]
-    by_run: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)
     sequences: int = 0
     empty: dict[str, int] = field(default_factory=dict)
     """Per feature: sequences without a sample in their span."""
@@ -45,26 +50,34 @@ class MetricJoin:
         return DEFAULT_FEATURES if path is None else read_features(path)
 
     @classmethod
-    def build(cls, metrics: pl.DataFrame, wanted: tuple[MetricFeature, ...],
-              path: Path | None) -> MetricJoin:
-        """The join of ``wanted`` (the list :meth:`wanted` read from ``path``) over
-        ``metrics``."""
-        features, missing = present(wanted, metrics)
+    def from_runs(cls, wanted: tuple[MetricFeature, ...], path: Path | None,
+                  records: Iterable[dict[str, Any]]) -> MetricJoin:
+        """The join of ``wanted`` (the list :meth:`wanted` read from ``path``) over the runs
+        whose :func:`run_metrics` records are ``records``: a feature is kept when any run has
+        its metric; its step is the median over the runs of each run's median gap."""
+        names: set[str] = set()
+        steps: dict[str, list[float]] = {}
+        for rec in records:
+            names.update(rec.get("names") or ())
+            for name, step in (rec.get("steps") or {}).items():
+                if step is not None:
+                    steps.setdefault(name, []).append(float(step))
+        features = tuple(f for f in wanted if f.metric in names)
+        missing = [f.name for f in wanted if f.metric not in names]
         if missing:
             log.warning("metric features without their metric in the metrics: %s (no "
                         "columns written)", ", ".join(missing))
-        by_run = {str(k[0]): v for k, v in metrics.partition_by(
-            "run", as_dict=True, maintain_order=True).items()} if metrics.height else {}
         return cls(features, "built-in" if path is None else str(path), missing,
-                   sampling_steps(metrics, features), by_run)
+                   {f.name: statistics.median(steps[f.name]) if f.name in steps else None
+                    for f in features})
 
     @property
     def columns(self) -> list[str]:
         return [c for f in self.features for c in f.columns]
 
-    def add(self, run: str, sequences: pl.DataFrame) -> pl.DataFrame:
-        """One run's enhanced sequences with the feature columns (null where no sample)."""
-        metrics = self.by_run.get(run)
+    def add(self, sequences: pl.DataFrame, metrics: pl.DataFrame | None) -> pl.DataFrame:
+        """One run's enhanced sequences with the feature columns from the run's ``metrics``
+        (null where no sample)."""
         if metrics is None:
             metrics = pl.DataFrame(schema=SCHEMA)
         out = metric_features(sequences, metrics, self.features)
@@ -98,4 +111,20 @@ class MetricJoin:
         return text
 
 
-__all__ = ["MetricJoin"]
+def run_metrics(dirs: Sequence[tuple[str, str, Path]], wanted: tuple[MetricFeature, ...],
+                only_wanted: bool) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """One run's metrics table (its ``(run, test_case, metrics_dir)`` entries; only the files
+    ``wanted`` names with ``only_wanted``) and its record: rows, metric names, the sampling
+    step of each wanted feature, the files skipped with the reason, and the seconds."""
+    t = time.perf_counter()
+    names = {f.metric for f in wanted} if only_wanted else None
+    table, skipped = load_metrics(dirs, names=names)
+    found = sorted(table.get_column("metric").unique().to_list()) if table.height else []
+    record = {"rows": table.height, "names": found,
+              "steps": sampling_steps(table, [f for f in wanted if f.metric in set(found)]),
+              "skipped": [list(s) for s in skipped],
+              "seconds": time.perf_counter() - t}
+    return table, record
+
+
+__all__ = ["MetricJoin", "run_metrics"]

@@ -52,7 +52,6 @@ from loglead_lo2.artifacts import (
 )
 from loglead_lo2.errors import UserError
 from loglead_lo2.loader.discover import Selection, SelectOptions, select
-from loglead_lo2.loader.metrics import load_metrics
 from loglead_lo2.loader.parse import PER_FILE_SCHEMA, ParseStats, trim_rule
 from loglead_lo2.loader.problems import input_problems
 from loglead_lo2.loader.window import (
@@ -235,8 +234,13 @@ def _load(opts: LoadOptions, out: OutputSet | None,
         drain = (DrainParser() if opts.drain_state is None
                  else DrainParser.from_state(opts.drain_state))
         report.drain_start = drain.start_state
-    if opts.load_metrics:  # first: the enhanced sequences get their metric features
-        _metrics(opts, sel, report, staged)
+    features = None
+    if opts.load_metrics:  # read run by run with the logs (loader.metric_join)
+        from loglead_lo2.loader.metric_join import MetricJoin
+
+        features = MetricJoin.wanted(opts.metric_features)
+        if not sel.metrics_dirs:
+            sel.skipped.append((str(opts.root), "--load-metrics: no metrics/ folders found"))
     from loglead_lo2.loader import parts as P
     from loglead_lo2.loader.runs import load_runs
 
@@ -252,7 +256,7 @@ def _load(opts: LoadOptions, out: OutputSet | None,
 
         execute = run_on_cluster
     drain = load_runs(opts, sel, drain, staged, report, parts_dir if reuse else None,
-                      parts_dir, say, execute)
+                      parts_dir, say, execute, features)
     if drain is not None and TEMPLATES_FILE in staged:
         table = drain.template_table()
         report.templates = table.height
@@ -274,26 +278,6 @@ def _load(opts: LoadOptions, out: OutputSet | None,
         report.written[FILES_FILE] = write_parquet(files, out.path(FILES_FILE))
         write_text_atomic(out.path(INFO_FILE), json.dumps(info(opts, report), indent=2))
     return report
-
-
-def _metrics(opts: LoadOptions, sel: Selection, report: LoadReport,
-             staged: dict[str, Path]) -> None:
-    """Load the metrics (``lo2_metrics.parquet``) and prepare their features."""
-    from loglead_lo2.loader.metric_join import MetricJoin
-
-    t = time.perf_counter()
-    wanted = MetricJoin.wanted(opts.metric_features)
-    names = {f.metric for f in wanted} if opts.feature_metrics_only else None
-    metrics, skipped = load_metrics(sel.metrics_dirs, names=names)
-    sel.skipped.extend(skipped)
-    report.metrics_rows = metrics.height
-    if not sel.metrics_dirs:
-        sel.skipped.append((str(opts.root), "--load-metrics: no metrics/ folders found"))
-    if METRICS_FILE in staged:
-        report.written[METRICS_FILE] = write_parquet(metrics, staged[METRICS_FILE], "metrics")
-    if ENHANCED_FILE in staged:
-        report.metric_features = MetricJoin.build(metrics, wanted, opts.metric_features)
-    report.tick("metrics", time.perf_counter() - t)
 
 
 def info(opts: LoadOptions, report: LoadReport) -> dict[str, object]:

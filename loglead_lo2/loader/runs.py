@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from loglead_lo2.artifacts import ENHANCED_FILE, EVENTS_FILE, SEQUENCES_FILE
+from loglead_lo2.artifacts import ENHANCED_FILE, EVENTS_FILE, METRICS_FILE, SEQUENCES_FILE
 from loglead_lo2.errors import UserError
 from loglead_lo2.loader import parts as P
 from loglead_lo2.loader.discover import LogFile, Selection
@@ -29,6 +29,7 @@ from loglead_lo2.schema import ParquetStreamWriter
 if TYPE_CHECKING:
     from loglead_lo2.enhancers import DrainParser
     from loglead_lo2.enhancers.drain import DrainSnapshot
+    from loglead_lo2.enhancers.metric_features import MetricFeature
     from loglead_lo2.loader.pipeline import LoadOptions, LoadReport
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,10 @@ TABLES: dict[str, tuple[str, str]] = {
     "events.parquet": (EVENTS_FILE, "events"),
     "sequences.parquet": (SEQUENCES_FILE, "sequences"),
     "sequences_enhanced.parquet": (ENHANCED_FILE, "sequences_enhanced"),
+    "metrics.parquet": (METRICS_FILE, "metrics"),
 }
+MetricsDirs = list[tuple[str, str, Path]]
+"""A run's ``(run, test_case, metrics folder)`` entries."""
 
 
 @dataclass
@@ -69,7 +73,44 @@ def key_options(opts: LoadOptions, drain_start: str | None) -> dict[str, Any]:
             "save_parquet": opts.save_parquet, "save_base_sequences": opts.save_base_sequences,
             "drain_start": drain_start, "rules": rules_fingerprint(),
             "drain_config": config_dict(DrainConfig()), "schema": contract,
-            "sequence_columns": list(ADDS)}
+            "sequence_columns": list(ADDS), **_metric_options(opts)}
+
+
+def _metric_options(opts: LoadOptions) -> dict[str, Any]:
+    """The metrics part of the key (nothing without ``--load-metrics``, so the parts of a
+    load without metrics keep their keys)."""
+    if not opts.load_metrics:
+        return {}
+    return {"metrics": True, "feature_metrics_only": opts.feature_metrics_only,
+            "metric_features": None if opts.metric_features is None
+            else _stamp(opts.metric_features)}
+
+
+def _stamp(path: Path) -> list[Any]:
+    """A file's name, size and modification time (its error, when it cannot be read)."""
+    try:
+        st = path.stat()
+        return [str(path), st.st_size, st.st_mtime_ns]
+    except OSError as exc:
+        return [str(path), type(exc).__name__]
+
+
+@dataclass(frozen=True)
+class _Listed:
+    path: Path
+
+
+def metrics_files(dirs: MetricsDirs) -> list[_Listed]:
+    """The files of a run's metrics folders, sorted (for its part key: a changed metrics
+    file loads the run again)."""
+    out: list[_Listed] = []
+    for _run, _case, folder in dirs:
+        try:
+            out.extend(_Listed(p) for p in sorted(folder.iterdir())
+                       if p.name.startswith("metric_"))
+        except OSError:
+            out.append(_Listed(folder))
+    return out
 
 
 @dataclass
@@ -87,10 +128,17 @@ class Prepared:
     """Sorted distinct normalised messages (``None`` without Drain)."""
     weights: pl.Series | None = None
     """Events per message."""
+    metrics: pl.DataFrame | None = None
+    """The run's metrics (``--load-metrics``)."""
+    metrics_record: dict[str, Any] | None = None
+    """What :func:`~loglead_lo2.loader.metric_join.run_metrics` found."""
 
 
-def prepare_run(opts: LoadOptions, files: list[LogFile], enhance: bool) -> Prepared:
-    """Parse, window and normalise one run's files (no shared state: runs anywhere)."""
+def prepare_run(opts: LoadOptions, files: list[LogFile], enhance: bool,
+                metrics_dirs: MetricsDirs | None = None,
+                features: tuple[MetricFeature, ...] = ()) -> Prepared:
+    """Parse, window and normalise one run's files, and parse its metrics files when
+    ``metrics_dirs`` is given (no shared state: runs anywhere)."""
     import numpy as np
 
     from loglead_lo2.enhancers.normalize import normalize_codes
@@ -111,6 +159,12 @@ def prepare_run(opts: LoadOptions, files: list[LogFile], enhance: bool) -> Prepa
         prep.weights = pl.Series(np.bincount(prep.codes.to_numpy(),
                                              minlength=len(prep.messages)))
         timings["enhance"] = time.perf_counter() - t
+    if metrics_dirs is not None:
+        from loglead_lo2.loader.metric_join import run_metrics
+
+        prep.metrics, rec = run_metrics(metrics_dirs, features, opts.feature_metrics_only)
+        timings["metrics"] = rec.pop("seconds")
+        prep.metrics_record = rec
     return prep
 
 
@@ -144,6 +198,8 @@ def finish_run(prep: Prepared, cids: pl.Series | None, wanted: set[str],
                                                    if not c.startswith("e_")])
     if "sequences_enhanced.parquet" in wanted:
         tables["sequences_enhanced.parquet"] = seqs
+    if "metrics.parquet" in wanted:
+        tables["metrics.parquet"] = prep.metrics
     record = {
         "events": events.height, "sequences": seqs.height,
         "anomalous_sequences": int(seqs["anomaly"].sum()) if seqs.height else 0,
@@ -152,13 +208,15 @@ def finish_run(prep: Prepared, cids: pl.Series | None, wanted: set[str],
         "drain_counts": ({str(k): v for k, v in sorted(drain_counts.items())}
                          if drain_counts is not None else None),
     }
+    if prep.metrics_record is not None:
+        record["metrics"] = prep.metrics_record
     return RunResult(tables, prep.stats, prep.window, record, timings)
 
 
-def compute_run(opts: LoadOptions, files: list[LogFile], drain: DrainParser | None,
+def compute_run(opts: LoadOptions, step: Step, drain: DrainParser | None,
                 wanted: set[str]) -> RunResult:
     """One run start to end in this process (the Drain parser learns its messages)."""
-    prep = prepare_run(opts, files, drain is not None)
+    prep = prepare_run(opts, step.files, drain is not None, step.metrics, step.features)
     cids = None
     if drain is not None and prep.messages is not None:
         t = time.perf_counter()
@@ -212,6 +270,10 @@ class Step:
     files: list[LogFile]
     key: str
     part: P.Part | None = None
+    metrics: MetricsDirs | None = None
+    """The run's metrics folders (``None``: no ``--load-metrics``)."""
+    features: tuple[MetricFeature, ...] = ()
+    """The metric features of the load (their metrics' steps are recorded per run)."""
 
 
 class DrainChain:
@@ -240,25 +302,34 @@ class DrainChain:
 def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
               staged: dict[str, Path], report: LoadReport, reuse_dir: Path | None,
               parts_dir: Path | None, say: Callable[[str], None],
-              execute: Callable[..., None] | None = None) -> DrainParser | None:
+              execute: Callable[..., None] | None = None,
+              features: tuple[MetricFeature, ...] | None = None) -> DrainParser | None:
     """Load every selected run (reusing the valid parts in ``reuse_dir``; writing parts to
     ``parts_dir``), then write the final tables into ``staged``; returns the Drain parser as
     the last run left it. ``execute`` loads the runs elsewhere, e.g. on a Dask cluster
-    (:func:`loglead_lo2.loader.cluster.run_on_cluster`), with identical results."""
+    (:func:`loglead_lo2.loader.cluster.run_on_cluster`), with identical results.
+    ``features``: the metric features (``--load-metrics``; ``None`` without it), whose
+    metrics are read run by run and joined to the enhanced sequences."""
     wanted = {name for name, (final, _) in TABLES.items() if final in staged}
     by_run: dict[str, list[LogFile]] = {}
     for f in sel.files:
         by_run.setdefault(f.run, []).append(f)
+    metrics_by_run: dict[str, MetricsDirs] = {}
+    for entry in sel.metrics_dirs if features is not None else ():
+        metrics_by_run.setdefault(entry[0], []).append(entry)
     start = drain.start_state.sha256 if drain is not None and drain.start_state else None
     options = key_options(opts, start)
     key = "start"
     plan: list[Step] = []
     for i, run in enumerate(r.name for r in sel.runs):
         files = by_run.get(run, [])
-        key = P.chain_key(key, options, files, opts.root)
+        mdirs = metrics_by_run.get(run, []) if features is not None else None
+        listed = [*files, *metrics_files(mdirs)] if mdirs else files
+        key = P.chain_key(key, options, listed, opts.root)
         part = P.read_part(reuse_dir, run, key) if reuse_dir is not None else None
-        plan.append(Step(i, run, files, key, part))
+        plan.append(Step(i, run, files, key, part, mdirs, features or ()))
     done: list[P.Part] = []
+    metric_records: list[dict[str, Any]] = []
     services: set[str] = set()
     cases: set[str] = set()
     chain = DrainChain(drain)
@@ -267,6 +338,9 @@ def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
         def finished(step: Step, part: P.Part | None, result: RunResult | None) -> None:
             """``result``: the run loaded in this process (its counts are at hand); else the
             counts are read back from ``part`` (reused, or written by a cluster worker)."""
+            record = result.record if result is not None else part.record if part else {}
+            if record.get("metrics") is not None:
+                metric_records.append(record["metrics"])
             if result is not None:
                 _account(report, result.stats, result.window, result.record, services, cases)
             else:
@@ -298,6 +372,8 @@ def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
             _run_here(opts, plan, chain, wanted, parts_dir, finished)
     report.services = sorted(services)
     report.test_cases = sorted(cases)
+    if features is not None:
+        _account_metrics(opts, sel, features, metric_records, staged, report)
     _compact(done, staged, report)
     return chain.parser()
 
@@ -313,7 +389,7 @@ def _run_here(opts: LoadOptions, plan: list[Step], chain: DrainChain, wanted: se
             finished(step, step.part, None)
             continue
         parser = chain.parser()
-        result = compute_run(opts, step.files, parser, wanted)
+        result = compute_run(opts, step, parser, wanted)
         part = None
         if parts_dir is not None:
             part = write_run(parts_dir, step.run, step.key, result,
@@ -332,6 +408,20 @@ def _restored(part: P.Part, current: DrainParser) -> DrainParser:
     return parser
 
 
+def _account_metrics(opts: LoadOptions, sel: Selection, features: tuple[MetricFeature, ...],
+                     records: list[dict[str, Any]], staged: dict[str, Path],
+                     report: LoadReport) -> None:
+    """The runs' metrics counts and skipped files into the report, and the feature join of
+    the enhanced sequences (its columns are those of the features any run has)."""
+    from loglead_lo2.loader.metric_join import MetricJoin
+
+    for rec in records:
+        report.metrics_rows += int(rec.get("rows") or 0)
+        sel.skipped.extend((str(a), str(b)) for a, b in rec.get("skipped") or ())
+    if ENHANCED_FILE in staged:
+        report.metric_features = MetricJoin.from_runs(features, opts.metric_features, records)
+
+
 def _compact(done: list[P.Part], staged: dict[str, Path], report: LoadReport) -> None:
     """Stream the parts' tables, in run order, into the final files (the enhanced sequences
     with their metric features, when the load has them)."""
@@ -348,7 +438,10 @@ def _compact(done: list[P.Part], staged: dict[str, Path], report: LoadReport) ->
             for part in done:
                 if part.has(name):
                     table = part.table(name)
-                    writer.write(table if join is None else join.add(part.run, table))
+                    if join is not None:
+                        table = join.add(table, part.table("metrics.parquet")
+                                         if part.has("metrics.parquet") else None)
+                    writer.write(table)
             report.written[final] = writer.close()
         except BaseException:
             writer.abort()
