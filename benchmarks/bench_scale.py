@@ -45,7 +45,7 @@ FULL_LINES = 2.0e9
 
 
 def _worker(tree: Path, out: Path, runs: int, events: bool, window: float | None,
-            workers: int | None = None) -> None:
+            workers: int | None = None, metrics: bool = False) -> None:
     import psutil
 
     from loglead_lo2.loader import LoadOptions, run_loader
@@ -60,7 +60,7 @@ def _worker(tree: Path, out: Path, runs: int, events: bool, window: float | None
 
     report = run_loader(LoadOptions(root=tree, output_dir=out, runs=runs, save_parquet=True,
                                     save_events=events, window=window, overwrite=True,
-                                    workers=workers), say)
+                                    workers=workers, load_metrics=metrics), say)
     seconds = time.perf_counter() - start
     steps = [b[0] - a[0] for a, b in zip([(0.0, 0.0), *marks[:-1]], marks, strict=True)]
     print(json.dumps({"lines": report.stats.lines, "events": report.events,
@@ -70,11 +70,12 @@ def _worker(tree: Path, out: Path, runs: int, events: bool, window: float | None
 
 
 def _measure(tree: Path, out: Path, runs: int, events: bool, window: float | None,
-             workers: int | None = None) -> dict:
+             workers: int | None = None, metrics: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--tree", str(tree), "--out", str(out),
            "--runs", str(runs)] + (["--events"] if events else []) + (
         ["--window", str(window)] if window is not None else []) + (
-        ["--workers", str(workers)] if workers else [])
+        ["--workers", str(workers)] if workers else []) + (
+        ["--load-metrics"] if metrics else [])
     env = {"POLARS_MAX_THREADS": "1"} if workers else None
     return measure_child(cmd, f"loader worker for {runs} run(s)", env)
 
@@ -151,28 +152,34 @@ def main(argv: list[str] | None = None) -> int:
                    help="also load --dask-runs runs with --workers N for each N, one polars "
                         "thread per process (scaling in workers)")
     p.add_argument("--dask-runs", type=int, default=6)
+    p.add_argument("--load-metrics", action="store_true",
+                   help="generate the runs with metrics and load them (--load-metrics: read "
+                        "run by run, features joined to the enhanced sequences)")
     p.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        _worker(args.tree, args.out, args.runs[0], args.events, args.window, args.workers)
+        _worker(args.tree, args.out, args.runs[0], args.events, args.window, args.workers,
+                args.load_metrics)
         return 0
     from loglead_lo2.generator import generate
 
     most = max([*args.runs, args.dask_runs if args.dask_workers else 0])
-    tree = args.work / f"runs{most}_scale{args.scale:g}_seed{args.seed}"
+    tree = args.work / (f"runs{most}_scale{args.scale:g}_seed{args.seed}"
+                        + ("_metrics" if args.load_metrics else ""))
     print(f"cores: {os.cpu_count()}, scale {args.scale}, seed {args.seed}, tree {tree}")
     if not (tree / "lo2_sample.json").exists():
         t = time.perf_counter()
-        summary = generate(tree, runs=most, seed=args.seed, scale=args.scale, overwrite=True)
+        summary = generate(tree, runs=most, seed=args.seed, scale=args.scale, overwrite=True,
+                           with_metrics=args.load_metrics)
         print(f"generated {most} run(s), {summary.lines:,} lines in "
               f"{time.perf_counter() - t:.1f} s")
     last: dict | None = None
     out = args.work / "out"
     for n in sorted(set(args.runs)):
-        last = _measure(tree, out, n, args.events, args.window)
+        last = _measure(tree, out, n, args.events, args.window, metrics=args.load_metrics)
         _report(n, last)
     if last is not None:
         _project(last)
