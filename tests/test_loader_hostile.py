@@ -160,6 +160,21 @@ def test_metric_timestamp_1e300_is_skipped_not_overflowing(tmp_path: Path) -> No
     assert "1e+300" in reasons["metric_huge.json"] and "1970-9999" in reasons["metric_huge.json"]
 
 
+def test_metric_values_that_are_not_numbers_are_skipped(tmp_path: Path) -> None:
+    """Prometheus writes values as strings ("NaN" and "+Inf" too); a null, a list or a word
+    makes the file malformed, never a silent NaN."""
+    files = {f"metric_{name}.json": json.dumps([{"metric": {"__name__": name},
+                                                  "values": [[1719592990, value]]}])
+             for name, value in (("null", None), ("list", [1]), ("word", "high"))}
+    files["metric_special.json"] = json.dumps([{"metric": {"__name__": "special"}, "values": [
+        [1719592990, "NaN"], [1719592991, "+Inf"], [1719592992, 3]]}])
+    table, skipped = load_metrics([(RUN, "correct", _metrics_tree(tmp_path, files))])
+    assert sorted(Path(p).name for p, _ in skipped) == [
+        "metric_list.json", "metric_null.json", "metric_word.json"]
+    special = table.filter(pl.col("metric") == "special")["value"].to_list()
+    assert special[1:] == [float("inf"), 3.0] and special[0] != special[0]  # NaN kept
+
+
 @pytest.mark.parametrize("polars_style", [False, True])
 def test_disk_full_writing_metrics_is_one_line_naming_the_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any, polars_style: bool) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from loglead_lo2.loader.discover import entry_kind
@@ -45,41 +46,80 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-def _file_columns(run: str, case: str, path: Path, cols: dict[str, list]) -> None:
-    """Append one file's samples to ``cols`` (validated completely before appending)."""
+def _numbers(items: Sequence[Any], what: str) -> np.ndarray:
+    """``items`` (numbers, or numbers written as strings, as Prometheus writes its values) as
+    float64, in one numpy conversion; anything else (null, a list, a word) is malformed."""
+    array = np.asarray(items)
+    if array.ndim != 1 or array.dtype.kind not in "fiuU":
+        raise ValueError(f"a series' {what} are not all numbers")
+    return array.astype(np.float64)
+
+
+_LABEL_COLUMNS = ("metric", "job", "instance", "container", "labels")
+_HEAD = {k: pl.String for k in _LABEL_COLUMNS}
+
+
+def _file_samples(path: Path) -> tuple[dict[str, list[str | None]], list[int],
+                                       np.ndarray, np.ndarray] | None:
+    """One file's series and samples (validated completely; ``None``: no sample): the label
+    columns once per series, the samples per series, and the timestamps (seconds) and values
+    of all samples in series order, as numpy arrays."""
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, list):
         raise ValueError("top level is not a list of series")
-    rows: dict[str, list] = {k: [] for k in cols}
+    heads: dict[str, list[str | None]] = {k: [] for k in _LABEL_COLUMNS}
+    counts: list[int] = []
+    times: list[np.ndarray] = []
+    values: list[np.ndarray] = []
     for series in data:
         labels = dict(series["metric"])
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
             raise ValueError("a series' labels are not all strings")
-        values = series["values"]
+        samples = series["values"]
         name = labels.pop("__name__", path.stem.removeprefix("metric_"))
-        n = len(values)
-        if not n:
+        if not len(samples):
             continue
-        ts, vals = zip(*values, strict=True)
-        seconds = [float(t) for t in ts]
-        bad = next((t for t in seconds if not (0 <= t < MAX_EPOCH_SECONDS)), None)
-        if bad is not None:  # also NaN; 1e300 would overflow the millisecond cast
-            raise ValueError(f"timestamp {bad!r} is not epoch seconds in years 1970-9999")
-        rows["timestamp"].extend(seconds)
-        rows["value"].extend(float(v) for v in vals)
-        for key, value in (
-            ("metric", name),
-            ("job", labels.get("job")),
-            ("instance", labels.get("instance")),
-            ("container", labels.get("name")),
-            ("labels", json.dumps(labels, sort_keys=True)),
-        ):
-            rows[key].extend([value] * n)
-    count = len(rows["value"])
-    rows["run"] = [run] * count
-    rows["test_case"] = [case] * count
-    for key, values in rows.items():
-        cols[key].extend(values)
+        ts, vals = zip(*samples, strict=True)
+        seconds = _numbers(ts, "timestamps")
+        bad = ~((seconds >= 0) & (seconds < MAX_EPOCH_SECONDS))  # also NaN
+        if bad.any():  # 1e300 would overflow the millisecond cast
+            raise ValueError(f"timestamp {float(seconds[bad][0])!r} is not epoch seconds in "
+                             "years 1970-9999")
+        times.append(seconds)
+        values.append(_numbers(vals, "values"))
+        for key, value in (("metric", name), ("job", labels.get("job")),
+                           ("instance", labels.get("instance")),
+                           ("container", labels.get("name")),
+                           ("labels", json.dumps(labels, sort_keys=True))):
+            heads[key].append(value)
+        counts.append(len(samples))
+    if not counts:
+        return None
+    return heads, counts, np.concatenate(times), np.concatenate(values)
+
+
+def _table(heads: list[pl.DataFrame], counts: list[int], times: list[np.ndarray],
+           values: list[np.ndarray]) -> pl.DataFrame:
+    """The tidy table, sorted by run, test case, metric, labels and time: the few series are
+    sorted by their labels, the many samples by two integers (series rank, time)."""
+    if not heads:
+        return pl.DataFrame(schema=SCHEMA)
+    series = pl.concat(heads, how="vertical", rechunk=True)
+    order = series.with_row_index("id").sort(
+        "run", "test_case", "metric", "labels", maintain_order=True).get_column("id")
+    rank = np.empty(len(order), dtype=np.uint32)
+    rank[order.to_numpy()] = np.arange(len(order), dtype=np.uint32)
+    ids = np.repeat(np.arange(len(counts), dtype=np.uint32), counts)
+    samples = pl.DataFrame({
+        "rank": rank[ids],
+        "timestamp": (pl.Series(np.concatenate(times)) * 1000).cast(pl.Int64),
+        "value": pl.Series(np.concatenate(values)),
+    }).sort("rank", "timestamp", maintain_order=True)
+    ranked = series.select(pl.all().gather(order))
+    return ranked.select(pl.all().gather(samples.get_column("rank"))).with_columns(
+        timestamp=samples.get_column("timestamp").cast(pl.Datetime("ms")),
+        value=samples.get_column("value"),
+    ).select(list(SCHEMA))
 
 
 _MALFORMED = (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError,
@@ -124,12 +164,22 @@ def load_metrics(
     exports ~360 files; the metric features need about a dozen).
     Returns the tidy table (sorted) and the skipped files with the reason.
     """
-    cols: dict[str, list] = {k: [] for k in SCHEMA}
+    heads: list[pl.DataFrame] = []
+    counts: list[int] = []
+    times: list[np.ndarray] = []
+    values: list[np.ndarray] = []
     skipped: list[tuple[str, str]] = []
     for run, case, folder in dirs:
         for path in _metric_files(folder, tree, skipped, names):
             try:
-                _file_columns(run, case, path, cols)
+                found = _file_samples(path)
+                if found is not None:
+                    head, n, t, v = found
+                    heads.append(pl.DataFrame(head, schema=_HEAD).with_columns(
+                        run=pl.lit(run, pl.String), test_case=pl.lit(case, pl.String)))
+                    counts.extend(n)
+                    times.append(t)
+                    values.append(v)
             except OSError as exc:
                 log.warning("skipping unreadable metrics file %s: %s", path, exc)
                 skipped.append((str(path), f"unreadable metrics file ({exc.strerror or exc})"))
@@ -138,13 +188,4 @@ def load_metrics(
                 log.warning("skipping malformed metrics file %s: %s", path, text)
                 skipped.append((str(path),
                                 f"malformed metrics file ({type(exc).__name__}: {text[:200]})"))
-    table = pl.DataFrame(
-        {k: v for k, v in cols.items() if k != "timestamp"},
-        schema={k: t for k, t in SCHEMA.items() if k != "timestamp"},
-    ).with_columns(
-        (pl.Series(cols["timestamp"], dtype=pl.Float64) * 1000)
-        .cast(pl.Int64)
-        .cast(pl.Datetime("ms"))
-        .alias("timestamp")
-    ).select(list(SCHEMA))
-    return table.sort("run", "test_case", "metric", "labels", "timestamp"), skipped
+    return _table(heads, counts, times, values), skipped
