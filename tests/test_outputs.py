@@ -161,7 +161,6 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 def test_interrupted_loader_leaves_the_previous_load(
         lo2_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from loglead_lo2.loader import pipeline
 
     out = tmp_path / "out"
     assert _load(lo2_sample, out, "--save-parquet", "--save-events", "--load-metrics") == 0
@@ -172,7 +171,10 @@ def test_interrupted_loader_leaves_the_previous_load(
     def interrupted(*_a: object, **_k: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "load_metrics", interrupted)  # after every Parquet file
+    from loglead_lo2.loader import runs
+
+    # every run loaded (parts written), the final tables not yet streamed from them
+    monkeypatch.setattr(runs, "_account_metrics", interrupted)
     assert _load(lo2_sample, out, "--save-parquet", "--save-events", "--load-metrics",
                  "--window", "5", "--overwrite") == 130
     assert _snapshot(out) == before and not list(out.glob(".lo2-stage-*"))
