@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,10 +199,11 @@ def read_features(path: Path) -> tuple[MetricFeature, ...]:
     return tuple(out)
 
 
-def present(features: Sequence[MetricFeature], metrics: pl.DataFrame
+def present(features: Sequence[MetricFeature], names: Iterable[str]
             ) -> tuple[tuple[MetricFeature, ...], list[str]]:
-    """The features whose metric occurs in ``metrics``, and the names of the others."""
-    names = set(metrics.get_column("metric").unique().to_list()) if metrics.height else set()
+    """The features whose metric is one of ``names`` (the metrics found), and the names of
+    the others."""
+    names = set(names)
     return (tuple(f for f in features if f.metric in names),
             [f.name for f in features if f.metric not in names])
 

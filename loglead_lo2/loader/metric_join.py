@@ -22,6 +22,7 @@ from loglead_lo2.enhancers.metric_features import (
     DEFAULT_FEATURES,
     MetricFeature,
     metric_features,
+    present,
     read_features,
     sampling_steps,
 )
@@ -62,8 +63,7 @@ class MetricJoin:
             for name, step in (rec.get("steps") or {}).items():
                 if step is not None:
                     steps.setdefault(name, []).append(float(step))
-        features = tuple(f for f in wanted if f.metric in names)
-        missing = [f.name for f in wanted if f.metric not in names]
+        features, missing = present(wanted, names)
         if missing:
             log.warning("metric features without their metric in the metrics: %s (no "
                         "columns written)", ", ".join(missing))
@@ -121,7 +121,7 @@ def run_metrics(dirs: Sequence[tuple[str, str, Path]], wanted: tuple[MetricFeatu
     table, skipped = load_metrics(dirs, names=names)
     found = sorted(table.get_column("metric").unique().to_list()) if table.height else []
     record = {"rows": table.height, "names": found,
-              "steps": sampling_steps(table, [f for f in wanted if f.metric in set(found)]),
+              "steps": sampling_steps(table, present(wanted, found)[0]),
               "skipped": [list(s) for s in skipped],
               "seconds": time.perf_counter() - t}
     return table, record
