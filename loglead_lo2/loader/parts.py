@@ -49,18 +49,21 @@ def part_dir(parts: Path, run: str) -> Path:
     return parts / f"{PART_PREFIX}{run}"
 
 
+def stamp(path: str | Path) -> list[Any]:
+    """A file's size and modification time for a part key (the error's name when it cannot
+    be read: reported where it is read; the key just notes it)."""
+    try:
+        st = os.stat(path)
+        return [st.st_size, st.st_mtime_ns]
+    except OSError as exc:
+        return [type(exc).__name__]
+
+
 def chain_key(previous: str, options: Mapping[str, Any], files: Sequence[Any],
               root: Path) -> str:
     """The key of a run's part: options, the run's files and the previous part's key."""
-    listing = []
-    for f in files:
-        try:
-            st = os.stat(f.path)
-            stamp: list[Any] = [st.st_size, st.st_mtime_ns]
-        except OSError as exc:  # reported by the parser; the key just notes it
-            stamp = [type(exc).__name__]
-        listing.append([str(Path(f.path).relative_to(root)) if Path(f.path).is_relative_to(root)
-                        else str(f.path), *stamp])
+    listing = [[str(Path(f.path).relative_to(root)) if Path(f.path).is_relative_to(root)
+                else str(f.path), *stamp(f.path)] for f in files]
     text = json.dumps({"format": FORMAT, "version": VERSION, "package": __version__,
                        "previous": previous, "options": dict(options), "files": listing},
                       sort_keys=True, separators=(",", ":"), default=str)
@@ -260,4 +263,4 @@ def prune(parts: Path, keep: set[str]) -> int:
 
 
 __all__ = ["PARTS_DIR", "Part", "chain_key", "check_parts", "clean_leftovers", "join_stats",
-           "part_problem", "prune", "read_part", "split_stats", "write_part"]
+           "part_problem", "prune", "read_part", "split_stats", "stamp", "write_part"]

@@ -83,16 +83,7 @@ def _metric_options(opts: LoadOptions) -> dict[str, Any]:
         return {}
     return {"metrics": True, "feature_metrics_only": opts.feature_metrics_only,
             "metric_features": None if opts.metric_features is None
-            else _stamp(opts.metric_features)}
-
-
-def _stamp(path: Path) -> list[Any]:
-    """A file's name, size and modification time (its error, when it cannot be read)."""
-    try:
-        st = path.stat()
-        return [str(path), st.st_size, st.st_mtime_ns]
-    except OSError as exc:
-        return [str(path), type(exc).__name__]
+            else [str(opts.metric_features), *P.stamp(opts.metric_features)]}
 
 
 @dataclass(frozen=True)
