@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from loglead_lo2.cli_common import Parser, add_verbosity, apply_verbosity
+from loglead_lo2.cli_common import Parser, add_verbosity, cli_args
 from loglead_lo2.errors import UserError
 from loglead_lo2.tools.archives import (
     EXAMPLES,
@@ -427,8 +427,7 @@ def run(opts: ExtractOptions, say: Say) -> int:
 
 def main(argv: list[str] | None = None, prog: str | None = None,
          environ: Mapping[str, str] | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
-    apply_verbosity(args)
+    args = cli_args(build_parser(prog), argv)
     env = os.environ if environ is None else environ
     say: Say = partial(print, flush=True)
     if args.quiet:
