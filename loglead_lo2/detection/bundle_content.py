@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loglead_lo2.plain import plain
+
 if TYPE_CHECKING:
     from loglead_lo2.detection.records import ModelRecord
 
@@ -61,22 +63,6 @@ def git_commit(cwd: str | os.PathLike[str] | None = None) -> str:
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 
-
-def plain(value: Any) -> Any:
-    """Convert numpy scalars/arrays, tuples and paths into YAML-safe builtins."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, float) and value != value:  # NaN -> null
-        return None
-    return value
 
 def bundle_section(path: str | os.PathLike[str], sha256: str,
                    size: int | None = None) -> dict[str, Any]:
@@ -195,5 +181,5 @@ def model_metadata(spec: Any, fitted: Any, record: ModelRecord, bundle: Path,
 
 
 __all__ = ["BUNDLE_FORMAT", "FORMAT_VERSION", "bundle_section", "git_commit", "if_metadata",
-           "library_versions", "model_metadata", "parts_section", "plain", "utc_now",
+           "library_versions", "model_metadata", "parts_section", "utc_now",
            "vectorizer_sha256"]

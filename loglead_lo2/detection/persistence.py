@@ -39,12 +39,12 @@ from loglead_lo2.detection.bundle_content import (
     library_versions,
     model_metadata,
     parts_section,
-    plain,
     utc_now,
     vectorizer_sha256,
 )
 from loglead_lo2.detection.pair_commit import commit_files, folder_lock, pending, recover
 from loglead_lo2.errors import UserError
+from loglead_lo2.plain import plain
 from loglead_lo2.schema import atomic_path
 
 log = logging.getLogger(__name__)

@@ -46,6 +46,7 @@ from loglead_lo2.detection.records import (
     as_record,
     macro,
 )
+from loglead_lo2.plain import plain
 from loglead_lo2.schema import write_text_atomic
 
 TRAIN_REFERENCE = "train (for reference only)"
@@ -61,24 +62,9 @@ MD_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe builtins; NaN/inf become ``null``."""
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
     path = Path(path)
-    write_text_atomic(path, json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+    write_text_atomic(path, json.dumps(plain(data, finite=True), indent=2, sort_keys=False) + "\n")
     return path
 
 

@@ -21,19 +21,10 @@ import polars as pl
 from loglead_lo2 import artifacts as A
 from loglead_lo2.detection.report import settings_text, write_json
 from loglead_lo2.errors import UserError
+from loglead_lo2.plain import plain
 from loglead_lo2.schema import read_parquet, read_parquet_schema, write_text_atomic
 
 SPLIT_NAME = "holdout"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def build_summary(opts: Any, path: Path, prep: Any, train: pl.DataFrame,
@@ -62,7 +53,7 @@ def build_summary(opts: Any, path: Path, prep: Any, train: pl.DataFrame,
     options = {k: v for k, v in asdict(opts).items()
                if k not in ("if_config", "shap", "thresholds", "training_flags")}
     sp = prep.split
-    return _plain({
+    return plain({
         "phase": "explainability (phase F)",
         "created_at": utc_now(),
         "evaluated_on": "held-out runs only: every score, explanation and list in this folder "
