@@ -211,15 +211,23 @@ def present(features: Sequence[MetricFeature], names: Iterable[str]
 def _samples(metrics: pl.LazyFrame, f: MetricFeature) -> pl.LazyFrame:
     """``run, test_case, service, t`` (ms) and ``value`` (gauge) or ``delta``, ``dt``
     (counter) of one feature, its series summed per timestamp."""
+    # The container name and the labels (a JSON string) are parsed once per distinct value,
+    # not per sample: a series has thousands of samples.
     lf = metrics.filter(pl.col("metric") == f.metric)
     if f.scope == "container":
-        lf = (lf.with_columns(service=pl.col("container").str.extract(CONTAINER_RE, 1))
-              .filter(pl.col("service").is_not_null()))
+        services = (lf.select(pl.col("container").unique())
+                    .with_columns(service=pl.col("container").str.extract(CONTAINER_RE, 1))
+                    .filter(pl.col("service").is_not_null()))
+        lf = lf.join(services, on="container", how="inner", maintain_order="left")
     else:
         lf = lf.filter(pl.col("job") == "node").with_columns(service=pl.lit(None, pl.String))
-    for label, want in sorted(f.labels.items()):
-        value = pl.col("labels").str.json_path_match(f"$.{label}")
-        lf = lf.filter(value != want[1:] if want.startswith("!") else value == want)
+    if f.labels:
+        keep = pl.lit(True)
+        for label, want in sorted(f.labels.items()):
+            value = pl.col("labels").str.json_path_match(f"$.{label}")
+            keep = keep & (value != want[1:] if want.startswith("!") else value == want)
+        matching = lf.select(pl.col("labels").unique()).filter(keep)
+        lf = lf.join(matching, on="labels", how="semi", maintain_order="left")
     series = ["run", "test_case", "labels"]
     # eager and sorted by series and time: the per-timestamp sums add the series in one
     # fixed order (see the note at MODEL_STATS)
@@ -227,13 +235,16 @@ def _samples(metrics: pl.LazyFrame, f: MetricFeature) -> pl.LazyFrame:
           .collect().sort(*series, "t"))
     if f.kind == "gauge":
         return df.group_by(*_KEYS, "t").agg(pl.col("value").sum()).lazy()
-    prev = pl.col("value").shift(1).over(series)
+    # rows are sorted by series: a series starts where a key differs from the row above
+    # (the same as shifting within each series, without hashing the label strings)
+    first = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in series])
+    prev = pl.when(first).then(None).otherwise(pl.col("value").shift(1))
     # a value below the previous one is a reset: the counter began again at 0
     return (df.with_columns(
                 delta=pl.when(prev.is_null()).then(None)
                 .when(pl.col("value") >= prev).then(pl.col("value") - prev)
                 .otherwise(pl.col("value")),
-                dt=pl.col("t") - pl.col("t").shift(1).over(series))
+                dt=pl.when(first).then(None).otherwise(pl.col("t") - pl.col("t").shift(1)))
             .filter(pl.col("delta").is_not_null())
             .group_by(*_KEYS, "t").agg(pl.col("delta").sum(), pl.col("dt").max()).lazy())
 
