@@ -86,7 +86,11 @@ def test_metrics_on_the_cluster_give_the_same_bytes(lo2_sample: Path, tmp_path: 
 
 
 def test_cluster_flag_errors(lo2_sample: Path, tmp_path: Path,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+                             capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from loglead_lo2.loader import cluster as C
+
+    monkeypatch.setattr(C, "CONNECT_TIMEOUT", "2s")  # nothing listens there: no need to wait 20 s
     out = str(tmp_path / "x")
     assert main(["--root", str(lo2_sample), "--output-dir", out, "--workers", "0",
                  *FLAGS]) == 2

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRIES = 3
+CONNECT_TIMEOUT = "20s"
+"""How long ``--scheduler`` waits for the scheduler to answer before it gives up."""
 AHEAD = 2
 """Runs prepared (or finishing) per worker ahead of the Drain step."""
 
@@ -65,7 +67,7 @@ def client_for(opts: LoadOptions) -> tuple[Any, Any]:
                         "(or leave the flags out to load in this process).") from exc
     if opts.scheduler:
         try:
-            return Client(opts.scheduler, timeout="20s"), None
+            return Client(opts.scheduler, timeout=CONNECT_TIMEOUT), None
         except OSError as exc:
             raise UserError(f"--scheduler {opts.scheduler}: no Dask scheduler answers there "
                             f"({exc}); start one (dask scheduler) or use --workers N.") from exc
