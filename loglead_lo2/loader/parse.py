@@ -256,17 +256,18 @@ def _parse_group(
             "anchor": pl.Series([_anchor(f.epoch) for f in files], dtype=pl.Datetime("ms")),
         }
     )
-    lines = (
-        pl.DataFrame({"file_idx": meta["file_idx"], "line": texts})
-        .lazy()
-        .with_columns(pl.col("line").str.split("\n"))
-        .explode("line")
-        .with_columns(line_no=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("file_idx"))
-        .collect()
-    )
+    split = pl.DataFrame({"file_idx": meta["file_idx"], "line": texts}).with_columns(
+        pl.col("line").str.split("\n"))
     del texts
+    # Line numbers from each file's offset among the exploded rows (no group-by over files).
+    pieces = split.get_column("line").list.len().cast(pl.Int64)
+    offsets = pieces.cum_sum() - pieces
+    lines = split.explode("line").with_columns(
+        line_no=pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
+        - pl.lit(offsets).gather(pl.col("file_idx")))
+    del split
     # A file ending in "\n" yields one empty last element: that is not a line.
-    last = pl.col("line_no") == pl.col("line_no").max().over("file_idx")
+    last = pl.col("line_no") == pl.lit(pieces).gather(pl.col("file_idx"))
     lines = lines.filter(~(last & (pl.col("line") == "")))
     stats.lines = lines.height
     counted = (lines.lazy().group_by("file_idx").agg(pl.len().alias("n")).collect())
