@@ -262,18 +262,15 @@ def _parse_group(
     # Line numbers from each file's offset among the exploded rows (no group-by over files).
     pieces = split.get_column("line").list.len().cast(pl.Int64)
     offsets = pieces.cum_sum() - pieces
+    # A file ending in "\n" yields one empty last element: that is not a line.
+    n_lines = pieces - (split.get_column("line").list.last() == "").cast(pl.Int64)
     lines = split.explode("line").with_columns(
         line_no=pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
         - pl.lit(offsets).gather(pl.col("file_idx")))
     del split
-    # A file ending in "\n" yields one empty last element: that is not a line.
     last = pl.col("line_no") == pl.lit(pieces).gather(pl.col("file_idx"))
     lines = lines.filter(~(last & (pl.col("line") == "")))
     stats.lines = lines.height
-    counted = (lines.lazy().group_by("file_idx").agg(pl.len().alias("n")).collect())
-    n_lines = (pl.DataFrame({"file_idx": meta["file_idx"]})
-               .join(counted, on="file_idx", how="left", maintain_order="left")
-               ["n"].fill_null(0).cast(pl.Int64))
     lines = lines.with_columns(is_lb=pl.col("line").str.contains(LOGBACK_START_RE))
     if skip is None:
         trim = startup_block_lengths(lines, n_lines)
