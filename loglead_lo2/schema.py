@@ -295,7 +295,9 @@ def write_parquet(
     path = Path(path)
     validate_schema(df.schema, _check_kind(kind), f"table for {path}")
     with io_errors(path), atomic_path(path) as tmp:
-        df.write_parquet(tmp, compression="zstd", statistics=True, use_pyarrow=True,
+        # one chunk: pyarrow's pages (dictionary fallback) follow the chunks, which follow
+        # how the frame was built (e.g. the number of parse threads, so the machine's cores)
+        df.rechunk().write_parquet(tmp, compression="zstd", statistics=True, use_pyarrow=True,
                          pyarrow_options={"write_page_checksum": True})
         verify_rows(tmp, df.height, display=path)
     return df.height
@@ -343,7 +345,7 @@ class ParquetStreamWriter:
         import pyarrow.parquet as pq
 
         validate_schema(df.schema, _check_kind(self.kind), f"batch for {self.path}")
-        table = df.to_arrow(compat_level=pl.CompatLevel.newest())
+        table = df.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())  # see write_parquet
         with io_errors(self.path):
             if self._writer is None:
                 self._schema = table.schema

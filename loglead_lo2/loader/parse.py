@@ -1,8 +1,8 @@
 """Turn LO2 log files into an events table (one row per log event).
 
-The work is columnar: each file is read as bytes and decoded once, then polars splits,
-trims, classifies and groups the lines of all files of a batch together; there is no Python
-loop over lines.
+The work is columnar: each file is read as bytes and its lines become a polars column
+without a copy (:mod:`loglead_lo2.loader.lines`), then polars trims, classifies and groups the
+lines of all files of a batch together; there is no Python loop over lines.
 
 Rules (see ``docs/columns.md``):
 
@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +67,7 @@ import polars as pl
 from loglead_lo2.cases import NORMAL_CASE, target_service_map
 from loglead_lo2.limits import MAX_MESSAGE_CHARS
 from loglead_lo2.loader.discover import LogFile
+from loglead_lo2.loader.lines import read_lines
 from loglead_lo2.loader.startup import startup_block_lengths, startup_kept
 
 log = logging.getLogger(__name__)
@@ -163,36 +163,6 @@ class ParseStats:
                 "error": (int(error.sum()), error.len())}
 
 
-def _read_bytes(path_str: str) -> bytes:
-    """The bytes of a regular file; ``OSError`` for anything else (never blocks on a FIFO)."""
-    fd = os.open(path_str, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"not a regular file: {path_str}")
-        return fh.read()
-
-
-def _read_text(path_str: str, stats: ParseStats) -> str:
-    try:
-        data = _read_bytes(path_str)
-    except OSError as exc:  # permission denied, vanished file, I/O error: skip, never crash
-        log.warning("cannot read %s: %s", path_str, exc)
-        stats.unreadable_files.append(f"{path_str} ({exc.strerror or exc})")
-        return ""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        stats.invalid_utf8_files.append(path_str)
-        text = data.decode("utf-8", errors="replace")
-    if "\r" not in text:
-        return text
-    text = text.replace("\r\n", "\n")
-    if "\r" in text:
-        stats.lone_cr_files.append(path_str)
-        text = text.replace("\r", "\n")
-    return text
-
-
 def _anchor(epoch: int) -> datetime:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).replace(tzinfo=None)
 
@@ -240,13 +210,9 @@ def _parse_group(
     files: Sequence[LogFile], skip: int | None, head: int | None
 ) -> tuple[pl.DataFrame, ParseStats]:
     stats = ParseStats(files=len(files))
-    texts = []
-    for f in files:
-        unreadable = len(stats.unreadable_files)
-        text = _read_text(str(f.path), stats)
-        if not text.strip() and len(stats.unreadable_files) == unreadable:
-            stats.empty_files.append(str(f.path))
-        texts.append(text)
+    got = read_lines([str(f.path) for f in files])
+    for name in ("unreadable_files", "invalid_utf8_files", "lone_cr_files", "empty_files"):
+        setattr(stats, name, getattr(got, name))
     meta = pl.DataFrame(
         {
             "file_idx": pl.Series(range(len(files)), dtype=pl.UInt32),
@@ -256,20 +222,8 @@ def _parse_group(
             "anchor": pl.Series([_anchor(f.epoch) for f in files], dtype=pl.Datetime("ms")),
         }
     )
-    split = pl.DataFrame({"file_idx": meta["file_idx"], "line": texts}).with_columns(
-        pl.col("line").str.split("\n"))
-    del texts
-    # Line numbers from each file's offset among the exploded rows (no group-by over files).
-    pieces = split.get_column("line").list.len().cast(pl.Int64)
-    offsets = pieces.cum_sum() - pieces
-    # A file ending in "\n" yields one empty last element: that is not a line.
-    n_lines = pieces - (split.get_column("line").list.last() == "").cast(pl.Int64)
-    lines = split.explode("line").with_columns(
-        line_no=pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
-        - pl.lit(offsets).gather(pl.col("file_idx")))
-    del split
-    last = pl.col("line_no") == pl.lit(pieces).gather(pl.col("file_idx"))
-    lines = lines.filter(~(last & (pl.col("line") == "")))
+    lines, n_lines = got.frame, got.n_lines
+    del got
     stats.lines = lines.height
     lines = lines.with_columns(is_lb=pl.col("line").str.contains(LOGBACK_START_RE))
     if skip is None:
