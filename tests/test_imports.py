@@ -130,3 +130,20 @@ def test_artifact_names_are_defined_once() -> None:
         for value in pattern.findall(path.read_text("utf-8")) if value in names)
     assert redefined == []
     assert artifacts.run_bundle(Path("m"), "k", "token") == Path("m/models/token/k.joblib")
+
+
+def _allocator_conf(env: dict[str, str]) -> str:
+    code = "import loglead_lo2, polars, os; print(os.environ['_RJEM_MALLOC_CONF'])"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env=env).stdout.strip()
+
+
+def test_polars_allocator_keeps_freed_pages_unless_told_otherwise() -> None:
+    import os
+
+    from loglead_lo2 import JEMALLOC_CONF
+
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    # polars puts its own settings first; jemalloc takes the last value of each option
+    assert _allocator_conf(env).endswith("," + JEMALLOC_CONF)
+    assert _allocator_conf({**env, "_RJEM_MALLOC_CONF": "narenas:2"}).endswith(",narenas:2")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,8 +40,8 @@ BUFFER_SPAN = 1 << 30
 """Bytes of a file one data buffer is addressed from: a view's offset is a 32-bit integer, so a
 file of more than this is exposed as several buffers (each from a multiple of this to the
 end of the file), and a line is referenced from the buffer its first byte falls in."""
-_STR_SPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
-"""The ASCII characters ``str.strip`` removes (``bytes.strip`` stops at ``\\x0c``)."""
+_NOT_SPACE = re.compile(rb"[^ \t\n\r\x0b\x0c\x1c-\x1f]")
+"""An ASCII character ``str.strip`` keeps (``bytes.strip`` also keeps ``\\x1c``-``\\x1f``)."""
 
 
 @dataclass
@@ -84,8 +85,8 @@ def _clean(path_str: str, data: bytes, out: Lines) -> bytes:
 
 def _blank(data: bytes) -> bool:
     """Whether the (valid UTF-8) text is empty or only whitespace, as ``str.strip`` sees it."""
-    if data.isascii():
-        return not data.strip(_STR_SPACE)
+    if data.isascii():  # found at once in a log file, without copying it as strip would
+        return _NOT_SPACE.search(data) is None
     return not data.decode("utf-8").strip()
 
 
