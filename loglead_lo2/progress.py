@@ -84,3 +84,23 @@ class Counter:
 def counter(total: int | None, desc: str = "", unit: str = "it") -> Counter:
     """A :class:`Counter` bar of ``total`` units (drawn only when bars are on)."""
     return Counter(total, desc, unit)
+
+
+def human_seconds(seconds: float) -> str:
+    """``42.3`` -> ``42 s``, ``400`` -> ``6 min 40 s``, ``3900`` -> ``1 h 05 min``."""
+    whole = max(0, int(round(seconds)))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def eta_note(elapsed: float, done: int, left: int) -> str:
+    """``"6 min 40 s elapsed, about 1 h 05 min left"``: ``left`` more units at the pace of the
+    ``done`` ones so far (just the elapsed time when there is nothing to go on or to do).
+    For progress lines in logs, where no bar is drawn."""
+    note = f"{human_seconds(elapsed)} elapsed"
+    if done > 0 and left > 0:
+        note += f", about {human_seconds(elapsed / done * left)} left"
+    return note

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from loglead_lo2 import cli
-from loglead_lo2.progress import counter, progress, set_progress
+from loglead_lo2.progress import counter, eta_note, human_seconds, progress, set_progress
 
 ROOT = Path(__file__).resolve().parents[1]
 USER_COMMANDS = ROOT.parent / "shared" / "lo2-reference" / "user-commands.md"
@@ -178,6 +178,30 @@ def test_counter_bar_advances_by_hand_and_is_silent_off_a_terminal(
         bar.update(3, "10 events")
     shown = sys.stderr.getvalue()
     assert "3/4" in shown and "run/s" in shown and "10 events" in shown
+
+
+def test_durations_and_time_left_read_as_a_person_would_say_them() -> None:
+    assert [human_seconds(s) for s in (0, 42.4, 60, 400, 3599.6, 3900, 100_000)] == [
+        "0 s", "42 s", "1 min 00 s", "6 min 40 s", "1 h 00 min", "1 h 05 min", "27 h 46 min"]
+    assert eta_note(400, 4, 36) == "6 min 40 s elapsed, about 1 h 00 min left"
+    assert eta_note(400, 0, 36) == "6 min 40 s elapsed"  # no pace to go on yet
+    assert eta_note(400, 4, 0) == "6 min 40 s elapsed"
+
+
+def test_loader_progress_lines_say_time_elapsed_and_left(lo2_sample: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         ) -> None:
+    """Off a terminal (a log file, nohup) there is no bar: each run's line says the time."""
+    from loglead_lo2.loader.cli import main
+
+    args = ["--root", str(lo2_sample), "--runs", "2", "--errors-per-run", "1",
+            "--single-service", "token", "--output-dir", str(tmp_path / "out")]
+    assert main(args) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[load] run")]
+    assert len(lines) == 2
+    assert lines[0].startswith("[load] run 1/2 ") and " elapsed, about " in lines[0]
+    assert lines[0].endswith(" left")
+    assert lines[1].startswith("[load] run 2/2 ") and lines[1].endswith(" elapsed")
 
 
 @pytest.mark.parametrize("quiet", [False, True])

@@ -23,7 +23,7 @@ from loglead_lo2.loader import parts as P
 from loglead_lo2.loader.discover import LogFile, Selection
 from loglead_lo2.loader.parse import ParseStats, parse_files
 from loglead_lo2.loader.window import WindowStats, cut_windows
-from loglead_lo2.progress import counter
+from loglead_lo2.progress import counter, eta_note
 from loglead_lo2.schema import ParquetStreamWriter
 
 if TYPE_CHECKING:
@@ -324,6 +324,8 @@ def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
     services: set[str] = set()
     cases: set[str] = set()
     chain = DrainChain(drain)
+    to_load = sum(step.part is None for step in plan)
+    started, loaded = time.perf_counter(), 0
     with counter(total=len(plan), desc="load + enhance", unit="run") as bar:
 
         def finished(step: Step, part: P.Part | None, result: RunResult | None) -> None:
@@ -353,9 +355,12 @@ def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
             elif part is not None:
                 report.parts_written += 1
             bar.update(1, f"{report.events:,} events")
+            nonlocal loaded
+            loaded += step.part is None  # reused parts cost next to nothing: not the pace
             say(f"[load] run {step.index + 1}/{len(plan)} {step.run}: "
                 f"{'part reused' if step.part is not None else 'loaded'}, "
-                f"{report.events:,} events, {report.sequences:,} sequences so far")
+                f"{report.events:,} events, {report.sequences:,} sequences so far; "
+                f"{eta_note(time.perf_counter() - started, loaded, to_load - loaded)}")
 
         if execute is not None and parts_dir is not None:
             execute(opts, plan, chain, wanted, parts_dir, finished)
