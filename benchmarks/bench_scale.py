@@ -11,7 +11,8 @@ every detection needs) and, with ``--events``, ``--save-events``. Printed per N:
 peak RSS (``ru_maxrss`` of that process), lines/s, the time of each run in order and the RSS
 after it (so a step that grows with the runs shows), the least-squares slope of seconds per
 run against the run's position, and a projection for the full release (1,740 runs, ~2 G
-lines) from the largest N. Then, unless ``--detect-rows 0``, a simulated full-size detection:
+lines) from the largest N, and the process's CPU time (user + system; it varies less than wall
+time on a shared host). Then, unless ``--detect-rows 0``, a simulated full-size detection:
 ``benchmarks/bench_detect.py --parquet <largest load> --rows <detect-rows>`` (the enhanced
 table replicated to that many sequences, one model per child process).
 
@@ -112,6 +113,9 @@ def _report(n: int, r: dict) -> None:
           f"{r['sequences']:,} sequences, {r['templates']} templates")
     steps = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["timings"].items()))
     print(f"             steps (s): {steps}")
+    print(f"             CPU {r['cpu_seconds']:.1f} s (system {r['sys_seconds']:.1f} s) = "
+          f"{r['cpu_seconds'] / r['seconds']:.2f} cores busy, {r['cpu_seconds'] / n:.2f} "
+          "CPU-s per run with start-up (the steadier figure on a shared host)")
     if len(per) > 1:
         head, tail = per[: min(5, len(per))], per[-min(5, len(per)):]
         print(f"             s/run: first {sum(head) / len(head):.2f}, last "
