@@ -60,11 +60,13 @@ def file_bytes(draw: st.DrawFn) -> bytes:
 
 @SETTINGS
 @given(files=st.lists(file_bytes(), min_size=1, max_size=4),
-       span=st.sampled_from([L.BUFFER_SPAN, 7, 64]))
-def test_lines_match_a_plain_split(files: list[bytes], span: int, tmp_path: Path,
+       span=st.sampled_from([L.BUFFER_SPAN, 7, 64]), scan=st.sampled_from([L.SCAN_BYTES, 5]))
+def test_lines_match_a_plain_split(files: list[bytes], span: int, scan: int, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    # a small span exercises files addressed through several data buffers
+    # a small span exercises files addressed through several data buffers, a small scan
+    # line breaks found in several pieces of a file
     monkeypatch.setattr(L, "BUFFER_SPAN", span)
+    monkeypatch.setattr(L, "SCAN_BYTES", scan)
     paths = []
     for i, data in enumerate(files):
         path = tmp_path / f"f{i}.log"

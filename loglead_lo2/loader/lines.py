@@ -40,6 +40,8 @@ BUFFER_SPAN = 1 << 30
 """Bytes of a file one data buffer is addressed from: a view's offset is a 32-bit integer, so a
 file of more than this is exposed as several buffers (each from a multiple of this to the
 end of the file), and a line is referenced from the buffer its first byte falls in."""
+SCAN_BYTES = 1 << 26
+"""Bytes compared with ``\\n`` at a time (the comparison's temporary array is this big)."""
 _NOT_SPACE = re.compile(rb"[^ \t\n\r\x0b\x0c\x1c-\x1f]")
 """An ASCII character ``str.strip`` keeps (``bytes.strip`` also keeps ``\\x1c``-``\\x1f``)."""
 
@@ -94,7 +96,8 @@ def _views(data: bytes, first_buffer: int) -> np.ndarray:
     """The string views (one 16-byte row per line) of one file's lines; the file's data
     buffers are numbered from ``first_buffer``."""
     buf = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero(buf == 10)
+    ends = np.concatenate([np.flatnonzero(buf[at : at + SCAN_BYTES] == 10) + at
+                           for at in range(0, len(buf), SCAN_BYTES)] or [np.zeros(0, np.int64)])
     if len(data) and data[-1] != 10:
         ends = np.append(ends, len(data))
     starts = np.zeros(len(ends), dtype=np.int64)
