@@ -126,3 +126,23 @@ def test_metrics_without_the_enhanced_table(lo2_sample: Path, whole: Path,
     assert pl.read_parquet(out / "lo2_metrics.parquet").equals(
         pl.read_parquet(whole / "lo2_metrics.parquet"))
     assert "metric_features" not in _info(out)
+
+
+@pytest.mark.parametrize("only", [False, True])
+def test_reading_far_more_metrics_than_the_features_need_is_warned_about(
+        only: bool, lo2_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from loglead_lo2.loader import metric_join
+
+    monkeypatch.setattr(metric_join, "METRICS_WARN_BYTES", 1)  # as if a real export
+    flags = ["--feature-metrics-only"] if only else []
+    with caplog.at_level("WARNING", logger="loglead_lo2.loader.metric_join"):
+        assert main(["--root", str(lo2_sample), "--output-dir", str(tmp_path / "out"),
+                     "--runs", "2", "--errors-per-run", "1", "--single-service", "token",
+                     "--load-metrics", "--quiet", *flags]) == 0
+    warned = [r.getMessage() for r in caplog.records if "--feature-metrics-only" in
+              r.getMessage()]
+    assert bool(warned) is not only
+    if warned:
+        assert "in the first run" in warned[0] and " for 2 runs" in warned[0]
+        assert f"need {len({f.metric for f in DEFAULT_FEATURES})} metrics" in warned[0]

@@ -111,6 +111,37 @@ class MetricJoin:
         return text
 
 
+METRICS_WARN_BYTES = 256 << 20
+"""Metrics files in one run above which ``--load-metrics`` without ``--feature-metrics-only``
+is warned about (a real run exports ~360 files, ~20 MB, per case: ~1 GB; the generated
+sample ~14 MB)."""
+
+
+def warn_metrics_volume(first: Sequence[Path], runs: int,
+                        features: tuple[MetricFeature, ...]) -> None:
+    """Warn, before a long load starts, when reading every metrics file of ``runs`` runs
+    (``first``: those of the first run) is far more than the metric ``features`` need."""
+    import os
+
+    from loglead_lo2.cli_common import human_bytes
+
+    size = 0
+    for path in first:
+        try:
+            size += os.stat(path).st_size
+        except OSError:
+            pass  # reported where it is read
+    if size <= METRICS_WARN_BYTES:
+        return
+    needed = len({f.metric for f in features})
+    log.warning("--load-metrics reads every metrics file: %s files, %s in the first run "
+                "(~%s for %s, read and held a run at a time); the metric features "
+                "need %d metrics: add --feature-metrics-only to read only their files "
+                "(lo2_metrics.parquet then holds only those metrics)", f"{len(first):,}",
+                human_bytes(size), human_bytes(size * runs),
+                f"{runs} run" + ("s" if runs != 1 else ""), needed)
+
+
 def run_metrics(dirs: Sequence[tuple[str, str, Path]], wanted: tuple[MetricFeature, ...],
                 only_wanted: bool) -> tuple[pl.DataFrame, dict[str, Any]]:
     """One run's metrics table (its ``(run, test_case, metrics_dir)`` entries; only the files

@@ -312,13 +312,20 @@ def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
     options = key_options(opts, start)
     key = "start"
     plan: list[Step] = []
+    first_metrics: list[_Listed] | None = None
     for i, run in enumerate(r.name for r in sel.runs):
         files = by_run.get(run, [])
         mdirs = metrics_by_run.get(run, []) if features is not None else None
-        listed = [*files, *metrics_files(mdirs)] if mdirs else files
+        mfiles = metrics_files(mdirs) if mdirs else []
+        first_metrics = first_metrics if first_metrics is not None or not mfiles else mfiles
+        listed = [*files, *mfiles] if mdirs else files
         key = P.chain_key(key, options, listed, opts.root)
         part = P.read_part(reuse_dir, run, key) if reuse_dir is not None else None
         plan.append(Step(i, run, files, key, part, mdirs, features or ()))
+    if first_metrics is not None and not opts.feature_metrics_only:
+        from loglead_lo2.loader.metric_join import warn_metrics_volume
+
+        warn_metrics_volume([m.path for m in first_metrics], len(metrics_by_run), features or ())
     done: list[P.Part] = []
     metric_records: list[dict[str, Any]] = []
     services: set[str] = set()
