@@ -21,7 +21,7 @@ from loglead_lo2.enhancers import (
     trigrams,
     words,
 )
-from loglead_lo2.enhancers._common import concat_lists
+from loglead_lo2.enhancers._common import concat_lists, first_seen_codes
 from loglead_lo2.errors import UserError
 from loglead_lo2.schema import read_parquet
 
@@ -530,3 +530,16 @@ def test_streaming_without_events_fails_cleanly(tmp_path: Path, events: pl.DataF
     with pytest.raises(RuntimeError):
         enhance_in_batches(broken(), out, drain=DrainParser())
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+@pytest.mark.parametrize("values", [[], ["a"], ["b", "a", None, "b", "", None],
+                                    [f"m{(i * 7919) % 97}" * (i % 5) for i in range(2000)]])
+def test_first_seen_codes_number_values_in_order_of_first_appearance(
+        values: list[str | None]) -> None:
+    codes, distinct = first_seen_codes(pl.Series(values, dtype=pl.String))
+    order: dict[str, int] = {}
+    for v in values:
+        order.setdefault(v or "", len(order))  # nulls count as ""
+    assert distinct.to_list() == list(order)
+    assert codes.dtype == pl.UInt32
+    assert codes.to_list() == [order[v or ""] for v in values]

@@ -122,11 +122,14 @@ def first_seen_codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:
     values = values.fill_null("")
     keys = pl.DataFrame({"__a": values.hash(seed=HASH_SEEDS[0]),
                          "__b": values.hash(seed=HASH_SEEDS[1])})
-    firsts = (keys.with_row_index("__i").group_by("__a", "__b").agg(pl.col("__i").min())
-              .sort("__i"))
-    codes = keys.join(firsts.with_row_index("__code").drop("__i"), on=["__a", "__b"],
-                      how="left", maintain_order="left").get_column("__code")
-    return codes, values.gather(firsts.get_column("__i"))
+    # groups in order of first appearance, each with its rows: the code of a group is its
+    # position, scattered to its rows (a third faster than a join back on the keys)
+    rows = (keys.with_row_index("__i").group_by("__a", "__b", maintain_order=True)
+            .agg("__i").get_column("__i"))
+    codes = np.empty(len(values), dtype=np.uint32)
+    codes[rows.explode().to_numpy()] = np.repeat(np.arange(len(rows), dtype=np.uint32),
+                                                 rows.list.len().to_numpy())
+    return pl.Series("__code", codes), values.gather(rows.list.first())
 
 
 def lists_from_lengths(flat: pl.Series | Any, lengths: np.ndarray, name: str) -> pl.Series:
