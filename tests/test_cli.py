@@ -195,13 +195,23 @@ def test_loader_progress_lines_say_time_elapsed_and_left(lo2_sample: Path, tmp_p
     from loglead_lo2.loader.cli import main
 
     args = ["--root", str(lo2_sample), "--runs", "2", "--errors-per-run", "1",
-            "--single-service", "token", "--output-dir", str(tmp_path / "out")]
+            "--single-service", "token", "--save-base-sequences",
+            "--output-dir", str(tmp_path / "out")]
     assert main(args) == 0
-    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[load] run")]
+    out = capsys.readouterr().out
+    lines = [x for x in out.splitlines() if x.startswith("[load] run")]
     assert len(lines) == 2
+    time_line = next(x for x in out.splitlines() if x.startswith("time: "))
+    assert "(0 part(s) reused, 2 loaded); " in time_line and time_line.endswith(" lines/s")
     assert lines[0].startswith("[load] run 1/2 ") and " elapsed, about " in lines[0]
     assert lines[0].endswith(" left")
     assert lines[1].startswith("[load] run 2/2 ") and lines[1].endswith(" elapsed")
+    # a third run appended: two parts reused, so no rate (their lines were not read again)
+    assert main([*args[:2], "--runs", "3", *args[4:], "--append"]) == 0
+    out = capsys.readouterr().out
+    time_line = next(x for x in out.splitlines() if x.startswith("time: "))
+    assert "(2 part(s) reused, 1 loaded)" in time_line and "lines/s" not in time_line
+    assert "[load] run 1/3 " in out and "part reused" in out
 
 
 @pytest.mark.parametrize("quiet", [False, True])

@@ -248,8 +248,10 @@ def format_summary(opts: LoadOptions, report: LoadReport, seconds: float) -> str
             "or --load-metrics)"
         )
     timing = ", ".join(f"{k} {v:.2f}s" for k, v in report.timings.items())
+    rate = (f"; {report.stats.lines / seconds:,.0f} lines/s"  # reused parts read no lines
+            if seconds > 0 and report.stats.lines and not report.parts_reused else "")
     lines.append(f"time: {seconds:.2f}s total ({timing}); runs: {len(report.selection.runs)} "
-                 f"({report.parts_reused} part(s) reused, {report.parts_written} loaded)")
+                 f"({report.parts_reused} part(s) reused, {report.parts_written} loaded){rate}")
     return "\n".join(lines)
 
 
