@@ -317,7 +317,8 @@ def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
         files = by_run.get(run, [])
         mdirs = metrics_by_run.get(run, []) if features is not None else None
         mfiles = metrics_files(mdirs) if mdirs else []
-        first_metrics = first_metrics if first_metrics is not None or not mfiles else mfiles
+        if first_metrics is None and mfiles:
+            first_metrics = mfiles
         listed = [*files, *mfiles] if mdirs else files
         key = P.chain_key(key, options, listed, opts.root)
         part = P.read_part(reuse_dir, run, key) if reuse_dir is not None else None
@@ -338,6 +339,7 @@ def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
         def finished(step: Step, part: P.Part | None, result: RunResult | None) -> None:
             """``result``: the run loaded in this process (its counts are at hand); else the
             counts are read back from ``part`` (reused, or written by a cluster worker)."""
+            nonlocal loaded
             record = result.record if result is not None else part.record if part else {}
             if record.get("metrics") is not None:
                 metric_records.append(record["metrics"])
@@ -362,7 +364,6 @@ def load_runs(opts: LoadOptions, sel: Selection, drain: DrainParser | None,
             elif part is not None:
                 report.parts_written += 1
             bar.update(1, f"{report.events:,} events")
-            nonlocal loaded
             loaded += step.part is None  # reused parts cost next to nothing: not the pace
             say(f"[load] run {step.index + 1}/{len(plan)} {step.run}: "
                 f"{'part reused' if step.part is not None else 'loaded'}, "
